@@ -1,0 +1,3 @@
+from emodesk.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sources of video frames and audio chunks: camera, microphone, files, fakes."""

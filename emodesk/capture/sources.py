@@ -1,0 +1,125 @@
+"""Turning a command-line ``SOURCE`` (path, ``camera[:N]``, ``demo``) into sources.
+
+CONTRACTS.md, "Command-line conventions".
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emodesk.capture.base import AudioSource, VideoSource
+from emodesk.capture.clock import Clock, MonotonicClock
+from emodesk.capture.files import (
+    AUDIO_EXTENSIONS,
+    AudioFileSource,
+    VideoFileSource,
+    has_audio_track,
+)
+from emodesk.errors import DeviceError, InputError
+from emodesk.resources import assets_dir
+
+DEMO_CLIP = "demo.mp4"
+
+
+def demo_clip_path() -> Path:
+    p = assets_dir() / DEMO_CLIP
+    if not p.is_file():
+        raise InputError(f"the demo clip {p} is missing; reinstall emodesk or run scripts/make_demo_clip.py")
+    return p
+
+
+@dataclass
+class SourceSet:
+    """The video and audio sources of one run, sharing one clock and stop event."""
+
+    video: VideoSource | None
+    audio: AudioSource | None
+    description: str
+    clock: Clock
+    stop: threading.Event
+    demo: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_camera(spec: str) -> int | None:
+    """``camera`` → 0, ``camera:2`` → 2, anything else → None."""
+    if spec == "camera":
+        return 0
+    if spec.startswith("camera:"):
+        rest = spec.split(":", 1)[1]
+        if not rest.isdigit():
+            raise InputError(f"bad camera source {spec!r}: expected camera or camera:N")
+        return int(rest)
+    return None
+
+
+def open_sources(
+    spec: str,
+    *,
+    audio: str | Path | None = None,
+    mic: int | str | None = None,
+    paced: bool,
+    loop: bool = False,
+    use_mic: bool = True,
+    clock: Clock | None = None,
+    stop: threading.Event | None = None,
+) -> SourceSet:
+    """Build (not open) the sources for ``spec``; raises InputError for bad files.
+
+    For ``camera`` the microphone comes along unless ``use_mic`` is False or
+    ``--audio`` names a file. The sources are opened later, in their own threads.
+    """
+    clock = clock or MonotonicClock()
+    stop = stop or threading.Event()
+    audio_src: AudioSource | None = None
+    if audio is not None:
+        audio_src = AudioFileSource(audio, paced=paced, clock=clock, loop=loop, stop=stop)
+
+    cam = parse_camera(spec)
+    if cam is not None:
+        from emodesk.capture.webcam import CameraSource
+
+        if audio_src is None and use_mic:
+            from emodesk.capture.microphone import MicrophoneSource
+
+            audio_src = MicrophoneSource(mic, clock=clock, stop=stop)
+        return SourceSet(CameraSource(cam, clock=clock, stop=stop), audio_src, f"camera {cam}", clock, stop)
+
+    demo = spec == "demo"
+    path = demo_clip_path() if demo else Path(spec)
+    loop = loop or (demo and paced)
+    if not path.exists():
+        raise InputError(f"input file {path} does not exist")
+    if path.suffix.lower() in AUDIO_EXTENSIONS:
+        if audio is not None:
+            raise InputError("--audio given with an audio-only SOURCE; pass one of them")
+        audio_src = AudioFileSource(path, paced=paced, clock=clock, loop=loop, stop=stop)
+        return SourceSet(None, audio_src, f"audio file {path.name}", clock, stop)
+    video = VideoFileSource(path, paced=paced, clock=clock, loop=loop, stop=stop)
+    video.open()  # probe now so a bad file is a usage error before any thread starts
+    video.close()
+    if audio_src is None and has_audio_track(path):
+        audio_src = AudioFileSource(
+            path, paced=paced, clock=clock, loop=loop,
+            loop_period=video.duration if loop and video.duration else None, stop=stop,
+        )
+    desc = f"demo clip {path.name}" if demo else f"video file {path.name}"
+    return SourceSet(video, audio_src, desc, clock, stop, demo=demo)
+
+
+def camera_available(index: int = 0) -> bool:
+    from emodesk.capture.webcam import camera_present
+
+    return camera_present(index)
+
+
+def microphone_available(mic: int | str | None = None) -> bool:
+    from emodesk.capture.microphone import resolve_microphone
+
+    try:
+        resolve_microphone(mic)
+    except DeviceError:
+        return False
+    return True

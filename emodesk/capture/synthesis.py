@@ -1,0 +1,394 @@
+"""Synthesise test/demo media from redistributable material.
+
+Why: emodesk needs face video and speech audio for tests and the demo, but
+recordings of real people are not freely redistributable.  Everything here is
+generated from public-domain images and ``espeak-ng`` speech, so the results
+can be committed and regenerated bit-for-bit on any machine with the same tools.
+
+Only numpy, cv2, av (PyAV) and subprocess are used at run time (soundfile is
+imported lazily by :func:`write_wav`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+__all__ = [
+    "speak",
+    "resample_poly_np",
+    "face_video_frames",
+    "write_video_with_audio",
+    "write_wav",
+]
+
+Color = tuple[int, int, int]
+
+#: Top and bottom colours (BGR) of the default vertical gradient background.
+DEFAULT_BACKGROUND: tuple[Color, Color] = ((92, 78, 64), (168, 160, 150))
+
+
+# --------------------------------------------------------------------------
+# Speech
+# --------------------------------------------------------------------------
+
+
+def speak(
+    text: str,
+    *,
+    sample_rate: int = 16000,
+    voice: str = "en-us",
+    words_per_minute: int = 150,
+) -> np.ndarray:
+    """Render ``text`` with espeak-ng; mono float32 in [-1, 1] at ``sample_rate``.
+
+    Why espeak-ng: it is deterministic, offline and its output is free to
+    redistribute, so synthetic speech can stand in for recorded voices.
+    """
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise FileNotFoundError(
+            "espeak-ng binary not found; install it with `apt install espeak-ng`"
+        )
+    proc = subprocess.run(
+        [exe, "--stdout", "-v", voice, "-s", str(int(words_per_minute)), "--", text],
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    audio, src_rate = _decode_wav_bytes(proc.stdout)
+    if src_rate != sample_rate:
+        g = math.gcd(int(src_rate), int(sample_rate))
+        audio = resample_poly_np(audio, int(sample_rate) // g, int(src_rate) // g)
+    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def _decode_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
+    """Parse a PCM WAV byte string into mono float32 and its sample rate.
+
+    Why hand-rolled: espeak-ng's ``--stdout`` writes a streaming WAV whose
+    RIFF/data sizes are placeholders (~2 GiB), which strict readers reject.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("espeak-ng did not produce a RIFF/WAVE stream")
+    pos = 12
+    channels = rate = bits = fmt_tag = None
+    while pos + 8 <= len(data):
+        cid, size = struct.unpack("<4sI", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + size]  # clipped to what actually exists
+        if cid == b"fmt ":
+            fmt_tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+        elif cid == b"data":
+            if channels is None or rate is None or bits is None:
+                raise ValueError("WAV data chunk before fmt chunk")
+            if fmt_tag not in (1, 0xFFFE) or bits != 16:
+                raise ValueError(f"unsupported WAV format tag={fmt_tag} bits={bits}")
+            n = len(body) // (2 * channels) * channels
+            pcm = np.frombuffer(body[: n * 2], dtype="<i2").astype(np.float32) / 32768.0
+            pcm = pcm.reshape(-1, channels).mean(axis=1)
+            return pcm.astype(np.float32), int(rate)
+        pos += 8 + size + (size & 1)
+    raise ValueError("WAV stream has no data chunk")
+
+
+def resample_poly_np(
+    x: np.ndarray, up: int, down: int, *, half_width: int = 16, beta: float = 8.0
+) -> np.ndarray:
+    """Rational-rate resampling by ``up/down`` with a Kaiser-windowed sinc.
+
+    Why: scipy is not a run-time dependency; this polyphase evaluation gives
+    scipy.signal.resample_poly-like quality (anti-aliased, zero-phase,
+    output length ``ceil(len(x) * up / down)``) with plain numpy.
+    ``half_width`` is the filter half-length in input/output samples of the
+    slower rate.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if up < 1 or down < 1:
+        raise ValueError("up and down must be positive integers")
+    g = math.gcd(up, down)
+    up, down = up // g, down // g
+    if up == down == 1:
+        return x.astype(np.float32)
+    n_in = x.shape[0]
+    n_out = -(-n_in * up // down)
+    if n_in == 0:
+        return np.zeros(0, dtype=np.float32)
+    m = max(up, down)
+    fc = 1.0 / m  # cutoff relative to the upsampled Nyquist
+    half_len = half_width * m  # filter half-length, in upsampled samples
+    taps = np.arange(-half_len, half_len + 1, dtype=np.float64)
+    h = fc * np.sinc(fc * taps) * np.kaiser(2 * half_len + 1, beta)
+    h *= up  # compensate for the zero-stuffing gain loss
+    length = h.shape[0]
+
+    out = np.empty(n_out, dtype=np.float64)
+    k_span = (2 * half_len) // up + 2
+    offsets = np.arange(k_span, dtype=np.int64)
+    chunk = max(1, 262144 // k_span)
+    for start in range(0, n_out, chunk):
+        n = np.arange(start, min(start + chunk, n_out), dtype=np.int64)
+        pos = n * down  # output sample position on the upsampled grid
+        k0 = -((half_len - pos) // up)  # ceil((pos - half_len) / up)
+        ks = k0[:, None] + offsets[None, :]
+        idx = pos[:, None] - ks * up + half_len
+        valid = (idx >= 0) & (idx < length) & (ks >= 0) & (ks < n_in)
+        coeff = np.where(valid, h[np.clip(idx, 0, length - 1)], 0.0)
+        samples = x[np.clip(ks, 0, n_in - 1)]
+        out[n] = np.sum(coeff * samples, axis=1)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Video frames
+# --------------------------------------------------------------------------
+
+
+def _background(
+    size: tuple[int, int], background: Color | tuple[Color, Color]
+) -> np.ndarray:
+    """Plain colour or vertical gradient canvas; a gradient gives encoders and
+    detectors a realistic, non-degenerate backdrop."""
+    w, h = size
+    bg = np.asarray(background, dtype=np.float32)
+    if bg.shape == (3,):
+        return np.broadcast_to(bg.astype(np.uint8), (h, w, 3)).copy()
+    if bg.shape != (2, 3):
+        raise ValueError("background must be a BGR triple or a pair of them")
+    t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+    col = bg[0][None, None, :] * (1.0 - t) + bg[1][None, None, :] * t
+    return np.broadcast_to(np.rint(col).astype(np.uint8), (h, w, 3)).copy()
+
+
+def _feather_mask(h: int, w: int) -> np.ndarray:
+    """Rounded-rectangle alpha with soft edges so the pasted photo blends in."""
+    mask = np.zeros((h, w), dtype=np.float32)
+    r = max(2, min(h, w) // 8)
+    inset = max(2, min(h, w) // 40)
+    cv2.rectangle(mask, (inset + r, inset), (w - 1 - inset - r, h - 1 - inset), 1.0, -1)
+    cv2.rectangle(mask, (inset, inset + r), (w - 1 - inset, h - 1 - inset - r), 1.0, -1)
+    for cx, cy in (
+        (inset + r, inset + r),
+        (w - 1 - inset - r, inset + r),
+        (inset + r, h - 1 - inset - r),
+        (w - 1 - inset - r, h - 1 - inset - r),
+    ):
+        cv2.circle(mask, (cx, cy), r, 1.0, -1, lineType=cv2.LINE_AA)
+    k = max(3, (min(h, w) // 16) | 1)
+    return cv2.GaussianBlur(mask, (k, k), 0)
+
+
+def face_video_frames(
+    face: np.ndarray,
+    *,
+    n_frames: int,
+    size: tuple[int, int] = (640, 480),
+    fps: float = 30.0,
+    faces: int = 1,
+    background: Color | tuple[Color, Color] = DEFAULT_BACKGROUND,
+) -> Iterator[np.ndarray]:
+    """Yield BGR uint8 frames of ``faces`` face copies drifting and zooming slowly.
+
+    Why: face trackers and per-face emotion smoothing need boxes that move
+    smoothly over time; this stands in for a webcam without a real person.
+    ``size`` is (width, height).  The second face copy is mirrored so two
+    faces are distinguishable.  Motion is deterministic (a function of the
+    frame index and ``fps`` only).
+    """
+    if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
+        raise ValueError("face must be a BGR uint8 image of shape (h, w, 3)")
+    if faces < 1:
+        raise ValueError("faces must be >= 1")
+    w, h = int(size[0]), int(size[1])
+    canvas = _background((w, h), background).astype(np.float32)
+    fh, fw = face.shape[:2]
+
+    # Nominal on-screen face-image height: ~60 % of the frame for one face,
+    # shrinking so that several copies side by side still fit.
+    # Drift amplitudes keep neighbouring copies from overlapping.
+    slot_w = w / faces
+    width_frac = 0.82 if faces == 1 else 0.7
+    drift_x = 0.12 if faces == 1 else 0.08
+    base_h = min(0.6 * h, width_frac * slot_w * fh / fw)
+    base_scale = base_h / fh
+
+    sources = []
+    for i in range(faces):
+        img = face if i % 2 == 0 else face[:, ::-1]
+        sources.append(
+            (
+                np.ascontiguousarray(img).astype(np.float32),
+                _feather_mask(fh, fw),
+            )
+        )
+
+    fps = float(fps)
+    for n in range(int(n_frames)):
+        t = n / fps
+        frame = canvas.copy()
+        for i, (img, mask) in enumerate(sources):
+            phase = 1.7 * i
+            # Slow drift (periods of ~7-11 s) and a gentle ±6 % zoom.
+            zoom = 1.0 + 0.06 * math.sin(2 * math.pi * t / 9.0 + phase)
+            scale = base_scale * zoom
+            cx = slot_w * (i + 0.5) + drift_x * slot_w * math.sin(2 * math.pi * t / 11.0 + phase)
+            cy = 0.5 * h + 0.07 * h * math.sin(2 * math.pi * t / 7.0 + 0.5 + phase)
+            m = np.array(
+                [
+                    [scale, 0.0, cx - scale * fw / 2.0],
+                    [0.0, scale, cy - scale * fh / 2.0],
+                ],
+                dtype=np.float64,
+            )
+            warped = cv2.warpAffine(
+                img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )
+            alpha = cv2.warpAffine(
+                mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )[:, :, None]
+            frame = frame * (1.0 - alpha) + warped * alpha
+        yield np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------
+# Writing files
+# --------------------------------------------------------------------------
+
+
+def _pick_video_codec() -> str:
+    """Prefer H.264 (small, universally readable); fall back to MPEG-4 Part 2."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    """Rational frame rate for the stream (30.0 -> 30/1, 30000/1001 stays exact)."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+def write_video_with_audio(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray | None,
+    sample_rate: int = 16000,
+) -> None:
+    """Write BGR frames (+ optional mono audio) to an MP4 aligned at t=0.
+
+    Why PyAV: cv2.VideoWriter cannot mux audio, and both streams must share
+    one timeline so lip/voice/text emotion fusion can be tested for sync.
+    Video is H.264 (``libx264``, yuv420p, crf 28) or ``mpeg4`` when the PyAV
+    build lacks libx264; audio is AAC mono.  Frame sizes must be even.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = _fps_fraction(fps)
+    codec = _pick_video_codec()
+
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        # Fixed time bases: the muxer rewrites stream.time_base once the header
+        # is written (mp4 uses e.g. 1/15360), so frames must not read it back.
+        video_tb = Fraction(1, 1) / rate
+        audio_tb = Fraction(1, int(sample_rate))
+        vstream = None
+        astream = None
+        frame_iter = iter(frames)
+        first = next(frame_iter, None)
+        if first is not None:
+            h, w = first.shape[:2]
+            if w % 2 or h % 2:
+                raise ValueError("frame width and height must be even for yuv420p")
+            vstream = container.add_stream(codec, rate=rate)
+            vstream.width = w
+            vstream.height = h
+            vstream.pix_fmt = "yuv420p"
+            vstream.time_base = video_tb
+            vstream.codec_context.time_base = video_tb
+            if codec == "libx264":
+                vstream.options = {
+                    "crf": "28",
+                    "preset": "medium",
+                    # Single-threaded x264 keeps the bitstream reproducible.
+                    "threads": "1",
+                    "x264-params": "keyint=60:min-keyint=30:scenecut=0",
+                }
+            else:
+                vstream.bit_rate = 1_000_000
+                vstream.gop_size = 60
+                vstream.thread_count = 1
+
+        if audio is not None:
+            astream = container.add_stream("aac", rate=int(sample_rate))
+            astream.layout = "mono"
+            astream.bit_rate = 64_000
+            astream.time_base = audio_tb
+
+        # Interleave: after each video frame, encode the audio up to its end
+        # time, so the muxer never has to buffer one stream far ahead.
+        samples = np.zeros(0, dtype=np.float32)
+        if astream is not None:
+            assert audio is not None
+            samples = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        audio_pos = 0
+        block = 1024
+
+        def push_audio(until: int) -> None:
+            nonlocal audio_pos
+            assert astream is not None
+            until = min(until, samples.shape[0])
+            while audio_pos < until:
+                end = min(audio_pos + block, samples.shape[0])
+                chunk = np.ascontiguousarray(samples[audio_pos:end][None, :])
+                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                af.sample_rate = int(sample_rate)
+                af.pts = audio_pos
+                af.time_base = audio_tb
+                for packet in astream.encode(af):
+                    container.mux(packet)
+                audio_pos = end
+
+        if vstream is not None:
+            assert first is not None
+            for i, img in enumerate(_chain_first(first, frame_iter)):
+                if img.shape != (vstream.height, vstream.width, 3) or img.dtype != np.uint8:
+                    raise ValueError(
+                        f"frame {i} is {img.shape}/{img.dtype}, "
+                        f"expected uint8 ({vstream.height}, {vstream.width}, 3)"
+                    )
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+                vf.pts = i
+                vf.time_base = video_tb
+                for packet in vstream.encode(vf):
+                    container.mux(packet)
+                if astream is not None:
+                    push_audio(int(math.ceil((i + 1) / rate * int(sample_rate))))
+            for packet in vstream.encode(None):
+                container.mux(packet)
+
+        if astream is not None:
+            push_audio(samples.shape[0])
+            for packet in astream.encode(None):
+                container.mux(packet)
+
+
+def _chain_first(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Re-attach the frame peeked at to learn the stream size."""
+    yield first
+    yield from rest
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write mono audio as 16-bit PCM WAV; a lossless companion to the MP4."""
+    import soundfile as sf  # lazy: only needed when WAVs are written
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    sf.write(str(path), data, int(sample_rate), subtype="PCM_16")

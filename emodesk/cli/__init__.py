@@ -1,0 +1,1 @@
+"""The ``emodesk`` command line (CONTRACTS.md, "Command-line conventions")."""

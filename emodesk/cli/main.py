@@ -1,0 +1,175 @@
+"""``emodesk`` — launch the app, or run a subcommand.
+
+Exit status: 0 success, 1 the work failed, 2 bad usage or unreadable input
+(one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from emodesk import __version__
+from emodesk.errors import EmodeskError, InputError
+
+SUBCOMMANDS = ("run", "analyze", "devices", "models")
+
+
+def _fail(code: int, msg: str) -> int:
+    print(f"emodesk: {msg}", file=sys.stderr)
+    return code
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--audio", metavar="FILE", help="a separate audio file (wav/flac/any PyAV format)")
+    p.add_argument("--mic", metavar="N|NAME", help="microphone index or part of its name")
+    p.add_argument("--asr-model", metavar="NAME|DIR",
+                   help="faster-whisper model name or folder (default: bundled tiny.en, offline)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where models run (auto: CUDA when usable, else CPU)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+
+
+def _app_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="emodesk",
+        description="Live emotion from face, voice and words, on your machine. "
+        f"Subcommands: {', '.join(SUBCOMMANDS)} (emodesk SUBCOMMAND --help).",
+    )
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="camera, camera:N, demo, or a video/audio file (default: camera 0, or demo if none)")
+    _add_common(p)
+    p.add_argument("--self-test", action="store_true",
+                   help="load every model, push one frame and one utterance through, exit 0 if all worked")
+    p.add_argument("--quit-after", type=float, metavar="S", help="close the window after S seconds")
+    p.add_argument("--version", action="version", version=f"emodesk {__version__}")
+    return p
+
+
+def _analyze_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emodesk analyze",
+                                description="Run the pipeline headless over a file and write score records (JSONL).")
+    p.add_argument("source", metavar="SOURCE", help="a video or audio file, or demo")
+    p.add_argument("--out", required=True, metavar="OUT.jsonl", help="where the score records go")
+    p.add_argument("--json", metavar="REPORT", help="a machine-readable summary")
+    _add_common(p)
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def cmd_analyze(argv: Sequence[str]) -> int:
+    args = _analyze_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    from emodesk.capture.sources import open_sources
+    from emodesk.pipeline.analyze import analyze
+
+    try:
+        sources = open_sources(args.source, audio=args.audio, paced=False, use_mic=False)
+    except InputError as e:
+        return _fail(2, str(e))
+    if sources.video is None and sources.audio is None:
+        return _fail(2, f"{args.source} has neither video nor audio")
+    if args.source.startswith("camera"):
+        return _fail(2, "analyze reads files; use a video or audio file as SOURCE")
+    try:
+        summary = analyze(sources, Path(args.out), device=args.device, asr_model=args.asr_model)
+    except InputError as e:
+        return _fail(2, str(e))
+    except EmodeskError as e:
+        return _fail(1, str(e))
+    for s in summary.statuses:
+        if not s.ok:
+            print(f"emodesk: {s.slot}: {s.message}", file=sys.stderr)
+    print(
+        f"{summary.frames} frames ({summary.frames_with_faces} with faces, {summary.tracks} tracks, "
+        f"{summary.face_fps:.1f} frames/s), {summary.utterances} utterances, "
+        f"{summary.records} records → {args.out}"
+    )
+    if args.json:
+        report = {
+            "frames": summary.frames, "frames_with_faces": summary.frames_with_faces,
+            "tracks": summary.tracks, "utterances": summary.utterances,
+            "transcript": summary.transcript, "records": summary.records,
+            "media_seconds": summary.media_seconds, "wall_seconds": round(summary.wall_seconds, 3),
+            "face_fps": round(summary.face_fps, 2),
+            "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def cmd_devices(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(prog="emodesk devices", description="List cameras and microphones.").parse_args(argv)
+    from emodesk.capture.microphone import list_microphones
+    from emodesk.capture.webcam import list_linux_cameras
+
+    if sys.platform.startswith("linux"):
+        cams = list_linux_cameras()
+        print("cameras:", ", ".join(f"camera:{i}" for i in cams) if cams else "none")
+    try:
+        mics = list_microphones()
+    except EmodeskError as e:
+        print(f"microphones: none ({e})")
+    else:
+        print("microphones:" if mics else "microphones: none")
+        for m in mics:
+            print(f"  {m['index']}: {m['name']} ({m['channels']} ch, {m['samplerate']:.0f} Hz)")
+    return 0
+
+
+def cmd_models(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(prog="emodesk models", description="List installed models.").parse_args(argv)
+    from emodesk.inference.registry import installed_manifests
+    from emodesk.resources import model_search_dirs
+
+    print("model sets searched:", ", ".join(str(d) for d in model_search_dirs()))
+    for m in sorted(installed_manifests().values(), key=lambda m: (m.modality, m.id)):
+        acc = ""
+        for name, met in m.metrics.items():
+            if isinstance(met, dict) and "accuracy" in met:
+                acc = f"  {name}: acc {met['accuracy']:.3f}"
+                break
+        print(f"{m.modality:14s} {m.id:36s} {m.license[:40]:40s}{acc}")
+    return 0
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    args = _app_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.self_test:
+        from emodesk.cli.selftest import self_test
+
+        return self_test(asr_model=args.asr_model, device=args.device)
+    try:
+        from emodesk.ui.app import run_app
+    except ImportError as e:
+        return _fail(1, f"the window needs Qt (PySide6), which failed to load: {e}")
+    try:
+        return run_app(args.source, audio=args.audio, mic=args.mic, asr_model=args.asr_model,
+                       device=args.device, quit_after=args.quit_after)
+    except InputError as e:
+        return _fail(2, str(e))
+    except EmodeskError as e:
+        return _fail(1, str(e))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        cmd, rest = argv[0], argv[1:]
+        try:
+            return {"run": cmd_run, "analyze": cmd_analyze, "devices": cmd_devices, "models": cmd_models}[cmd](rest)
+        except KeyboardInterrupt:
+            return 130
+    try:
+        return cmd_run(argv)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,132 @@
+"""``emodesk --self-test``: every model loads and one frame and one utterance go through.
+
+The bundle's smoke test runs this offscreen, so it must exercise what a broken
+bundle would miss: the ONNX models, the VAD asset, the whisper model, Qt's
+platform plugins, and the demo clip.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from emodesk.errors import EmodeskError
+from emodesk.inference.runtime import Device
+
+
+def _frame_with_face() -> np.ndarray:
+    import cv2
+
+    from emodesk.resources import assets_dir
+
+    face = cv2.imread(str(assets_dir() / "face_astronaut.png"))
+    if face is None:
+        raise EmodeskError(f"asset {assets_dir() / 'face_astronaut.png'} is missing")
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    frame[112:368, 192:448] = face
+    return frame
+
+
+def _first_utterance_audio() -> np.ndarray:
+    from emodesk.capture.files import AudioFileSource
+    from emodesk.capture.sources import demo_clip_path
+
+    src = AudioFileSource(demo_clip_path(), chunk_s=0.5)
+    src.open()
+    try:
+        parts = []
+        while (c := src.read()) is not None and c.t1 <= 4.3:
+            parts.append(c.samples)
+    finally:
+        src.close()
+    return np.concatenate(parts)
+
+
+def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
+    """Print one line per check; return 0 only if every check passed."""
+    failures = 0
+
+    def check(name: str, fn: Callable[[], str]) -> None:
+        nonlocal failures
+        t0 = time.monotonic()
+        try:
+            detail = fn()
+        except (EmodeskError, OSError, ImportError, ValueError, RuntimeError) as e:
+            failures += 1
+            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+        else:
+            print(f"ok   {name}: {detail} ({time.monotonic() - t0:.2f} s)", flush=True)
+
+    from emodesk.pipeline.models import (
+        check_model_set,
+        load_face_pipeline,
+        load_fusion,
+        load_speech_processor,
+        load_utterance_scorers,
+    )
+    from emodesk.types import AudioChunk, Frame
+
+    def models() -> str:
+        problems = check_model_set()
+        if problems:
+            raise EmodeskError("; ".join(problems))
+        from emodesk.inference.registry import installed_manifests
+
+        return ", ".join(sorted(installed_manifests()))
+
+    def face() -> str:
+        pipe, statuses = load_face_pipeline(device=device)
+        if pipe is None:
+            raise EmodeskError("; ".join(s.message for s in statuses if not s.ok))
+        res = pipe.process(Frame(t=0.0, image=_frame_with_face(), index=0))
+        if not res.faces:
+            raise EmodeskError("the face detector found no face in the test frame")
+        p = res.faces[0].probs
+        if not (np.isclose(p.sum(), 1.0, atol=1e-3) and np.all(p >= 0)):
+            raise EmodeskError(f"face probabilities are not a distribution: {p}")
+        return "; ".join(s.message for s in statuses) + f"; {len(res.faces)} face score(s)"
+
+    def speech() -> str:
+        proc, statuses = load_speech_processor(asr_model=asr_model, device=device, partial_interval_s=None)
+        if proc is None:
+            raise EmodeskError("; ".join(s.message for s in statuses if not s.ok))
+        audio = _first_utterance_audio()
+        events = proc.insert(AudioChunk(t0=0.0, samples=audio)) + proc.finish()
+        texts = [e.transcript.text for e in events if not e.transcript.partial and e.transcript.text]
+        if not texts:
+            raise EmodeskError("the speech path produced no transcript for the test utterance")
+        return "; ".join(s.message for s in statuses) + f"; heard {texts[0]!r}"
+
+    def members() -> str:
+        voice, text, statuses = load_utterance_scorers(device=device)
+        bad = [s.message for s in statuses if s.state == "error"]
+        if bad:
+            raise EmodeskError("; ".join(bad))
+        return "; ".join(f"{s.slot}: {s.message}" for s in statuses)
+
+    def fusion() -> str:
+        cfg = load_fusion()
+        if cfg.warnings and cfg.path is not None and "equal weights" in cfg.warnings[0]:
+            raise EmodeskError(cfg.warnings[0])
+        return f"{cfg.path or 'no fusion.json'}: members {', '.join(cfg.members) or 'none'}"
+
+    def qt() -> str:
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from emodesk.ui.app import self_test_window
+
+        return self_test_window()
+
+    check("models", models)
+    check("face path", face)
+    check("speech path", speech)
+    check("voice/text members", members)
+    check("fusion", fusion)
+    check("window", qt)
+    print("self-test " + ("passed" if failures == 0 else f"FAILED ({failures} check(s))"), flush=True)
+    sys.stdout.flush()
+    return 0 if failures == 0 else 1

@@ -1,0 +1,5 @@
+"""Evaluating models against labelled data: the metrics JSON of CONTRACTS.md."""
+
+from emodesk.evaluation.metrics import compute_metrics
+
+__all__ = ["compute_metrics"]

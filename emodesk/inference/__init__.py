@@ -1,0 +1,1 @@
+"""ONNX models: manifests, sessions, the face path and the scoring interface."""

@@ -1,0 +1,260 @@
+"""Face detection with BlazeFace (MediaPipe's short-range model) on ONNX Runtime.
+
+Follows MediaPipe's ``face_detection_short_range`` graph: letterbox the frame
+to 128×128 RGB in [-1, 1], run the network, decode the 896 SSD anchors'
+regressors (box centre/size plus six keypoints, scaled by 128 and offset by
+the anchor centre), sigmoid the clipped logits, then *weighted* non-maximum
+suppression (overlapping boxes are averaged, weighted by score, instead of
+being dropped), and map the result back to source pixels. The anchor and
+decoding options live in the model's manifest under ``postprocessing``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+
+from emodesk.errors import ModelError
+from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.registry import find_model
+from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.types import FaceBox
+
+
+def _scale(min_scale: float, max_scale: float, index: int, n: int) -> float:
+    if n == 1:
+        return (min_scale + max_scale) / 2
+    return min_scale + (max_scale - min_scale) * index / (n - 1)
+
+
+def ssd_anchors(opts: Mapping[str, Any]) -> np.ndarray:
+    """Anchors ``(A, 4)`` as normalised ``(x_center, y_center, w, h)``.
+
+    A port of MediaPipe's ``SsdAnchorsCalculator``: layers that share a
+    stride share one feature map, and each cell gets one anchor per
+    (aspect ratio, scale) of those layers.
+    """
+    strides = [int(s) for s in opts["strides"]]
+    n = int(opts["num_layers"])
+    if len(strides) != n:
+        raise ModelError(f"anchor options: {len(strides)} strides for {n} layers")
+    in_h, in_w = int(opts["input_size_height"]), int(opts["input_size_width"])
+    min_s, max_s = float(opts["min_scale"]), float(opts["max_scale"])
+    ratios_opt = [float(r) for r in opts.get("aspect_ratios", [1.0])]
+    interp = float(opts.get("interpolated_scale_aspect_ratio", 1.0))
+    fixed = bool(opts.get("fixed_anchor_size", True))
+    off_x, off_y = float(opts.get("anchor_offset_x", 0.5)), float(opts.get("anchor_offset_y", 0.5))
+    out: list[np.ndarray] = []
+    layer = 0
+    while layer < n:
+        ratios: list[float] = []
+        scales: list[float] = []
+        last = layer
+        while last < n and strides[last] == strides[layer]:
+            scale = _scale(min_s, max_s, last, n)
+            if last == 0 and opts.get("reduce_boxes_in_lowest_layer", False):
+                ratios += [1.0, 2.0, 0.5]
+                scales += [0.1, scale, scale]
+            else:
+                for r in ratios_opt:
+                    ratios.append(r)
+                    scales.append(scale)
+                if interp > 0:
+                    nxt = 1.0 if last == n - 1 else _scale(min_s, max_s, last + 1, n)
+                    ratios.append(interp)
+                    scales.append(math.sqrt(scale * nxt))
+            last += 1
+        fh, fw = math.ceil(in_h / strides[layer]), math.ceil(in_w / strides[layer])
+        ys, xs = np.meshgrid((np.arange(fh) + off_y) / fh, (np.arange(fw) + off_x) / fw, indexing="ij")
+        k = len(ratios)
+        r = np.sqrt(np.array(ratios))
+        s = np.array(scales)
+        wh = np.ones((k, 2)) if fixed else np.stack([s * r, s / r], axis=1)
+        a = np.empty((fh, fw, k, 4))
+        a[..., 0] = xs[..., None]
+        a[..., 1] = ys[..., None]
+        a[..., 2:] = wh
+        out.append(a.reshape(-1, 4))
+        layer = last
+    return np.concatenate(out).astype(np.float32)
+
+
+def weighted_nms(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe's weighted NMS over ``boxes`` ``(n, 4)`` as (xmin, ymin, xmax, ymax).
+
+    Take the best remaining detection; every remaining detection whose IoU
+    with it exceeds the threshold (itself included) is merged into a
+    score-weighted mean of boxes and keypoints, which keeps the best score.
+    """
+    order = np.argsort(-scores, kind="stable")
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    out_b: list[np.ndarray] = []
+    out_k: list[np.ndarray] = []
+    out_s: list[float] = []
+    while order.size:
+        top = order[0]
+        b = boxes[order]
+        iw = np.minimum(b[:, 2], boxes[top, 2]) - np.maximum(b[:, 0], boxes[top, 0])
+        ih = np.minimum(b[:, 3], boxes[top, 3]) - np.maximum(b[:, 1], boxes[top, 1])
+        inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+        union = areas[order] + areas[top] - inter
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        near = iou > iou_threshold
+        near[0] = True
+        members = order[near]
+        w = scores[members][:, None]
+        out_b.append((boxes[members] * w).sum(axis=0) / w.sum())
+        out_k.append((keypoints[members] * w[:, :, None]).sum(axis=0) / w.sum())
+        out_s.append(float(scores[top]))
+        order = order[~near]
+    if not out_s:
+        return (
+            np.zeros((0, 4), np.float32),
+            np.zeros((0, *keypoints.shape[1:]), np.float32),
+            np.zeros(0, np.float32),
+        )
+    return np.stack(out_b), np.stack(out_k), np.array(out_s, np.float32)
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = (
+            f"shape {image.shape} dtype {image.dtype}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
+        raise ValueError(f"image_bgr must be a BGR uint8 array of shape (H, W, 3), got {got}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image_bgr is empty: shape {image.shape}")
+
+
+def _postprocessing(manifest: ModelManifest) -> Mapping[str, Any]:
+    """The manifest's ``postprocessing`` block (ModelManifest does not keep it, so read the file)."""
+    try:
+        post = json.loads(manifest.path.read_text(encoding="utf-8")).get("postprocessing")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ModelError(f"model {manifest.id}: manifest {manifest.path} is unreadable: {e}") from None
+    if not isinstance(post, dict) or not isinstance(post.get("anchors"), dict) or "decoding" not in post:
+        raise ModelError(
+            f"model {manifest.id}: manifest {manifest.path} lacks postprocessing.anchors/decoding; "
+            "re-export it with scripts/convert_blazeface.py"
+        )
+    return post
+
+
+class FaceDetector:
+    """Finds faces in BGR frames; boxes and keypoints come back in source pixels.
+
+    Not thread-safe (it reuses one input buffer): like its ONNX session, each
+    detector belongs to the one thread that calls it.
+    """
+
+    def __init__(self, model: OnnxModel, *, min_score: float = 0.5, iou_threshold: float = 0.3) -> None:
+        man = model.manifest
+        if man.modality != "face-detector":
+            raise ModelError(f"model {man.id} is a {man.modality!r} model, not a face-detector")
+        post = _postprocessing(man)
+        dec = post["decoding"]
+        self.model = model
+        self.min_score = float(min_score)
+        self.iou_threshold = float(iou_threshold)
+        w, h = (int(v) for v in man.preprocessing.get("size", [128, 128]))
+        self.input_size = (w, h)
+        lo, hi = (float(v) for v in man.preprocessing.get("range", [-1.0, 1.0]))
+        self._mul, self._add = (hi - lo) / 255.0, lo
+        lb = man.preprocessing.get("letterbox", {})
+        self._pad_value = float(lb.get("pad_value", lo)) if isinstance(lb, Mapping) else lo
+        self.anchors = ssd_anchors(post["anchors"])
+        self._scale = np.array([dec["x_scale"], dec["y_scale"], dec["w_scale"], dec["h_scale"]], np.float32)
+        self._kp_offset = int(dec.get("keypoint_coord_offset", 4))
+        self._n_kp = int(dec.get("num_keypoints", 6))
+        self._clip = float(dec.get("score_clipping_thresh", 100.0))
+        self._input = model.input_names[0]
+        outs = {o.name: o.shape for o in model.session.get_outputs()}
+        self._reg_name = "regressors" if "regressors" in outs else model.output_names[0]
+        self._cls_name = "classificators" if "classificators" in outs else model.output_names[1]
+        n_out = outs[self._reg_name][1]
+        if isinstance(n_out, int) and n_out != len(self.anchors):
+            raise ModelError(
+                f"model {man.id}: {n_out} boxes out of the network but {len(self.anchors)} anchors "
+                f"from its manifest {man.path.name}"
+            )
+        self._buf = np.empty((h, w, 3), np.float32)
+
+    @classmethod
+    def load(
+        cls, model_id: str = "face-detector-blazeface-short", *, device: Device = "auto"
+    ) -> FaceDetector:
+        """Load an installed detector by id (active model set first, then the shipped one)."""
+        return cls(OnnxModel(find_model(model_id), device=device))
+
+    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network input, and the (x, y) scale and padding from source to input pixels."""
+        ih, iw = image.shape[:2]
+        w, h = self.input_size
+        s = min(w / iw, h / ih)
+        nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(image, (nw, nh), interpolation=interp)
+        px, py = (w - nw) // 2, (h - nh) // 2
+        buf = self._buf
+        buf.fill(self._pad_value)
+        # BGR → RGB by reversing the channel axis while scaling into the input range.
+        np.multiply(small[:, :, ::-1], self._mul, out=buf[py : py + nh, px : px + nw], dtype=np.float32)
+        buf[py : py + nh, px : px + nw] += self._add
+        x = np.ascontiguousarray(buf.transpose(2, 0, 1)[None])
+        # The exact scale per axis: rounding makes nw/iw and nh/ih differ slightly.
+        return x, np.array([nw / iw, nh / ih]), np.array([px, py], np.float64)
+
+    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        """Faces in a BGR uint8 frame, largest first."""
+        _check_image(image_bgr)
+        x, scale, pad = self._letterbox(image_bgr)
+        out = self.model.session.run([self._reg_name, self._cls_name], {self._input: x})
+        raw = out[0].reshape(-1, out[0].shape[-1])
+        logits = out[1].reshape(-1)
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -self._clip, self._clip)))
+        keep = scores >= self.min_score
+        if not keep.any():
+            return []
+        scores, r, a = scores[keep], raw[keep], self.anchors[keep]
+        w_in, h_in = self.input_size
+        # MediaPipe DecodeBoxes: centre/size scaled by x/y/w/h_scale, offset by the anchor.
+        cx = r[:, 0] / self._scale[0] * a[:, 2] + a[:, 0]
+        cy = r[:, 1] / self._scale[1] * a[:, 3] + a[:, 1]
+        bw = r[:, 2] / self._scale[2] * a[:, 2]
+        bh = r[:, 3] / self._scale[3] * a[:, 3]
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        k0 = self._kp_offset
+        kp = r[:, k0 : k0 + 2 * self._n_kp].reshape(-1, self._n_kp, 2)
+        kp = kp / self._scale[:2] * a[:, None, 2:] + a[:, None, :2]
+        valid = (bw > 0) & (bh > 0)
+        boxes, kp, scores = weighted_nms(boxes[valid], kp[valid], scores[valid], self.iou_threshold)
+        # Normalised input coordinates → source pixels (undo the letterbox).
+        ih, iw = image_bgr.shape[:2]
+        size = np.array([w_in, h_in], np.float64)
+        boxes = (boxes.reshape(-1, 2, 2) * size - pad) / scale
+        boxes = boxes.reshape(-1, 4)
+        kp = (kp * size - pad) / scale
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, iw)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, ih)
+        kp[..., 0] = np.clip(kp[..., 0], 0, iw)
+        kp[..., 1] = np.clip(kp[..., 1], 0, ih)
+        faces = [
+            FaceBox(
+                box=(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])),
+                score=float(sc),
+                keypoints=k.astype(np.float32),
+            )
+            for b, k, sc in zip(boxes, kp, scores, strict=True)
+            if b[2] - b[0] >= 1 and b[3] - b[1] >= 1
+        ]
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces

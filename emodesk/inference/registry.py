@@ -1,0 +1,62 @@
+"""Finding installed models: the active user set first, then the shipped set."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from emodesk.errors import ModelError
+from emodesk.inference.manifest import ModelManifest
+from emodesk.resources import model_search_dirs
+
+log = logging.getLogger(__name__)
+
+
+def installed_manifests(dirs: list[Path] | None = None) -> dict[str, ModelManifest]:
+    """Every readable manifest by id; an id in an earlier dir shadows later ones.
+
+    Unreadable manifests are logged and skipped so one broken file cannot hide
+    the rest of the set; loading that model by id still reports the error.
+    """
+    found: dict[str, ModelManifest] = {}
+    for d in dirs if dirs is not None else model_search_dirs():
+        for jp in sorted(d.glob("*.json")):
+            if jp.name == "fusion.json":
+                continue
+            try:
+                m = ModelManifest.load(jp)
+            except ModelError as e:
+                log.warning("skipping %s", e)
+                continue
+            found.setdefault(m.id, m)
+    return found
+
+
+def find_model(model_id: str, dirs: list[Path] | None = None) -> ModelManifest:
+    """The manifest of ``model_id``, or a :class:`ModelError` listing what is installed."""
+    for d in dirs if dirs is not None else model_search_dirs():
+        for jp in sorted(d.glob("*.json")):
+            if jp.name == "fusion.json":
+                continue
+            try:
+                m = ModelManifest.load(jp)
+            except ModelError:
+                if jp.stem == model_id:
+                    raise
+                continue
+            if m.id == model_id:
+                return m
+    have = sorted(installed_manifests(dirs))
+    raise ModelError(f"model {model_id!r} is not installed; installed models: {have or 'none'}")
+
+
+def models_of(modality: str, dirs: list[Path] | None = None) -> list[ModelManifest]:
+    return [m for m in installed_manifests(dirs).values() if m.modality == modality]
+
+
+def find_fusion_config(dirs: list[Path] | None = None) -> Path | None:
+    for d in dirs if dirs is not None else model_search_dirs():
+        p = d / "fusion.json"
+        if p.is_file():
+            return p
+    return None

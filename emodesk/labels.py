@@ -1,0 +1,64 @@
+"""The canonical label order, aliases, and remapping of model outputs.
+
+Every probability vector stored or exchanged by emodesk uses ``LABELS`` order
+(CONTRACTS.md, "Labels").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from emodesk.errors import LabelError
+
+LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+N_LABELS = len(LABELS)
+
+ALIASES: Mapping[str, str] = {
+    "anger": "angry",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "happiness": "happy",
+    "joy": "happy",
+    "calm": "neutral",
+    "sadness": "sad",
+    "surprised": "surprise",
+}
+
+
+def canonical_label(name: str, extra: Mapping[str, str] | None = None) -> str:
+    """Return the canonical spelling of ``name`` or raise :class:`LabelError`.
+
+    ``extra`` is a user-given map (``--label-map a=b``) consulted first.
+    """
+    key = name.strip().lower()
+    if extra and key in extra:
+        key = extra[key].strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in LABELS:
+        raise LabelError(
+            f"unknown label {name!r}: expected one of {', '.join(LABELS)} "
+            f"(or aliases {', '.join(sorted(ALIASES))}); use --label-map or --ignore-unknown"
+        )
+    return key
+
+
+def reorder_indices(model_labels: Sequence[str]) -> np.ndarray:
+    """Indices that turn a model's output order into canonical order.
+
+    ``probs_canonical = probs_model[..., reorder_indices(model_labels)]``.
+    """
+    names = [canonical_label(x) for x in model_labels]
+    if sorted(names) != sorted(LABELS):
+        raise LabelError(
+            f"model labels {list(model_labels)} must be a permutation of {list(LABELS)}"
+        )
+    return np.array([names.index(lab) for lab in LABELS], dtype=np.intp)
+
+
+def probs_dict(p: np.ndarray) -> dict[str, float]:
+    """A canonical-order probability vector as ``{label: p}`` for JSON records."""
+    if p.shape != (N_LABELS,):
+        raise ValueError(f"probability vector must have shape ({N_LABELS},), got {p.shape}")
+    return {lab: round(float(v), 6) for lab, v in zip(LABELS, p, strict=True)}

@@ -1,0 +1,161 @@
+"""Loading the model set with a status per slot, so one broken model never stops the rest.
+
+Each loader is called in the thread that will use the sessions it creates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from emodesk.errors import EmodeskError, ModelError
+from emodesk.fusion.config import FusionConfig, load_fusion_config
+from emodesk.inference.registry import find_fusion_config, installed_manifests
+from emodesk.inference.runtime import Device
+
+if TYPE_CHECKING:
+    from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
+    from emodesk.pipeline.face_path import FacePipeline
+    from emodesk.speech.processor import SpeechProcessor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DETECTOR = "face-detector-blazeface-short"
+MEMBER_MODALITIES = ("face", "voice", "text")
+State = Literal["ok", "missing", "error"]
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """What the status bar says about one slot (face detector, face, voice, text, asr, vad)."""
+
+    slot: str
+    state: State
+    message: str
+    models: tuple[str, ...] = ()
+    provider: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+def _provider_short(p: str) -> str:
+    return p.replace("ExecutionProvider", "")
+
+
+def load_face_pipeline(
+    *, device: Device = "auto", detector_id: str = DEFAULT_DETECTOR
+) -> tuple[FacePipeline | None, list[SlotStatus]]:
+    """Detector + every installed face model; None when the path cannot run."""
+    from emodesk.inference.face_detector import FaceDetector
+    from emodesk.inference.face_scorer import FaceExpressionScorer
+    from emodesk.inference.registry import find_model
+    from emodesk.inference.runtime import OnnxModel
+    from emodesk.pipeline.face_path import FacePipeline
+
+    statuses: list[SlotStatus] = []
+    try:
+        det_model = OnnxModel(find_model(detector_id), device=device)
+        detector = FaceDetector(det_model)
+        statuses.append(SlotStatus("face detector", "ok", f"{detector_id} on {_provider_short(det_model.provider)}",
+                                   (detector_id,), det_model.provider))
+    except EmodeskError as e:
+        statuses.append(SlotStatus("face detector", "error", str(e)))
+        return None, statuses
+    scorers = []
+    errors = []
+    for m in installed_manifests().values():
+        if m.modality != "face":
+            continue
+        try:
+            scorers.append(FaceExpressionScorer(OnnxModel(m, device=device)))
+        except EmodeskError as e:
+            errors.append(str(e))
+    if not scorers:
+        msg = "; ".join(errors) if errors else "no model installed"
+        statuses.append(SlotStatus("face", "error" if errors else "missing", msg))
+        return None, statuses
+    prov = scorers[0].model.provider
+    msg = ", ".join(s.model.id for s in scorers) + f" on {_provider_short(prov)}"
+    if errors:
+        msg += " (failed: " + "; ".join(errors) + ")"
+    statuses.append(SlotStatus("face", "ok", msg, tuple(s.model.id for s in scorers), prov))
+    return FacePipeline(detector, scorers), statuses
+
+
+def load_utterance_scorers(
+    *, device: Device = "auto"
+) -> tuple[list[VoiceScorer], list[TextScorer], list[SlotStatus]]:
+    from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
+
+    voice: list[VoiceScorer] = []
+    text: list[TextScorer] = []
+    statuses: list[SlotStatus] = []
+    for modality, cls, out in (("voice", VoiceScorer, voice), ("text", TextScorer, text)):
+        errors = []
+        for m in installed_manifests().values():
+            if m.modality != modality:
+                continue
+            try:
+                out.append(cls.load(m, device=device))  # type: ignore[attr-defined]
+            except EmodeskError as e:
+                errors.append(str(e))
+        if out:
+            prov = out[0].model.provider
+            statuses.append(SlotStatus(modality, "ok", ", ".join(s.id for s in out) + f" on {_provider_short(prov)}",
+                                       tuple(s.id for s in out), prov))
+        elif errors:
+            statuses.append(SlotStatus(modality, "error", "; ".join(errors)))
+        else:
+            statuses.append(SlotStatus(modality, "missing", "no model installed"))
+    return voice, text, statuses
+
+
+def load_speech_processor(
+    *, asr_model: str | None = None, device: Device = "auto", partial_interval_s: float | None = 1.0,
+    cpu_threads: int = 1,
+) -> tuple[SpeechProcessor | None, list[SlotStatus]]:
+    """Silero VAD + faster-whisper; None with an error status if either fails."""
+    from emodesk.speech.asr import Transcriber
+    from emodesk.speech.processor import SpeechProcessor
+    from emodesk.speech.segmenter import SegmenterConfig, UtteranceSegmenter
+    from emodesk.speech.vad import SileroVad
+
+    statuses: list[SlotStatus] = []
+    try:
+        vad = SileroVad()
+        statuses.append(SlotStatus("vad", "ok", "Silero VAD v6 on CPU", ("silero-vad-v6",), "CPUExecutionProvider"))
+    except EmodeskError as e:
+        return None, [SlotStatus("vad", "error", str(e))]
+    try:
+        asr = Transcriber(asr_model, device="cuda" if device == "cuda" else ("cpu" if device == "cpu" else "auto"),
+                          cpu_threads=cpu_threads)
+        asr.warm_up()
+        statuses.append(SlotStatus("asr", "ok", f"whisper {asr.model_name} on {asr.device} ({asr.compute_type})",
+                                   (asr.model_name,), asr.device))
+    except EmodeskError as e:
+        statuses.append(SlotStatus("asr", "error", str(e)))
+        return None, statuses
+    cfg = SegmenterConfig(partial_interval_s=partial_interval_s)
+    return SpeechProcessor(UtteranceSegmenter(vad, cfg), asr), statuses
+
+
+def load_fusion() -> FusionConfig:
+    """The active ``fusion.json`` over the installed members (equal weights if absent or bad)."""
+    ms = installed_manifests()
+    members = {m.id: m.sha256 for m in ms.values() if m.modality in MEMBER_MODALITIES}
+    modalities = {m.id: m.modality for m in ms.values() if m.modality in MEMBER_MODALITIES}
+    return load_fusion_config(find_fusion_config(), members, modalities)
+
+
+def check_model_set() -> list[str]:
+    """Problems with the installed set (for --self-test): unreadable or mismatching files."""
+    problems: list[str] = []
+    for m in installed_manifests().values():
+        try:
+            m.verify_file()
+        except ModelError as e:
+            problems.append(str(e))
+    return problems

@@ -1,0 +1,79 @@
+"""Where emodesk finds its shipped files, in a source tree, a wheel, or a frozen bundle.
+
+Every lookup of ``models/`` or ``assets/`` goes through this module so that the
+PyInstaller bundle (``sys._MEIPASS``) and an installed wheel
+(``emodesk/_data``) behave like a source checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import platformdirs
+
+_PKG = Path(__file__).resolve().parent
+
+
+def _candidates(name: str) -> list[Path]:
+    out: list[Path] = []
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:
+        out.append(Path(frozen) / name)
+    out.append(_PKG / "_data" / name)  # wheel install (force-included by the build)
+    out.append(_PKG.parent / name)  # source checkout / editable install
+    return out
+
+
+def resource_dir(name: str) -> Path:
+    """The first existing ``name`` folder (``models`` or ``assets``)."""
+    for c in _candidates(name):
+        if c.is_dir():
+            return c
+    return _candidates(name)[-1]
+
+
+def shipped_models_dir() -> Path:
+    env = os.environ.get("EMODESK_MODELS")
+    return Path(env) if env else resource_dir("models")
+
+
+def assets_dir() -> Path:
+    return resource_dir("assets")
+
+
+def user_data_dir() -> Path:
+    """``<user data dir>/emodesk`` (platformdirs); ``EMODESK_HOME`` overrides it (tests)."""
+    env = os.environ.get("EMODESK_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("emodesk", appauthor=False))
+
+
+def user_models_root() -> Path:
+    return user_data_dir() / "models"
+
+
+def active_models_dir() -> Path | None:
+    """The model set named by ``<user data>/emodesk/models/active``, if any."""
+    root = user_models_root()
+    active = root / "active"
+    try:
+        version = active.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if not version or "/" in version or "\\" in version or version in {".", ".."}:
+        return None
+    d = root / version
+    return d if d.is_dir() else None
+
+
+def model_search_dirs() -> list[Path]:
+    """Active set first, then the shipped set (CONTRACTS.md, "Model manifests")."""
+    dirs = [d for d in (active_models_dir(), shipped_models_dir()) if d is not None]
+    return dirs
+
+
+def datasets_dir() -> Path:
+    """``EMODESK_DATA`` or ``../shared/datasets`` beside the source checkout."""
+    env = os.environ.get("EMODESK_DATA")
+    return Path(env) if env else _PKG.parent.parent / "shared" / "datasets"

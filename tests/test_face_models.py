@@ -1,0 +1,262 @@
+"""The shipped face models: BlazeFace detection, the FER mini-Xception scorer, and their manifests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emodesk.errors import ModelError
+from emodesk.inference.face_detector import FaceDetector, ssd_anchors
+from emodesk.inference.face_scorer import FaceExpressionScorer
+from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.registry import find_model
+from emodesk.inference.runtime import OnnxModel
+from emodesk.labels import LABELS
+from emodesk.types import FaceBox
+
+ROOT = Path(__file__).resolve().parents[1]
+FER_ID = "face-fer-minixception"
+DETECTOR_ID = "face-detector-blazeface-short"
+# The face in assets/face_astronaut.png, read off the image by hand: cheek to
+# cheek, brows' upper edge to chin.
+HAND_BOX = (77.0, 70.0, 98.0, 106.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shipped_models_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep a developer's retrained model set out of these tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMODESK_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.delenv("EMODESK_MODELS", raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    """A 256×256 BGR head-and-shoulders portrait (public domain)."""
+    p = ROOT / "assets" / "face_astronaut.png"
+    if p.is_file():
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        assert img is not None
+        return img
+    from skimage import data  # the asset is a crop of this image
+
+    return np.ascontiguousarray(cv2.cvtColor(data.astronaut()[0:256, 97:353], cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture(scope="module")
+def detector(shipped_models_only: None) -> FaceDetector:
+    return FaceDetector.load(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def scorer(shipped_models_only: None) -> FaceExpressionScorer:
+    return FaceExpressionScorer.load(device="cpu")
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def two_face_frame(face: np.ndarray, side: int = 256) -> np.ndarray:
+    frame = np.full((480, 640, 3), 96, np.uint8)
+    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    y0 = (480 - side) // 2
+    frame[y0 : y0 + side, 30 : 30 + side] = small
+    frame[y0 : y0 + side, 640 - 30 - side : 640 - 30] = small
+    return frame
+
+
+# --------------------------------------------------------------------------- detector
+
+
+def test_anchors_match_mediapipe_short_range() -> None:
+    opts = json.loads(find_model(DETECTOR_ID).path.read_text())["postprocessing"]["anchors"]
+    a = ssd_anchors(opts)
+    assert a.shape == (896, 4)
+    # 16×16 cells × 2 anchors at stride 8, then 8×8 cells × 6 anchors at stride 16.
+    assert a[0].tolist() == [1 / 32, 1 / 32, 1.0, 1.0]
+    assert a[511, :2].tolist() == [31 / 32, 31 / 32]
+    assert a[512, :2].tolist() == [1 / 16, 1 / 16]
+    assert np.all(a[512:518] == a[512])
+
+
+def test_detector_finds_the_astronaut(detector: FaceDetector, face: np.ndarray) -> None:
+    faces = detector.detect(face)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.score > 0.8
+    assert iou(f.box, HAND_BOX) > 0.5
+    kp = f.keypoints
+    assert kp is not None and kp.shape == (6, 2)
+    x, y, w, h = f.box
+    right_eye, left_eye, nose, mouth = kp[0], kp[1], kp[2], kp[3]
+    assert right_eye[0] < nose[0] < left_eye[0]  # the subject's right eye is on the image's left
+    assert y < right_eye[1] < nose[1] < mouth[1] < y + h
+    assert x < right_eye[0] and left_eye[0] < x + w
+
+
+def test_detector_finds_two_faces_side_by_side(detector: FaceDetector, face: np.ndarray) -> None:
+    faces = detector.detect(two_face_frame(face))
+    assert len(faces) == 2
+    centres = sorted(fb.box[0] + fb.box[2] / 2 for fb in faces)
+    assert centres[0] < 320 < centres[1]
+    assert faces[0].area >= faces[1].area
+    for fb in faces:  # each box is the face, not a merge of the two
+        assert 70 < fb.box[2] < 130 and 70 < fb.box[3] < 130
+
+
+def test_detector_maps_boxes_back_through_the_letterbox(detector: FaceDetector, face: np.ndarray) -> None:
+    ref = detector.detect(face)[0].box
+    for h, w, y0, x0 in ((420, 300, 140, 20), (300, 420, 20, 150)):  # portrait and landscape frames
+        frame = np.full((h, w, 3), 128, np.uint8)
+        frame[y0 : y0 + 256, x0 : x0 + 256] = face
+        faces = detector.detect(frame)
+        assert len(faces) == 1
+        moved = (ref[0] + x0, ref[1] + y0, ref[2], ref[3])
+        assert iou(faces[0].box, moved) > 0.75
+
+
+def test_detector_finds_nothing_in_blank_or_noise(detector: FaceDetector) -> None:
+    assert detector.detect(np.full((480, 640, 3), 128, np.uint8)) == []
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    assert detector.detect(noise) == []
+
+
+def test_detector_clips_faces_at_the_frame_edge(detector: FaceDetector, face: np.ndarray) -> None:
+    frame = np.ascontiguousarray(face[:, 110:])  # cut through the left half of the face
+    faces = detector.detect(frame)
+    assert faces, "a half-visible face should still be found"
+    for fb in faces:
+        x, y, w, h = fb.box
+        assert x >= 0 and y >= 0 and x + w <= frame.shape[1] + 1e-3 and y + h <= frame.shape[0] + 1e-3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((64, 64), np.uint8),
+        np.zeros((64, 64, 4), np.uint8),
+        np.zeros((64, 64, 3), np.float32),
+        np.zeros((0, 64, 3), np.uint8),
+    ],
+)
+def test_detector_refuses_non_bgr_input(detector: FaceDetector, bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match=r"image_bgr"):
+        detector.detect(bad)
+
+
+# --------------------------------------------------------------------------- scorer
+
+
+def test_scorer_gives_probabilities_for_each_face(
+    detector: FaceDetector, scorer: FaceExpressionScorer, face: np.ndarray
+) -> None:
+    frame = two_face_frame(face)
+    faces = detector.detect(frame)
+    p = scorer.score(frame, faces)
+    assert p.shape == (2, 7) and p.dtype == np.float32
+    assert np.all(p >= 0) and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert [LABELS[i] for i in p.argmax(axis=1)] == ["happy", "happy"]  # she smiles
+    assert scorer.score(frame, []).shape == (0, 7)
+
+
+def test_scorer_remaps_model_order_to_canonical(scorer: FaceExpressionScorer, face: np.ndarray) -> None:
+    # A FER-2013-style crop: 48×48 gray, scored through the public API …
+    gray = cv2.resize(
+        cv2.cvtColor(face[60:190, 62:192], cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA
+    )
+    probs = scorer.score_crops([gray])
+    # … and by hand, straight through the network, in the model's own label order.
+    x = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    raw = scorer.model.run({"input": ((x / 255.0 - 0.5) * 2.0)[None, None]})[0]
+    model_labels = list(scorer.model.manifest.labels or ())
+    assert model_labels == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    for i, lab in enumerate(LABELS):
+        assert probs[0, i] == pytest.approx(raw[0, model_labels.index(lab)], abs=1e-6)
+    assert not np.allclose(probs, raw, atol=1e-6)  # the order really changed something
+
+
+def test_scorer_takes_gray_and_bgr_crops_alike(scorer: FaceExpressionScorer, face: np.ndarray) -> None:
+    gray = cv2.cvtColor(face[60:190, 62:192], cv2.COLOR_BGR2GRAY)
+    bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    p = scorer.score_crops([gray, bgr, gray[:, :, None]])
+    assert np.allclose(p[0], p[1], atol=1e-5) and np.allclose(p[0], p[2], atol=1e-5)
+    with pytest.raises(ValueError, match="crop 1"):
+        scorer.score_crops([gray, gray.astype(np.float32)])
+
+
+def test_crop_is_an_expanded_square_padded_at_borders(scorer: FaceExpressionScorer, face: np.ndarray) -> None:
+    box = FaceBox(box=(0.0, 10.0, 60.0, 40.0), score=0.9)  # touches the left edge
+    raw = scorer.crop(face, box, resize=False)
+    side = round(60 * scorer.crop_scale)
+    assert raw.shape == (side, side, 3)
+    # Columns left of the image repeat the image's first column.
+    overhang = -round(30 - side / 2)
+    assert overhang > 0
+    assert np.array_equal(raw[:, 0], raw[:, overhang])
+    assert scorer.crop(face, box).shape == (64, 64, 3)
+    assert scorer.crop(face, (100.0, 100.0, 50.0, 50.0)).shape == (64, 64, 3)
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def copy_model(model_id: str, dest: Path) -> Path:
+    m = find_model(model_id)
+    shutil.copy(m.path, dest / m.path.name)
+    shutil.copy(m.model_path, dest / m.model_path.name)
+    return dest / m.path.name
+
+
+def test_tampered_model_is_refused_naming_sha256(tmp_path: Path) -> None:
+    jp = copy_model(FER_ID, tmp_path)
+    onnx_path = tmp_path / f"{FER_ID}.onnx"
+    data = bytearray(onnx_path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    onnx_path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256") as e:
+        OnnxModel(ModelManifest.load(jp), device="cpu")
+    assert FER_ID in str(e.value)
+
+
+def test_manifest_with_wrong_input_shape_is_refused_naming_both(tmp_path: Path) -> None:
+    jp = copy_model(FER_ID, tmp_path)
+    d = json.loads(jp.read_text())
+    d["inputs"][0]["shape"] = ["N", 1, 48, 48]
+    jp.write_text(json.dumps(d))
+    with pytest.raises(ModelError) as e:
+        OnnxModel(ModelManifest.load(jp), device="cpu")
+    msg = str(e.value)
+    assert "[N, 1, 48, 48]" in msg.replace("'", "") and "[N, 1, 64, 64]" in msg.replace("'", "")
+
+
+def test_detector_manifest_without_postprocessing_is_refused(tmp_path: Path) -> None:
+    jp = copy_model(DETECTOR_ID, tmp_path)
+    d = json.loads(jp.read_text())
+    del d["postprocessing"]
+    jp.write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="postprocessing"):
+        FaceDetector(OnnxModel(ModelManifest.load(jp), device="cpu"))
+
+
+def test_shipped_manifests_describe_their_models() -> None:
+    fer = find_model(FER_ID)
+    assert fer.modality == "face" and fer.preprocessing["color"] == "gray"
+    m = fer.metrics.get("fer2013-test")
+    if m is not None:  # written by scripts/convert_fer_model.py when FER-2013 was there
+        assert m["n"] == 7178 and 0.63 < m["accuracy"] < 0.68
+    det = find_model(DETECTOR_ID)
+    assert det.modality == "face-detector"
+    total = sum(p.stat().st_size for p in (ROOT / "models").iterdir() if p.is_file())
+    assert total < 40 * 1024 * 1024

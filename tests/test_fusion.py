@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import pytest
+
+from emodesk.fusion import FusionConfig, FusionState, fuse, load_fusion_config
+from emodesk.fusion.config import parse_fusion_json
+from emodesk.errors import ConfigError
+from emodesk.labels import LABELS
+from emodesk.types import FaceFrameResult, ModalityScores
+
+A = np.array([0.7, 0.0, 0.0, 0.1, 0.2, 0.0, 0.0])
+B = np.array([0.0, 0.0, 0.0, 0.8, 0.2, 0.0, 0.0])
+
+
+def test_scalar_weights_are_a_weighted_mean():
+    p = fuse({"a": A, "b": B}, {"a": 3.0, "b": 1.0})
+    assert np.allclose(p, (3 * A + B) / 4)
+    assert np.isclose(p.sum(), 1.0)
+
+
+def test_per_class_weights_renormalise():
+    w = np.ones(7)
+    w[0] = 0.0
+    p = fuse({"a": A, "b": B}, {"a": w, "b": 1.0})
+    q = w * A + B
+    assert np.allclose(p, q / q.sum())
+
+
+def test_all_zero_weights_mean_equal_weights_per_member():
+    assert np.allclose(fuse({"a": A, "b": B}, {"a": 0.0, "b": 0.0}), (A + B) / 2)
+    assert np.allclose(fuse({"a": A, "b": B}), (A + B) / 2)
+    # a member absent from the weights weighs 0
+    assert np.allclose(fuse({"a": A, "b": B}, {"a": 1.0}), A)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="shape"):
+        fuse({"a": np.ones(6) / 6})
+    with pytest.raises(ValueError):
+        fuse({})
+
+
+def _write(tmp_path, d):
+    p = tmp_path / "fusion.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def _cfg(weights, members=None):
+    return {
+        "version": 1, "classes": list(LABELS),
+        "members": members or [{"id": k, "sha256": "aa", "modality": "face"} for k in weights],
+        "weights": weights,
+    }
+
+
+def test_fusion_json_drops_uninstalled_members_and_sha_mismatch(tmp_path):
+    p = _write(tmp_path, _cfg({"a": 2.0, "b": 1.0, "c": [1.0] * 7}))
+    cfg = parse_fusion_json(p, {"a": "aa", "c": "bb"})
+    assert cfg.members == ("a",)
+    assert set(cfg.dropped) == {"b", "c"}
+    assert any("not installed" in w for w in cfg.warnings)
+    assert any("sha256" in w for w in cfg.warnings)
+
+
+@pytest.mark.parametrize("bad", [
+    "not json", json.dumps([1, 2]), json.dumps({"members": []}),
+    json.dumps(_cfg({"a": -1.0})), json.dumps(_cfg({"a": [1.0, 2.0]})),
+    json.dumps({**_cfg({"a": 1.0}), "classes": ["happy", "sad"]}),
+])
+def test_malformed_fusion_json_is_refused_and_falls_back(tmp_path, bad):
+    p = tmp_path / "fusion.json"
+    p.write_text(bad)
+    with pytest.raises(ConfigError):
+        parse_fusion_json(p, {"a": "aa"})
+    cfg = load_fusion_config(p, {"a": "aa", "v": "vv"}, {"a": "face", "v": "voice"})
+    assert cfg.weights == {"a": 1.0, "v": 1.0}
+    assert cfg.warnings and "equal weights" in cfg.warnings[0]
+
+
+def test_no_fusion_json_means_equal_weights_over_installed():
+    cfg = load_fusion_config(None, {"f": "x", "t": "y"}, {"f": "face", "t": "text"})
+    assert cfg.weights == {"f": 1.0, "t": 1.0}
+
+
+def _face(t, boxes_probs, model="f"):
+    faces = tuple(
+        ModalityScores(kind="face", model=model, t=t, probs=p, track=i + 1, box=b)
+        for i, (b, p) in enumerate(boxes_probs)
+    )
+    return FaceFrameResult(t=t, index=0, frame_size=(640, 480), faces=faces)
+
+
+def test_freshness_in_media_time():
+    st = FusionState(FusionConfig.equal(["f", "v"]))
+    st.update_face(_face(1.0, [((0, 0, 10, 10), A)]))
+    st.update_score(ModalityScores(kind="voice", model="v", t=2.0, probs=B, t0=1.0, t1=2.0))
+    f = st.fused(2.0)
+    assert f is not None and f.members == ("f", "v") and f.track == 1
+    assert np.allclose(f.probs, (A + B) / 2)
+    f = st.fused(2.5)  # face is 1.5 s old: stale
+    assert f is not None and f.members == ("v",)
+    assert st.fused(12.5) is None  # voice ended 10.5 s ago
+
+
+def test_largest_face_speaks_for_the_frame():
+    st = FusionState(FusionConfig.equal(["f"]))
+    st.update_face(_face(0.0, [((0, 0, 10, 10), A), ((50, 50, 100, 100), B)]))
+    f = st.fused(0.1)
+    assert f is not None and f.track == 2 and np.allclose(f.probs, B)
+
+
+def test_non_members_are_not_fused():
+    st = FusionState(FusionConfig({"f": 1.0}))
+    st.update_score(ModalityScores(kind="text", model="t", t=1, probs=B, t0=0, t1=1))
+    assert st.fused(1.0) is None

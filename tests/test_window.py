@@ -1,0 +1,126 @@
+"""The main window on the demo clip, through the real pipeline (face models + whisper tiny.en)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from emodesk.resources import shipped_models_dir
+from emodesk.ui.app import NO_MIC_NOTE, plan_launch, run_app
+from emodesk.ui.errors import ErrorReporter
+from emodesk.ui.main_window import DEMO_BANNER_NO_CAMERA, MainWindow
+from emodesk.ui.widgets import bgr_to_qimage
+from emodesk.workers import LivePipeline, running_workers
+
+SCREENSHOT = Path("/tmp/emodesk_window.png")
+
+
+@pytest.fixture
+def face_only_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model set with the shipped face models only: voice and text are not installed."""
+    out = tmp_path / "models"
+    out.mkdir()
+    for jp in shipped_models_dir().glob("*.json"):
+        if jp.name == "fusion.json":
+            continue
+        m = json.loads(jp.read_text(encoding="utf-8"))
+        if m.get("modality") in ("face", "face-detector"):
+            shutil.copy(jp, out / jp.name)
+            shutil.copy(jp.parent / m["file"], out / m["file"])
+    monkeypatch.setenv("EMODESK_MODELS", str(out))
+    return out
+
+
+def test_window_on_demo_clip(qtbot: object, face_only_models: Path) -> None:
+    banner = plan_launch("demo", camera_present=lambda i: False).demo_banner
+    pipe = LivePipeline.from_spec("demo", device="cpu")
+    win = MainWindow(pipe, demo_banner=banner)
+    qtbot.addWidget(win)  # type: ignore[attr-defined]
+    win.show()
+    pipe.start()
+    wait = qtbot.waitUntil  # type: ignore[attr-defined]
+    try:
+        wait(lambda: win.video.frames_shown > 10, timeout=10000)
+        wait(lambda: len(win.video.faces) == 1, timeout=10000)
+        tid, (x, y, w, h), _label, _p = win.video.faces[0]
+        assert tid is not None and w > 40 and h > 40 and 0 <= x < 640 and 0 <= y < 480
+        face = win.face_panel
+        wait(lambda: face.values() is not None, timeout=5000)
+        first = face.values()
+        wait(lambda: face.values() is not None and np.abs(face.values() - first).max() > 1e-6, timeout=5000)
+        assert face.values().sum() == pytest.approx(1.0, abs=1e-3)  # type: ignore[union-attr]
+        # Voice and words have no model here: a message, never bars.
+        wait(lambda: win.voice_panel.message_text() != "loading…", timeout=15000)
+        for panel in (win.voice_panel, win.text_panel):
+            assert panel.message_text() == "no model installed" and panel.values() is None
+        assert win.fused_panel.values() is not None and "%" in win.headline.label.text()
+        assert win.banner.isVisible() and win.banner.text() == DEMO_BANNER_NO_CAMERA
+        # The first sentence (1.0–2.9 s of the clip) comes back as a final transcript line.
+        wait(lambda: len(win.transcript.lines) >= 1, timeout=20000)
+        assert "happy" in win.transcript.lines[0].lower()
+        assert "happy" in win.transcript.toPlainText().lower()
+        snap = win.last_snapshot
+        assert snap is not None and snap.demo
+        assert snap.stats.face_latency_p95_ms is not None and snap.stats.transcript_latency_p50_ms is not None
+        assert "EP: CPU" in win.provider_label.text() and "fps" in win.perf_label.text()
+        assert "demo.mp4" in win.source_label.text()
+        win.refresh()
+        assert win.grab().save(str(SCREENSHOT))
+    finally:
+        win.close()
+    assert not pipe.running and not running_workers()
+
+
+def test_run_app_demo_quits_cleanly(tmp_path: Path, emodesk_home: Path) -> None:
+    shot = tmp_path / "app.png"
+    assert run_app("demo", device="cpu", quit_after=2.5, screenshot=shot) == 0
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    log_text = (emodesk_home / "logs" / "emodesk.log").read_text(encoding="utf-8")
+    assert "live pipeline stopped; all 4 threads joined" in log_text
+
+
+def test_run_app_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    assert run_app(str(tmp_path / "nope.mp4"), quit_after=0.1) == 2
+
+
+def test_plan_launch_demo_and_no_microphone() -> None:
+    plan = plan_launch(None, camera_present=lambda i: False)
+    assert plan.spec == "demo" and plan.demo_banner == DEMO_BANNER_NO_CAMERA
+    plan = plan_launch(None, camera_present=lambda i: True, mic_present=lambda m: False)
+    assert plan.spec == "camera" and not plan.use_mic and plan.notes == (NO_MIC_NOTE,)
+    assert plan.demo_banner is None
+
+
+def test_bgr_frame_colours_survive_conversion() -> None:
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[0, 0] = (255, 0, 0)  # BGR blue
+    img[1, 2] = (0, 0, 255)  # BGR red
+    q = bgr_to_qimage(img)
+    assert (q.width(), q.height()) == (3, 2)
+    assert q.pixelColor(0, 0).blue() == 255 and q.pixelColor(0, 0).red() == 0
+    assert q.pixelColor(2, 1).red() == 255 and q.pixelColor(2, 1).blue() == 0
+
+
+def test_error_dialogs_one_at_a_time_and_throttled(qtbot: object, caplog: pytest.LogCaptureFixture) -> None:
+    rep = ErrorReporter(None, throttle_s=60)
+    shown: list[str] = []
+    rep.shown.connect(shown.append)
+    with caplog.at_level(logging.ERROR):
+        rep.report("camera 0 stopped delivering frames")
+        rep.report("camera 0 stopped delivering frames")  # throttled
+        rep.report("microphone did not open")  # waits for the first dialog
+    assert shown == ["camera 0 stopped delivering frames"] and rep.dialog_open
+    assert rep.suppressed == 1
+    assert sum("camera 0 stopped" in r.getMessage() for r in caplog.records) == 2  # all logged
+    assert rep.dialog is not None and rep.dialog.text() == shown[0]
+    rep.dialog.button(QMessageBox.StandardButton.Ok).click()  # the user dismisses it
+    qtbot.waitUntil(lambda: len(shown) == 2, timeout=2000)  # type: ignore[attr-defined]
+    assert shown[1] == "microphone did not open" and rep.dialog is not None
+    rep.close_dialog()  # window shutdown: closes it and forgets the rest
+    assert not rep.dialog_open
