@@ -57,16 +57,6 @@ def _track_qthreads(monkeypatch: pytest.MonkeyPatch) -> list[weakref.ref[Any]]:
     return started
 
 
-def _top_up_refcounts() -> None:
-    """PySide6 6.12.0 on Python 3.11 steals references to None (emodesk.ui.qt_compat)."""
-    import sys
-
-    if "PySide6" in sys.modules:
-        from emodesk.ui.qt_compat import refcount_guard
-
-        refcount_guard().top_up()
-
-
 def _running_qthreads(started: list[weakref.ref[Any]]) -> list[str]:
     out = []
     for ref in started:
@@ -101,6 +91,5 @@ def no_dangling_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    _top_up_refcounts()
     if left:
         pytest.fail(f"test left {len(left)} thread(s) running: {', '.join(left)}", pytrace=False)

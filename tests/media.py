@@ -39,7 +39,7 @@ def speech_video(path: Path, sentences: list[str], *, faces: int = 1, gap_s: flo
     spans = []
     t = lead_s
     for s in sentences:
-        x = speak(s, sample_rate=sr)
+        x = speak(s, sample_rate=sr, words_per_minute=140, word_gap_ms=80)  # tiny.en mishears faster espeak
         spans.append((t, t + len(x) / sr))
         parts += [x, np.zeros(int(gap_s * sr), np.float32)]
         t += len(x) / sr + gap_s

@@ -115,3 +115,15 @@ def test_non_members_are_not_fused():
     st = FusionState(FusionConfig({"f": 1.0}))
     st.update_score(ModalityScores(kind="text", model="t", t=1, probs=B, t0=0, t1=1))
     assert st.fused(1.0) is None
+
+
+def test_shipped_fusion_json_matches_the_shipped_models():
+    from pathlib import Path
+
+    from emodesk.inference.registry import installed_manifests
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    installed = {m.id: m.sha256 for m in installed_manifests([models]).values()}
+    cfg = parse_fusion_json(models / "fusion.json", installed)
+    assert not cfg.dropped, cfg.warnings  # a re-exported member needs scripts/write_equal_fusion.py
+    assert "face-fer-minixception" in cfg.members

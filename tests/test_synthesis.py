@@ -12,7 +12,6 @@ import pytest
 from emodesk.capture import synthesis
 from emodesk.capture.synthesis import (
     face_video_frames,
-    resample_poly_np,
     speak,
     write_video_with_audio,
     write_wav,
@@ -68,28 +67,6 @@ def face() -> np.ndarray:
 
 
 # ---------------------------------------------------------------- resampler
-
-
-def test_resample_poly_np_preserves_tone_and_length() -> None:
-    src = 22050
-    t = np.arange(src) / src
-    x = np.sin(2 * np.pi * 1000 * t)
-    y = resample_poly_np(x, 320, 441)
-    assert y.dtype == np.float32
-    assert y.shape[0] == int(np.ceil(x.shape[0] * 320 / 441))
-    ref = np.sin(2 * np.pi * 1000 * np.arange(y.shape[0]) / SR)
-    assert np.max(np.abs(y[200:-200] - ref[200:-200])) < 1e-3
-
-
-def test_resample_poly_np_removes_aliases() -> None:
-    src = 22050
-    t = np.arange(src) / src
-    x = np.sin(2 * np.pi * 10000 * t)  # above the 8 kHz output Nyquist
-    y = resample_poly_np(x, 320, 441)
-    assert np.sqrt(np.mean(y[200:-200] ** 2)) < 1e-2
-
-
-# ---------------------------------------------------------------- speech
 
 
 def test_speak_has_energy_and_sensible_duration() -> None:

@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from emodesk.capture.clock import MonotonicClock
+from emodesk.capture.fakes import ArrayAudioSource
+from emodesk.capture.sources import SourceSet
+from emodesk.fusion.config import FusionConfig
+from emodesk.labels import LABELS
 from emodesk.resources import shipped_models_dir
 from emodesk.ui.app import NO_MIC_NOTE, plan_launch, run_app
 from emodesk.ui.errors import ErrorReporter
 from emodesk.ui.main_window import DEMO_BANNER_NO_CAMERA, MainWindow
 from emodesk.ui.widgets import bgr_to_qimage
 from emodesk.workers import LivePipeline, running_workers
+from tests.live_fakes import fake_speech_loader
 
 SCREENSHOT = Path("/tmp/emodesk_window.png")
 
@@ -75,6 +82,31 @@ def test_window_on_demo_clip(qtbot: object, face_only_models: Path) -> None:
     finally:
         win.close()
     assert not pipe.running and not running_workers()
+
+
+def test_window_shows_voice_and_words_bars_when_members_exist(qtbot: object) -> None:
+    clock, stop = MonotonicClock(), threading.Event()
+    speechy = (0.05 * np.random.default_rng(2).standard_normal(16000 * 60)).astype(np.float32)
+    audio = ArrayAudioSource(speechy, paced=True, clock=clock, stop=stop)
+    pipe = LivePipeline(SourceSet(None, audio, "fake microphone", clock, stop),
+                        fusion=FusionConfig.equal(["fake-voice", "fake-text"]),
+                        speech_loader=fake_speech_loader())
+    win = MainWindow(pipe)
+    qtbot.addWidget(win)  # type: ignore[attr-defined]
+    win.show()
+    pipe.start()
+    try:
+        qtbot.waitUntil(lambda: win.voice_panel.values() is not None  # type: ignore[attr-defined]
+                        and win.text_panel.values() is not None, timeout=5000)
+        assert LABELS[int(np.argmax(win.voice_panel.values()))] == "angry"  # type: ignore[arg-type]
+        assert LABELS[int(np.argmax(win.text_panel.values()))] == "sad"  # type: ignore[arg-type]
+        assert "fake-voice" in win.voice_panel.caption.text() and "ago" in win.voice_panel.caption.text()
+        assert win.face_panel.message_text() == "no video source" and not win.banner.isVisible()
+        assert win.transcript.lines and win.transcript.lines[0] == "line 1"
+        assert win.fused_panel.values() is not None
+    finally:
+        win.close()
+    assert not pipe.running
 
 
 def test_run_app_demo_quits_cleanly(tmp_path: Path, emodesk_home: Path) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,13 +18,13 @@ from emodesk.capture.base import AudioSource
 from emodesk.capture.clock import MonotonicClock
 from emodesk.capture.fakes import ArrayAudioSource, ArrayVideoSource
 from emodesk.capture.sources import SourceSet
-from emodesk.errors import DeviceError
 from emodesk.fusion.config import FusionConfig
 from emodesk.labels import LABELS, N_LABELS
 from emodesk.pipeline.models import SlotStatus
-from emodesk.types import AudioChunk, FaceFrameResult, Frame, Transcript, Utterance
+from emodesk.types import Transcript
 from emodesk.workers import BoundedChunkQueue, LivePipeline, SpeechModels, running_workers
 from emodesk.workers.stats import LatencyWindow, RateMeter
+from tests.live_fakes import FailingAudio, FakeSpeech, SlowFace, VideoThatDies, fake_speech_loader
 
 FACE_PNG = Path(__file__).resolve().parents[1] / "assets" / "face_astronaut.png"
 FACE_MODEL = "face-fer-minixception"
@@ -50,129 +48,6 @@ def _wait(cond: object, timeout: float, qtbot: object) -> None:
     qtbot.waitUntil(cond, timeout=int(timeout * 1000))  # type: ignore[attr-defined]
 
 
-# ------------------------------------------------------------------ fakes
-
-
-@dataclass(frozen=True)
-class FakeEvent:
-    utterance: Utterance
-    transcript: Transcript
-
-
-class FakeSpeech:
-    """Every ``utt_s`` of audio is one utterance: a partial halfway, then a final line."""
-
-    def __init__(self, utt_s: float = 0.4) -> None:
-        self.utt_s = utt_s
-        self._buf: list[np.ndarray] = []
-        self._t0: float | None = None
-        self._partial_sent = False
-        self.n = 0
-
-    def insert(self, chunk: AudioChunk) -> list[FakeEvent]:
-        if self._t0 is None:
-            self._t0 = chunk.t0
-        self._buf.append(chunk.samples)
-        t1 = chunk.t1
-        out: list[FakeEvent] = []
-        if not self._partial_sent and t1 - self._t0 >= self.utt_s / 2:
-            self._partial_sent = True
-            out.append(self._event(t1, final=False))
-        if t1 - self._t0 >= self.utt_s:
-            out.append(self._event(t1, final=True))
-            self._buf, self._t0, self._partial_sent = [], None, False
-        return out
-
-    def finish(self) -> list[FakeEvent]:
-        return []
-
-    def _event(self, t1: float, *, final: bool) -> FakeEvent:
-        assert self._t0 is not None
-        audio = np.concatenate(self._buf)
-        if final:
-            self.n += 1
-        text = f"line {self.n}" if final else "partial words"
-        utt = Utterance(self._t0, t1, audio, final=final, wall_end=time.monotonic())
-        return FakeEvent(utt, Transcript(self._t0, t1, text, partial=not final, wall=time.monotonic() + 0.01))
-
-
-class FakeMember:
-    """A voice or text member that always says ``label``."""
-
-    def __init__(self, model_id: str, label: str) -> None:
-        self.id = model_id
-        self.probs = np.full(N_LABELS, 0.02)
-        self.probs[LABELS.index(label)] = 1 - 0.02 * (N_LABELS - 1)
-
-    def score(self, _x: object) -> np.ndarray:
-        return self.probs.copy()
-
-
-def fake_speech_loader(models: list[SpeechModels] | None = None) -> object:
-    def load() -> SpeechModels:
-        m = SpeechModels(
-            FakeSpeech(),
-            [FakeMember("fake-voice", "angry")],
-            [FakeMember("fake-text", "sad")],
-            [SlotStatus("asr", "ok", "fake asr"), SlotStatus("voice", "ok", "fake-voice"),
-             SlotStatus("text", "ok", "fake-text")],
-        )
-        if models is not None:
-            models.append(m)
-        return m
-
-    return load
-
-
-class SlowFace:
-    """A face 'pipeline' that takes ``delay`` seconds per frame and records what it saw."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.seen: list[int] = []
-
-    def process(self, frame: Frame) -> FaceFrameResult:
-        time.sleep(self.delay)
-        self.seen.append(frame.index)
-        return FaceFrameResult(frame.t, frame.index, frame.size, (), frame.wall, time.monotonic())
-
-
-class FailingAudio:
-    """An audio source whose device refuses to open."""
-
-    name = "broken microphone"
-    sample_rate = 16000
-    ended = False
-    overflows = 0
-
-    def open(self) -> None:
-        raise DeviceError("broken microphone did not open: device busy; pick another microphone")
-
-    def read(self, timeout: float = 0.5) -> AudioChunk | None:
-        raise AssertionError("read() after a failed open()")
-
-    def close(self) -> None:
-        raise AssertionError("close() after a failed open()")
-
-
-class VideoThatDies(ArrayVideoSource):
-    """Delivers ``n`` frames, then the camera is 'unplugged'."""
-
-    def __init__(self, frames: Sequence[np.ndarray], n: int, **kw: object) -> None:
-        super().__init__(frames, **kw)  # type: ignore[arg-type]
-        self.n = n
-        self.closed_in: str | None = None
-
-    def read(self) -> Frame | None:
-        if self._i >= self.n:
-            raise DeviceError("camera 0 stopped delivering frames (unplugged?)")
-        return super().read()
-
-    def close(self) -> None:
-        self.closed_in = threading.current_thread().name
-        super().close()
-
-
 # ------------------------------------------------------------------ tests
 
 
@@ -183,6 +58,9 @@ def test_bounded_queue_drops_oldest_and_counts() -> None:
     assert q.dropped == 2 and len(q) == 3
     assert [q.get(0), q.get(0), q.get(0)] == [2, 3, 4]
     assert q.get(0.01) is None and not q.exhausted
+    for i in range(3):
+        q.put(10 + i)
+    assert q.drain(2) == [10, 11] and q.drain(5) == [12] and q.drain(5) == []
     q.close()
     assert q.exhausted and not q.put(9) and q.get(0) is None
 
@@ -312,9 +190,25 @@ def test_speech_results_reach_snapshot_and_fusion(qtbot: object) -> None:
     # End of utterance on the media clock → line published: paced audio keeps it small.
     assert snap.stats.transcript_delay_p95_ms is not None and 0 <= snap.stats.transcript_delay_p95_ms < 500
     assert snap.stats.audio_dropped == 0 and snap.stats.audio_overflows == 0
-    fused = pipe._hub.fused(snap.transcripts[-1].t1)  # type: ignore[union-attr]
+    fused = pipe.fused_at(snap.transcripts[-1].t1)
     assert fused is not None and set(fused.members) == {"fake-voice", "fake-text"}
     assert {LABELS[i] for i in np.argsort(fused.probs)[-2:]} == {"angry", "sad"}
+    assert pipe.stop()
+
+
+def test_speech_backlog_is_drained_in_batches_without_losing_lines(qtbot: object) -> None:
+    clock, stop = MonotonicClock(), threading.Event()
+    noise = (0.05 * np.random.default_rng(1).standard_normal(16000 * 21 // 10)).astype(np.float32)
+    audio = ArrayAudioSource(noise, paced=True, clock=clock, stop=stop)
+    loaded: list[SpeechModels] = []
+    pipe = LivePipeline(_sources(None, audio, clock, stop), fusion=FusionConfig.equal([]),
+                        speech_loader=fake_speech_loader(loaded, delay=0.8))
+    with qtbot.waitSignal(pipe.finished, timeout=15000):  # type: ignore[attr-defined]
+        pipe.start()
+    speech = loaded[0].speech
+    assert isinstance(speech, FakeSpeech) and speech.batches and max(speech.batches) >= 30  # 0.8 s backlog
+    assert [t.text for t in pipe.snapshot().transcripts] == [f"line {i}" for i in range(1, 6)]  # 2.1 s/0.4 s
+    assert pipe.snapshot().stats.audio_dropped == 0
     assert pipe.stop()
 
 

@@ -23,9 +23,10 @@ import av
 import cv2
 import numpy as np
 
+from emodesk.capture.resample import resample
+
 __all__ = [
     "speak",
-    "resample_poly_np",
     "face_video_frames",
     "write_video_with_audio",
     "write_wav",
@@ -48,6 +49,7 @@ def speak(
     sample_rate: int = 16000,
     voice: str = "en-us",
     words_per_minute: int = 150,
+    word_gap_ms: int = 0,
 ) -> np.ndarray:
     """Render ``text`` with espeak-ng; mono float32 in [-1, 1] at ``sample_rate``.
 
@@ -60,15 +62,15 @@ def speak(
             "espeak-ng binary not found; install it with `apt install espeak-ng`"
         )
     proc = subprocess.run(
-        [exe, "--stdout", "-v", voice, "-s", str(int(words_per_minute)), "--", text],
+        [exe, "--stdout", "-v", voice, "-s", str(int(words_per_minute)),
+         "-g", str(max(0, int(word_gap_ms)) // 10), "--", text],
         check=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     audio, src_rate = _decode_wav_bytes(proc.stdout)
     if src_rate != sample_rate:
-        g = math.gcd(int(src_rate), int(sample_rate))
-        audio = resample_poly_np(audio, int(sample_rate) // g, int(src_rate) // g)
+        audio = resample(audio, src_rate, sample_rate)
     return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -98,53 +100,6 @@ def _decode_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
             return pcm.astype(np.float32), int(rate)
         pos += 8 + size + (size & 1)
     raise ValueError("WAV stream has no data chunk")
-
-
-def resample_poly_np(
-    x: np.ndarray, up: int, down: int, *, half_width: int = 16, beta: float = 8.0
-) -> np.ndarray:
-    """Rational-rate resampling by ``up/down`` with a Kaiser-windowed sinc.
-
-    Why: scipy is not a run-time dependency; this polyphase evaluation gives
-    scipy.signal.resample_poly-like quality (anti-aliased, zero-phase,
-    output length ``ceil(len(x) * up / down)``) with plain numpy.
-    ``half_width`` is the filter half-length in input/output samples of the
-    slower rate.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if up < 1 or down < 1:
-        raise ValueError("up and down must be positive integers")
-    g = math.gcd(up, down)
-    up, down = up // g, down // g
-    if up == down == 1:
-        return x.astype(np.float32)
-    n_in = x.shape[0]
-    n_out = -(-n_in * up // down)
-    if n_in == 0:
-        return np.zeros(0, dtype=np.float32)
-    m = max(up, down)
-    fc = 1.0 / m  # cutoff relative to the upsampled Nyquist
-    half_len = half_width * m  # filter half-length, in upsampled samples
-    taps = np.arange(-half_len, half_len + 1, dtype=np.float64)
-    h = fc * np.sinc(fc * taps) * np.kaiser(2 * half_len + 1, beta)
-    h *= up  # compensate for the zero-stuffing gain loss
-    length = h.shape[0]
-
-    out = np.empty(n_out, dtype=np.float64)
-    k_span = (2 * half_len) // up + 2
-    offsets = np.arange(k_span, dtype=np.int64)
-    chunk = max(1, 262144 // k_span)
-    for start in range(0, n_out, chunk):
-        n = np.arange(start, min(start + chunk, n_out), dtype=np.int64)
-        pos = n * down  # output sample position on the upsampled grid
-        k0 = -((half_len - pos) // up)  # ceil((pos - half_len) / up)
-        ks = k0[:, None] + offsets[None, :]
-        idx = pos[:, None] - ks * up + half_len
-        valid = (idx >= 0) & (idx < length) & (ks >= 0) & (ks < n_in)
-        coeff = np.where(valid, h[np.clip(idx, 0, length - 1)], 0.0)
-        samples = x[np.clip(ks, 0, n_in - 1)]
-        out[n] = np.sum(coeff * samples, axis=1)
-    return out.astype(np.float32)
 
 
 # --------------------------------------------------------------------------

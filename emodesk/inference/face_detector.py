@@ -11,7 +11,6 @@ decoding options live in the model's manifest under ``postprocessing``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -136,11 +135,8 @@ def _check_image(image: np.ndarray) -> None:
 
 
 def _postprocessing(manifest: ModelManifest) -> Mapping[str, Any]:
-    """The manifest's ``postprocessing`` block (ModelManifest does not keep it, so read the file)."""
-    try:
-        post = json.loads(manifest.path.read_text(encoding="utf-8")).get("postprocessing")
-    except (OSError, ValueError, AttributeError) as e:
-        raise ModelError(f"model {manifest.id}: manifest {manifest.path} is unreadable: {e}") from None
+    """The manifest's ``postprocessing`` block: anchors, decoding and NMS options."""
+    post = manifest.postprocessing
     if not isinstance(post, dict) or not isinstance(post.get("anchors"), dict) or "decoding" not in post:
         raise ModelError(
             f"model {manifest.id}: manifest {manifest.path} lacks postprocessing.anchors/decoding; "

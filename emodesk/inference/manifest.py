@@ -51,6 +51,7 @@ class ModelManifest:
     path: Path
     labels: tuple[str, ...] | None = None
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
+    postprocessing: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, Any] = field(default_factory=dict)
     license: str = ""
     metrics: Mapping[str, Any] = field(default_factory=dict)
@@ -88,6 +89,7 @@ class ModelManifest:
                 path=p.resolve(),
                 labels=labels,
                 preprocessing=dict(d.get("preprocessing", {})),
+                postprocessing=dict(d.get("postprocessing") or {}),
                 source=dict(d.get("source", {})),
                 license=str(d.get("license", "")),
                 metrics=dict(d.get("metrics", {})),

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import ModelError
-from emodesk.inference.runtime import Device, OnnxModel
 from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.runtime import Device, OnnxModel
 from emodesk.labels import reorder_indices
 
 

@@ -44,6 +44,10 @@ class UtterancePipeline:
     def insert(self, chunk: AudioChunk) -> UtteranceOutput:
         return self._score(self.speech.insert(chunk))
 
+    def insert_many(self, chunks: Sequence[AudioChunk]) -> UtteranceOutput:
+        """A backlog at once: only its newest partial is transcribed (``SpeechProcessor.insert_many``)."""
+        return self._score(self.speech.insert_many(chunks))
+
     def finish(self) -> UtteranceOutput:
         return self._score(self.speech.finish())
 

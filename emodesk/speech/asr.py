@@ -287,9 +287,7 @@ class Transcriber:
             return "", False  # Whisper's own "this is not speech" rule
         text = self._tokenizer.decode(tokens).strip()
         looped = (
-            len(tokens) >= max_new
-            or _compression_ratio(text) > _MAX_COMPRESSION
-            or _repeats_phrase(text)
+            len(tokens) >= max_new or _compression_ratio(text) > _MAX_COMPRESSION or _repeats_phrase(text)
         )
         return text, looped
 

@@ -108,14 +108,12 @@ class UtteranceSegmenter:
         self._win = int(vad.window_samples)
         sr = self.sample_rate
         cfg = self.config
-        self._pad = int(round(cfg.speech_pad_s * sr))
-        self._min_silence = int(round(cfg.min_silence_s * sr))
-        self._min_speech = int(round(cfg.min_speech_s * sr))
-        self._max_len = int(round(cfg.max_utterance_s * sr))
-        self._split_pause = int(round(cfg.split_pause_s * sr))
-        self._partial = (
-            None if cfg.partial_interval_s is None else int(round(cfg.partial_interval_s * sr))
-        )
+        self._pad = round(cfg.speech_pad_s * sr)
+        self._min_silence = round(cfg.min_silence_s * sr)
+        self._min_speech = round(cfg.min_speech_s * sr)
+        self._max_len = round(cfg.max_utterance_s * sr)
+        self._split_pause = round(cfg.split_pause_s * sr)
+        self._partial = None if cfg.partial_interval_s is None else round(cfg.partial_interval_s * sr)
         self._reset_stream()
 
     # ----------------------------------------------------------------- state
@@ -206,9 +204,7 @@ class UtteranceSegmenter:
 
         if p >= cfg.threshold:
             if self._temp_end is not None:
-                if self._pause_end is not None and (
-                    self._resume is None or self._resume < self._pause_end
-                ):
+                if self._pause_end is not None and (self._resume is None or self._resume < self._pause_end):
                     self._resume = start
                 self._temp_end = None
         elif p < cfg.neg_threshold:

@@ -67,6 +67,7 @@ def _prepare_qt() -> None:
     if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
             and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        print("emodesk: no display found (DISPLAY is unset): the window runs offscreen", file=sys.stderr)
     if QCoreApplication.instance() is None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
@@ -90,10 +91,10 @@ def run_app(
     window to that PNG just before a ``quit_after`` close.
     """
     from emodesk.ui.errors import remove_logging, setup_logging
-    from emodesk.ui.qt_compat import refcount_guard
+    from emodesk.ui.qt_compat import check_qt
 
+    check_qt()
     log_path = setup_logging()
-    guard = refcount_guard()
     _prepare_qt()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
@@ -145,4 +146,33 @@ def run_app(
         return 1
     finally:
         remove_logging()
-        guard.top_up()
+
+
+def self_test_window() -> str:
+    """Build the real window over the demo clip (not started), render it once, close it.
+
+    Catches what a broken bundle misses: Qt's platform plugin, fonts, the widgets.
+    """
+    from emodesk.ui.qt_compat import check_qt
+
+    check_qt()
+    _prepare_qt()
+    from PySide6.QtWidgets import QApplication
+
+    from emodesk.ui.main_window import DEMO_BANNER, MainWindow
+    from emodesk.workers.live import LivePipeline
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    pipeline = LivePipeline.from_spec("demo")
+    window = MainWindow(pipeline, demo_banner=DEMO_BANNER)
+    try:
+        window.show()
+        window.refresh()
+        app.processEvents()
+        image = window.grab()
+        if image.isNull() or image.width() < 100:
+            raise EmodeskError("the window rendered nothing")
+        return f"Qt platform {QApplication.platformName()}, window {image.width()}×{image.height()}"
+    finally:
+        window.close()
+        window.shutdown()

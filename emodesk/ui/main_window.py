@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
 from emodesk.pipeline.models import SlotStatus
 from emodesk.types import ModalityScores
 from emodesk.ui.errors import ErrorReporter
-from emodesk.ui.qt_compat import refcount_guard
 from emodesk.ui.widgets import FusedHeadline, ProbabilityPanel, TranscriptView, VideoView
 from emodesk.workers.live import LivePipeline
 from emodesk.workers.snapshot import LiveSnapshot
@@ -63,7 +62,6 @@ class MainWindow(QMainWindow):
         self.reporter = reporter or ErrorReporter(self, log_path=log_path)
         self.last_snapshot: LiveSnapshot | None = None
         self.refreshes = 0
-        self._guard = refcount_guard()
 
         central = QWidget()
         root = QVBoxLayout(central)
@@ -139,7 +137,6 @@ class MainWindow(QMainWindow):
 
     def refresh(self) -> None:
         """Pull the newest state and show it (the 30 Hz timer's slot)."""
-        self._guard.top_up()  # no-op unless PySide6 6.12.0 on Python < 3.12 (see qt_compat)
         snap = self.pipeline.snapshot()
         self.last_snapshot = snap
         self.refreshes += 1

@@ -291,9 +291,10 @@ class TranscriptView(QTextBrowser):
         ]
         if self.partial_text is not None:
             assert partial is not None
+            more = "" if self.partial_text.endswith(("...", "…")) else "…"  # still being spoken
             rows.append(
                 f'<p style="margin:2px 0"><span style="color:#aaa">{partial.t0:6.1f} s</span>&nbsp; '
-                f'<i style="color:#999">{html.escape(self.partial_text)}…</i></p>'
+                f'<i style="color:#999">{html.escape(self.partial_text)}{more}</i></p>'
             )
         self.setHtml("".join(rows))
         sb = self.verticalScrollBar()

@@ -234,6 +234,10 @@ class LivePipeline(QObject):
                 out.append(SlotStatus(slot, "missing", f"{src.name} (opening…)"))
         return out
 
+    def fused_at(self, t: float) -> FusedScores | None:
+        """The fusion of the members fresh at media time ``t`` (None before start or when none is)."""
+        return self._hub.fused(t) if self._hub is not None else None
+
     def snapshot(self) -> LiveSnapshot:
         """The newest state of everything, for the GUI timer; cheap and thread-safe."""
         with self._snap_lock:
@@ -242,7 +246,7 @@ class LivePipeline(QObject):
                 self._last_frame = fresh
             frame = self._last_frame
         t = self._media_time()
-        fused = self._hub.fused(t) if self._hub is not None and t is not None else None
+        fused = self.fused_at(t) if t is not None else None
         finals: tuple[Transcript, ...] = ()
         partial: Transcript | None = None
         version = 0

@@ -52,6 +52,12 @@ class BoundedChunkQueue(Generic[T]):
                 return None
             return self._items.popleft()
 
+    def drain(self, max_items: int) -> list[T]:
+        """Up to ``max_items`` oldest items without waiting (a consumer catching up)."""
+        with self._cond:
+            n = min(max_items, len(self._items))
+            return [self._items.popleft() for _ in range(n)]
+
     def close(self) -> None:
         """No more puts; readers drain what is left, then get None."""
         with self._cond:

@@ -37,6 +37,13 @@ class SpeechEventSource(Protocol):
     def finish(self) -> Sequence[Any]: ...
 
 
+def _insert_many(inner: SpeechEventSource, chunks: Sequence[AudioChunk]) -> list[Any]:
+    many = getattr(inner, "insert_many", None)
+    if many is not None:
+        return list(many(chunks))
+    return [ev for c in chunks for ev in inner.insert(c)]
+
+
 @dataclass
 class SpeechModels:
     """What the speech loader returns; ``speech`` None means the path cannot run."""
@@ -95,6 +102,11 @@ class _EventTap:
         self.events.extend(ev)
         return ev
 
+    def insert_many(self, chunks: Sequence[AudioChunk]) -> Sequence[Any]:
+        ev = _insert_many(self.inner, chunks)
+        self.events.extend(ev)
+        return ev
+
     def finish(self) -> Sequence[Any]:
         ev = self.inner.finish()
         self.events.extend(ev)
@@ -117,12 +129,14 @@ class SpeechWorker(Worker):
         to_wall: Callable[[float], float] | None = None,
         history: int = 200,
         poll_s: float = 0.1,
+        max_batch: int = 250,
     ) -> None:
         super().__init__(stop, parent)
         self.chunks = chunks
         self.loader = loader
         self.on_score = on_score
         self.poll_s = poll_s
+        self.max_batch = max(1, max_batch)  # 250 chunks of 20 ms: at most 5 s of audio per step
         self.statuses: list[SlotStatus] = [
             SlotStatus(s, "missing", LOADING) for s in ("asr", "voice", "text")
         ]
@@ -168,12 +182,17 @@ class SpeechWorker(Worker):
             chunk = self.chunks.get(self.poll_s)
             if chunk is None:
                 if self.chunks.exhausted:
-                    self._publish(pipeline.finish(), tap)  # end of a finite source
+                    if not self.stopping:  # a finite source ended: transcribe its last words
+                        self._publish(pipeline.finish(), tap)
                     break
                 continue
-            self.audio_seconds += len(chunk.samples) / chunk.sample_rate
-            self._publish(pipeline.insert(chunk), tap)
-            self.position = chunk.t1
+            # Behind (ASR was busy)? Take the backlog in one go: the processor then
+            # transcribes only its newest partial instead of every stale one.
+            batch = [chunk, *self.chunks.drain(self.max_batch - 1)]
+            self.audio_seconds += sum(len(c.samples) / c.sample_rate for c in batch)
+            out = pipeline.insert(chunk) if len(batch) == 1 else pipeline.insert_many(batch)
+            self._publish(out, tap)
+            self.position = batch[-1].t1
 
     def cleanup(self) -> None:
         # Whatever ended this thread, nobody drains the queue any more: close it so the

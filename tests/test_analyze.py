@@ -1,0 +1,127 @@
+"""End to end: a generated video-with-speech file through the real models, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emodesk.cli.main import main
+from emodesk.labels import LABELS
+from emodesk.records import read_records
+from tests.media import speech_video
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_face_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("media") / "two_faces.mp4"
+    return speech_video(path, ["The quick brown fox jumps over the lazy dog.",
+                               "I am really happy with this result."], faces=2)
+
+
+def _valid_probs(p):
+    assert list(p) == list(LABELS)
+    v = np.array(list(p.values()))
+    assert np.all(v >= 0) and abs(v.sum() - 1) < 1e-3
+
+
+def test_analyze_finds_faces_transcribes_and_fuses(two_face_clip, tmp_path, capsys):
+    path, spans = two_face_clip
+    out = tmp_path / "out.jsonl"
+    report = tmp_path / "report.json"
+    assert main(["analyze", str(path), "--out", str(out), "--json", str(report)]) == 0
+    recs = read_records(out)
+    faces = [r for r in recs if r["kind"] == "face"]
+    fused = [r for r in recs if r["kind"] == "fused"]
+    trans = [r for r in recs if r["kind"] == "transcript"]
+    duration = spans[-1][1] + 1.0
+
+    # two faces in (nearly) every frame, each keeping its own track id
+    frames = {r["t"] for r in faces}
+    per_frame = [sum(1 for r in faces if r["t"] == t) for t in frames]
+    assert np.mean([n == 2 for n in per_frame]) > 0.9
+    tracks = {r["track"] for r in faces}
+    assert 2 <= len(tracks) <= 4, tracks
+    for r in faces[:50]:
+        _valid_probs(r["probs"])
+        x, y, w, h = r["box"]
+        assert 0 <= x and 0 <= y and x + w <= 640.5 and y + h <= 480.5 and w > 60
+
+    # the spoken words, with utterance times near the truth
+    text = " ".join(r["text"] for r in trans).lower()
+    assert "fox" in text and "dog" in text and "happy" in text, text
+    assert len(trans) == 2
+    for r, (a, b) in zip(trans, spans, strict=True):
+        assert abs(r["t0"] - a) < 0.5 and abs(r["t1"] - b) < 0.6 and r["t"] == r["t1"]
+
+    # fused rows: at least one per media second while the face member is fresh
+    secs = {int(r["t"]) for r in fused}
+    assert set(range(int(duration) - 1)) <= secs
+    for r in fused:
+        _valid_probs(r["probs"])
+        assert r["track"] in tracks
+
+    ts = [r["t"] for r in recs]
+    assert ts == sorted(ts)
+    rep = json.loads(report.read_text())
+    assert rep["frames"] > 0 and rep["utterances"] == 2 and rep["face_fps"] > 0
+    assert "records" in capsys.readouterr().out
+
+
+def test_audio_only_file(two_face_clip, tmp_path):
+    from emodesk.capture.files import AudioFileSource
+    from emodesk.capture.synthesis import write_wav
+
+    path, _ = two_face_clip
+    src = AudioFileSource(path, chunk_s=1.0)
+    src.open()
+    audio = np.concatenate([c.samples for c in iter(src.read, None)])
+    src.close()
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, audio, 16000)
+    out = tmp_path / "a.jsonl"
+    assert main(["analyze", str(wav), "--out", str(out)]) == 0
+    recs = read_records(out)
+    assert {r["kind"] for r in recs} == {"transcript"}  # no voice/text model installed yet: no fake scores
+    assert "fox" in " ".join(r["text"] for r in recs).lower()
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "emodesk", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path):
+    r = _run("analyze", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+    assert "Traceback" not in r.stderr
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00garbage" * 500)
+    r = _run("analyze", str(junk), "--out", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "junk.mp4" in r.stderr
+    r = _run("analyze", str(junk))  # no --out: usage error
+    assert r.returncode == 2
+
+
+def test_corrupt_model_is_named_and_the_rest_keeps_working(two_face_clip, tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    models = tmp_path / "models"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "models", models)
+    onnx = models / "face-fer-minixception.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    monkeypatch.setenv("EMODESK_MODELS", str(models))
+    path, _ = two_face_clip
+    out = tmp_path / "o.jsonl"
+    r = subprocess.run([sys.executable, "-m", "emodesk", "analyze", str(path), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "face-fer-minixception" in r.stderr and "sha256" in r.stderr  # says which model and why
+    kinds = {rec["kind"] for rec in read_records(out)}
+    assert "transcript" in kinds and "face" not in kinds
