@@ -51,9 +51,7 @@ def reorder_indices(model_labels: Sequence[str]) -> np.ndarray:
     """
     names = [canonical_label(x) for x in model_labels]
     if sorted(names) != sorted(LABELS):
-        raise LabelError(
-            f"model labels {list(model_labels)} must be a permutation of {list(LABELS)}"
-        )
+        raise LabelError(f"model labels {list(model_labels)} must be a permutation of {list(LABELS)}")
     return np.array([names.index(lab) for lab in LABELS], dtype=np.intp)
 
 

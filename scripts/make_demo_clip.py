@@ -68,17 +68,15 @@ def make_face() -> np.ndarray:
 
 def make_speech() -> tuple[np.ndarray, list[tuple[str, str, float, float]]]:
     """Concatenate the sentences with silences; return audio and segment times."""
-    pieces: list[np.ndarray] = [np.zeros(int(round(LEAD_IN_S * SAMPLE_RATE)), np.float32)]
+    pieces: list[np.ndarray] = [np.zeros(round(LEAD_IN_S * SAMPLE_RATE), np.float32)]
     segments: list[tuple[str, str, float, float]] = []
     cursor = pieces[0].shape[0]
     for i, (emotion, text) in enumerate(SENTENCES):
         if i:
-            gap = np.zeros(int(round(GAP_S * SAMPLE_RATE)), np.float32)
+            gap = np.zeros(round(GAP_S * SAMPLE_RATE), np.float32)
             pieces.append(gap)
             cursor += gap.shape[0]
-        speech = speak(
-            text, sample_rate=SAMPLE_RATE, voice=VOICE, words_per_minute=WORDS_PER_MINUTE
-        )
+        speech = speak(text, sample_rate=SAMPLE_RATE, voice=VOICE, words_per_minute=WORDS_PER_MINUTE)
         speech = _trim_silence(speech)
         speech = (speech * (PEAK / max(float(np.max(np.abs(speech))), 1e-6))).astype(np.float32)
         segments.append((emotion, text, cursor / SAMPLE_RATE, (cursor + speech.shape[0]) / SAMPLE_RATE))
@@ -86,8 +84,8 @@ def make_speech() -> tuple[np.ndarray, list[tuple[str, str, float, float]]]:
         cursor += speech.shape[0]
     audio = np.concatenate(pieces)
     total = max(MIN_DURATION_S, audio.shape[0] / SAMPLE_RATE + TAIL_S)
-    n_frames = int(math.ceil(total * FPS))
-    n_samples = int(round(n_frames / FPS * SAMPLE_RATE))
+    n_frames = math.ceil(total * FPS)
+    n_samples = round(n_frames / FPS * SAMPLE_RATE)
     audio = np.pad(audio, (0, max(0, n_samples - audio.shape[0])))[:n_samples]
     return audio.astype(np.float32), segments
 
@@ -108,8 +106,7 @@ def write_readme(
 ) -> None:
     """Document provenance and licensing of every asset next to it."""
     rows = "\n".join(
-        f"| {start:5.2f} | {end:5.2f} | {emotion} | {text} |"
-        for emotion, text, start, end in segments
+        f"| {start:5.2f} | {end:5.2f} | {emotion} | {text} |" for emotion, text, start, end in segments
     )
     r0, r1 = FACE_CROP[0].start, FACE_CROP[0].stop
     c0, c1 = FACE_CROP[1].start, FACE_CROP[1].stop
@@ -169,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError(f"could not write {face_path}")
 
     audio, segments = make_speech()
-    n_frames = int(round(audio.shape[0] / SAMPLE_RATE * FPS))
+    n_frames = round(audio.shape[0] / SAMPLE_RATE * FPS)
     frames = face_video_frames(face, n_frames=n_frames, size=SIZE, fps=FPS, faces=1)
     video_path = out_dir / "demo.mp4"
     write_video_with_audio(video_path, frames, FPS, audio, SAMPLE_RATE)

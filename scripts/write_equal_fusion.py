@@ -27,7 +27,9 @@ def main() -> None:
     doc = {
         "version": 1,
         "classes": list(LABELS),
-        "members": [{"id": m.id, "sha256": m.sha256, "modality": m.modality} for m in sorted(ms, key=lambda m: m.id)],
+        "members": [
+            {"id": m.id, "sha256": m.sha256, "modality": m.modality} for m in sorted(ms, key=lambda m: m.id)
+        ],
         "weights": {m.id: 1.0 for m in sorted(ms, key=lambda m: m.id)},
         "optimizer": {"name": "equal-weights", "params": {}, "seed": None, "evaluations": 0},
         "objective": {"name": "none", "value": None},

@@ -87,8 +87,11 @@ def fake_speech_loader(models: list[SpeechModels] | None = None, delay: float = 
             FakeSpeech(),
             [FakeMember("fake-voice", "angry")],
             [FakeMember("fake-text", "sad")],
-            [SlotStatus("asr", "ok", "fake asr"), SlotStatus("voice", "ok", "fake-voice"),
-             SlotStatus("text", "ok", "fake-text")],
+            [
+                SlotStatus("asr", "ok", "fake asr"),
+                SlotStatus("voice", "ok", "fake-voice"),
+                SlotStatus("text", "ok", "fake-text"),
+            ],
         )
         if models is not None:
             models.append(m)

@@ -25,8 +25,15 @@ def need_espeak() -> None:
         pytest.skip("espeak-ng is not installed (apt install espeak-ng)")
 
 
-def speech_video(path: Path, sentences: list[str], *, faces: int = 1, gap_s: float = 1.2,
-                 lead_s: float = 0.8, tail_s: float = 1.0) -> tuple[Path, list[tuple[float, float]]]:
+def speech_video(
+    path: Path,
+    sentences: list[str],
+    *,
+    faces: int = 1,
+    gap_s: float = 1.2,
+    lead_s: float = 0.8,
+    tail_s: float = 1.0,
+) -> tuple[Path, list[tuple[float, float]]]:
     """A 640×480 video with ``faces`` moving faces and the sentences spoken in its audio track.
 
     Returns the path and the (start, end) seconds of each sentence.

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def two_face_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("media") / "two_faces.mp4"
-    return speech_video(path, ["The quick brown fox jumps over the lazy dog.",
-                               "I am really happy with this result."], faces=2)
+    return speech_video(
+        path, ["The quick brown fox jumps over the lazy dog.", "I am really happy with this result."], faces=2
+    )
 
 
 def _valid_probs(p):
@@ -90,7 +91,9 @@ def test_audio_only_file(two_face_clip, tmp_path):
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "emodesk", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "emodesk", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path):
@@ -119,8 +122,12 @@ def test_corrupt_model_is_named_and_the_rest_keeps_working(two_face_clip, tmp_pa
     monkeypatch.setenv("EMODESK_MODELS", str(models))
     path, _ = two_face_clip
     out = tmp_path / "o.jsonl"
-    r = subprocess.run([sys.executable, "-m", "emodesk", "analyze", str(path), "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "emodesk", "analyze", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "face-fer-minixception" in r.stderr and "sha256" in r.stderr  # says which model and why
     kinds = {rec["kind"] for rec in read_records(out)}

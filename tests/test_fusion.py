@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from emodesk.errors import ConfigError
 from emodesk.fusion import FusionConfig, FusionState, fuse, load_fusion_config
 from emodesk.fusion.config import parse_fusion_json
-from emodesk.errors import ConfigError
 from emodesk.labels import LABELS
 from emodesk.types import FaceFrameResult, ModalityScores
 
@@ -49,7 +49,8 @@ def _write(tmp_path, d):
 
 def _cfg(weights, members=None):
     return {
-        "version": 1, "classes": list(LABELS),
+        "version": 1,
+        "classes": list(LABELS),
         "members": members or [{"id": k, "sha256": "aa", "modality": "face"} for k in weights],
         "weights": weights,
     }
@@ -64,11 +65,17 @@ def test_fusion_json_drops_uninstalled_members_and_sha_mismatch(tmp_path):
     assert any("sha256" in w for w in cfg.warnings)
 
 
-@pytest.mark.parametrize("bad", [
-    "not json", json.dumps([1, 2]), json.dumps({"members": []}),
-    json.dumps(_cfg({"a": -1.0})), json.dumps(_cfg({"a": [1.0, 2.0]})),
-    json.dumps({**_cfg({"a": 1.0}), "classes": ["happy", "sad"]}),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not json",
+        json.dumps([1, 2]),
+        json.dumps({"members": []}),
+        json.dumps(_cfg({"a": -1.0})),
+        json.dumps(_cfg({"a": [1.0, 2.0]})),
+        json.dumps({**_cfg({"a": 1.0}), "classes": ["happy", "sad"]}),
+    ],
+)
 def test_malformed_fusion_json_is_refused_and_falls_back(tmp_path, bad):
     p = tmp_path / "fusion.json"
     p.write_text(bad)

@@ -124,12 +124,12 @@ def test_face_video_frames_shape_and_motion(face: np.ndarray) -> None:
     assert all(f.shape == (480, 640, 3) and f.dtype == np.uint8 for f in frames)
     bg = synthesis._background((640, 480), synthesis.DEFAULT_BACKGROUND)
     x0, y0, h0 = _face_centroid(frames[0], bg)
-    x1, y1, h1 = _face_centroid(frames[-1], bg)
+    x1, y1, _h1 = _face_centroid(frames[-1], bg)
     assert 180 <= h0 <= 330, h0  # big enough for a face detector
     assert abs(x1 - x0) + abs(y1 - y0) > 10  # it moves...
     steps = [
         np.hypot(*np.subtract(_face_centroid(a, bg)[:2], _face_centroid(b, bg)[:2]))
-        for a, b in zip(frames[:-1:10], frames[1::10])
+        for a, b in zip(frames[:-1:10], frames[1::10], strict=False)
     ]
     assert max(steps) < 8  # ...slowly and smoothly
 
@@ -147,7 +147,7 @@ def test_face_video_frames_two_faces(face: np.ndarray) -> None:
 def test_face_video_frames_is_deterministic(face: np.ndarray) -> None:
     a = list(face_video_frames(face, n_frames=5, faces=2))
     b = list(face_video_frames(face, n_frames=5, faces=2))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=False))
 
 
 # ---------------------------------------------------------------- MP4 writing
@@ -159,9 +159,7 @@ def test_written_video_reads_back(tmp_path: Path, face: np.ndarray) -> None:
     t = np.arange(int(audio_s * SR)) / SR
     audio = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     path = tmp_path / "clip.mp4"
-    write_video_with_audio(
-        path, face_video_frames(face, n_frames=n_frames, fps=FPS), FPS, audio, SR
-    )
+    write_video_with_audio(path, face_video_frames(face, n_frames=n_frames, fps=FPS), FPS, audio, SR)
     frames, fps, w, h, count = _read_frames(path)
     assert (w, h) == (640, 480)
     assert fps == pytest.approx(FPS, abs=0.01)
@@ -197,7 +195,7 @@ def test_audio_video_alignment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(synthesis, "_pick_video_codec", lambda: codec)
     flash_t = 2.0
     n_frames = int(4 * FPS)
-    flash_idx = int(round(flash_t * FPS))
+    flash_idx = round(flash_t * FPS)
     frames = [np.full((480, 640, 3), 30, np.uint8) for _ in range(n_frames)]
     frames[flash_idx][:] = 250
     audio = np.zeros(int(4 * SR), np.float32)

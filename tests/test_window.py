@@ -88,16 +88,23 @@ def test_window_shows_voice_and_words_bars_when_members_exist(qtbot: object) -> 
     clock, stop = MonotonicClock(), threading.Event()
     speechy = (0.05 * np.random.default_rng(2).standard_normal(16000 * 60)).astype(np.float32)
     audio = ArrayAudioSource(speechy, paced=True, clock=clock, stop=stop)
-    pipe = LivePipeline(SourceSet(None, audio, "fake microphone", clock, stop),
-                        fusion=FusionConfig.equal(["fake-voice", "fake-text"]),
-                        speech_loader=fake_speech_loader())
+    pipe = LivePipeline(
+        SourceSet(None, audio, "fake microphone", clock, stop),
+        fusion=FusionConfig.equal(["fake-voice", "fake-text"]),
+        speech_loader=fake_speech_loader(),
+    )
     win = MainWindow(pipe)
     qtbot.addWidget(win)  # type: ignore[attr-defined]
     win.show()
     pipe.start()
     try:
-        qtbot.waitUntil(lambda: win.voice_panel.values() is not None  # type: ignore[attr-defined]
-                        and win.text_panel.values() is not None, timeout=5000)
+        qtbot.waitUntil(
+            lambda: (
+                win.voice_panel.values() is not None  # type: ignore[attr-defined]
+                and win.text_panel.values() is not None
+            ),
+            timeout=5000,
+        )
         assert LABELS[int(np.argmax(win.voice_panel.values()))] == "angry"  # type: ignore[arg-type]
         assert LABELS[int(np.argmax(win.text_panel.values()))] == "sad"  # type: ignore[arg-type]
         assert "fake-voice" in win.voice_panel.caption.text() and "ago" in win.voice_panel.caption.text()

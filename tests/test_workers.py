@@ -39,8 +39,9 @@ def face_frame() -> np.ndarray:
     return canvas
 
 
-def _sources(video: object | None, audio: object | None, clock: MonotonicClock,
-             stop: threading.Event) -> SourceSet:
+def _sources(
+    video: object | None, audio: object | None, clock: MonotonicClock, stop: threading.Event
+) -> SourceSet:
     return SourceSet(video, audio, "fake sources", clock, stop)  # type: ignore[arg-type]
 
 
@@ -82,15 +83,16 @@ def test_meters() -> None:
 def test_frames_flow_and_faces_get_scored(qtbot: object, face_frame: np.ndarray) -> None:
     clock, stop = MonotonicClock(), threading.Event()
     video = ArrayVideoSource(lambda i: face_frame, fps=30, paced=True, clock=clock, stop=stop)
-    pipe = LivePipeline(_sources(video, None, clock, stop), device="cpu",
-                        fusion=FusionConfig.equal([FACE_MODEL]))
+    pipe = LivePipeline(
+        _sources(video, None, clock, stop), device="cpu", fusion=FusionConfig.equal([FACE_MODEL])
+    )
     pipe.start()
     try:
         _wait(lambda: pipe.snapshot().stats.frames_scored >= 15, 15, qtbot)
         snap = pipe.snapshot()
         assert snap.frame is not None and snap.frame.image.shape == (480, 640, 3)
         assert snap.face is not None and snap.face.faces, "no face found in the astronaut frame"
-        (_tid, (x, y, w, h), probs), = snap.face_tracks()
+        ((_tid, (x, y, w, h), probs),) = snap.face_tracks()
         assert 150 < x + w / 2 < 490 and 60 < y + h / 2 < 400  # the box is on the pasted face
         assert probs.shape == (N_LABELS,) and probs.sum() == pytest.approx(1.0, abs=1e-6)
         assert snap.fused is not None and snap.fused.members == (FACE_MODEL,)
@@ -111,8 +113,11 @@ def test_slow_consumer_drops_stale_frames(qtbot: object, face_frame: np.ndarray)
     frames = [face_frame] * 90
     video = ArrayVideoSource(frames, fps=30, paced=True, clock=clock, stop=stop)
     slow = SlowFace(0.1)  # 10 fps of scoring against 30 fps of frames
-    pipe = LivePipeline(_sources(video, None, clock, stop), fusion=FusionConfig.equal([]),
-                        face_loader=lambda: (slow, [SlotStatus("face", "ok", "slow fake")]))
+    pipe = LivePipeline(
+        _sources(video, None, clock, stop),
+        fusion=FusionConfig.equal([]),
+        face_loader=lambda: (slow, [SlotStatus("face", "ok", "slow fake")]),
+    )
     with qtbot.waitSignal(pipe.finished, timeout=15000):  # type: ignore[attr-defined]
         pipe.start()
     snap = pipe.snapshot()
@@ -127,8 +132,12 @@ def test_device_error_reaches_ui_and_the_rest_keeps_running(qtbot: object, face_
     clock, stop = MonotonicClock(), threading.Event()
     video = ArrayVideoSource(lambda i: face_frame, fps=30, paced=True, clock=clock, stop=stop)
     audio: AudioSource = FailingAudio()  # type: ignore[assignment]
-    pipe = LivePipeline(_sources(video, audio, clock, stop), device="cpu",
-                        fusion=FusionConfig.equal([FACE_MODEL]), speech_loader=fake_speech_loader())
+    pipe = LivePipeline(
+        _sources(video, audio, clock, stop),
+        device="cpu",
+        fusion=FusionConfig.equal([FACE_MODEL]),
+        speech_loader=fake_speech_loader(),
+    )
     errors: list[str] = []
     pipe.error.connect(errors.append)
     pipe.start()
@@ -151,9 +160,12 @@ def test_camera_unplugged_mid_stream_keeps_audio_running(qtbot: object, face_fra
     video = VideoThatDies([face_frame] * 100, 10, fps=30, paced=True, clock=clock, stop=stop)
     tone = (0.1 * np.sin(np.arange(16000 * 20) * 0.05)).astype(np.float32)
     audio = ArrayAudioSource(tone, paced=True, clock=clock, stop=stop)
-    pipe = LivePipeline(_sources(video, audio, clock, stop), fusion=FusionConfig.equal([]),
-                        face_loader=lambda: (SlowFace(0.0), [SlotStatus("face", "ok", "fake")]),
-                        speech_loader=fake_speech_loader())
+    pipe = LivePipeline(
+        _sources(video, audio, clock, stop),
+        fusion=FusionConfig.equal([]),
+        face_loader=lambda: (SlowFace(0.0), [SlotStatus("face", "ok", "fake")]),
+        speech_loader=fake_speech_loader(),
+    )
     errors: list[str] = []
     pipe.error.connect(errors.append)
     pipe.start()
@@ -172,8 +184,11 @@ def test_speech_results_reach_snapshot_and_fusion(qtbot: object) -> None:
     noise = (0.05 * np.random.default_rng(0).standard_normal(16000 * 3)).astype(np.float32)
     audio = ArrayAudioSource(noise, paced=True, clock=clock, stop=stop)
     loaded: list[SpeechModels] = []
-    pipe = LivePipeline(_sources(None, audio, clock, stop), speech_loader=fake_speech_loader(loaded),
-                        fusion=FusionConfig.equal(["fake-voice", "fake-text"]))
+    pipe = LivePipeline(
+        _sources(None, audio, clock, stop),
+        speech_loader=fake_speech_loader(loaded),
+        fusion=FusionConfig.equal(["fake-voice", "fake-text"]),
+    )
     partials: list[Transcript] = []
     with qtbot.waitSignal(pipe.finished, timeout=15000):  # type: ignore[attr-defined]
         pipe.start()
@@ -201,8 +216,11 @@ def test_speech_backlog_is_drained_in_batches_without_losing_lines(qtbot: object
     noise = (0.05 * np.random.default_rng(1).standard_normal(16000 * 21 // 10)).astype(np.float32)
     audio = ArrayAudioSource(noise, paced=True, clock=clock, stop=stop)
     loaded: list[SpeechModels] = []
-    pipe = LivePipeline(_sources(None, audio, clock, stop), fusion=FusionConfig.equal([]),
-                        speech_loader=fake_speech_loader(loaded, delay=0.8))
+    pipe = LivePipeline(
+        _sources(None, audio, clock, stop),
+        fusion=FusionConfig.equal([]),
+        speech_loader=fake_speech_loader(loaded, delay=0.8),
+    )
     with qtbot.waitSignal(pipe.finished, timeout=15000):  # type: ignore[attr-defined]
         pipe.start()
     speech = loaded[0].speech
@@ -216,8 +234,11 @@ def test_speech_path_unavailable_stops_audio_capture(qtbot: object) -> None:
     clock, stop = MonotonicClock(), threading.Event()
     audio = ArrayAudioSource(np.zeros(16000 * 60, np.float32), paced=True, clock=clock, stop=stop)
     status = [SlotStatus("asr", "error", "ASR model tiny.en could not be loaded")]
-    pipe = LivePipeline(_sources(None, audio, clock, stop), fusion=FusionConfig.equal([]),
-                        speech_loader=lambda: SpeechModels(None, statuses=status))
+    pipe = LivePipeline(
+        _sources(None, audio, clock, stop),
+        fusion=FusionConfig.equal([]),
+        speech_loader=lambda: SpeechModels(None, statuses=status),
+    )
     with qtbot.waitSignal(pipe.finished, timeout=5000):  # type: ignore[attr-defined]
         pipe.start()
     snap = pipe.snapshot()
@@ -230,8 +251,12 @@ def test_stop_joins_everything_quickly(qtbot: object, face_frame: np.ndarray) ->
     clock, stop = MonotonicClock(), threading.Event()
     video = ArrayVideoSource(lambda i: face_frame, fps=30, paced=True, clock=clock, stop=stop)
     audio = ArrayAudioSource(np.zeros(16000 * 600, np.float32), paced=True, clock=clock, stop=stop)
-    pipe = LivePipeline(_sources(video, audio, clock, stop), device="cpu",
-                        fusion=FusionConfig.equal([FACE_MODEL]), speech_loader=fake_speech_loader())
+    pipe = LivePipeline(
+        _sources(video, audio, clock, stop),
+        device="cpu",
+        fusion=FusionConfig.equal([FACE_MODEL]),
+        speech_loader=fake_speech_loader(),
+    )
     pipe.start()
     _wait(lambda: pipe.snapshot().stats.frames_scored > 5, 15, qtbot)
     assert len(pipe.workers) == 4 and all(w.isRunning() for w in pipe.workers)

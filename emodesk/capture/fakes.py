@@ -76,7 +76,7 @@ class ArrayAudioSource:
         name: str = "synthetic audio",
     ) -> None:
         self._x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self._chunk = max(1, int(round(chunk_s * SAMPLE_RATE)))
+        self._chunk = max(1, round(chunk_s * SAMPLE_RATE))
         self.paced = paced
         self.clock: Clock = clock or ManualClock()
         self.stop = stop or threading.Event()

@@ -161,7 +161,7 @@ class AudioFileSource:
         self.name = f"audio of {self.path.name}"
         self.paced = paced
         self.clock: Clock = clock or MonotonicClock()
-        self.chunk = max(1, int(round(chunk_s * SAMPLE_RATE)))
+        self.chunk = max(1, round(chunk_s * SAMPLE_RATE))
         self.loop = loop
         self.loop_period = loop_period
         self.stop = stop or threading.Event()
@@ -235,7 +235,7 @@ class AudioFileSource:
         if self._ended:
             return None
         samples: np.ndarray | None
-        period_samples = int(round(self.loop_period * SAMPLE_RATE)) if self.loop_period else None
+        period_samples = round(self.loop_period * SAMPLE_RATE) if self.loop_period else None
         if period_samples is not None and self._pass_samples >= period_samples:
             samples = None  # cut the track at the loop period
         else:

@@ -41,8 +41,12 @@ def list_microphones() -> list[dict[str, Any]]:
     except sd.PortAudioError as e:
         raise DeviceError(f"cannot list audio devices: {e}") from None
     return [
-        {"index": i, "name": d["name"], "channels": d["max_input_channels"],
-         "samplerate": d["default_samplerate"]}
+        {
+            "index": i,
+            "name": d["name"],
+            "channels": d["max_input_channels"],
+            "samplerate": d["default_samplerate"],
+        }
         for i, d in enumerate(devices)
         if d["max_input_channels"] > 0
     ]
@@ -68,7 +72,9 @@ def resolve_microphone(spec: int | str | None) -> dict[str, Any]:
         for m in mics:
             if m["index"] == idx:
                 return m
-        raise DeviceError(f"no microphone with index {idx}; inputs: {[(m['index'], m['name']) for m in mics]}")
+        raise DeviceError(
+            f"no microphone with index {idx}; inputs: {[(m['index'], m['name']) for m in mics]}"
+        )
     hits = [m for m in mics if str(spec).lower() in m["name"].lower()]
     if not hits:
         raise DeviceError(f"no microphone matches {spec!r}; inputs: {[m['name'] for m in mics]}")

@@ -75,7 +75,7 @@ class StreamingResampler:
 def resample(x: np.ndarray, in_rate: int, out_rate: int = 16000) -> np.ndarray:
     """Resample a whole signal (tail flushed with zeros so no samples are lost)."""
     r = StreamingResampler(in_rate, out_rate)
-    n_out = int(round(len(x) * out_rate / in_rate))
+    n_out = round(len(x) * out_rate / in_rate)
     y = r.process(x)
     pad = np.zeros(r._k * 2 + r.down, dtype=np.float32)
     y = np.concatenate([y, r.process(pad)])

@@ -102,8 +102,12 @@ def open_sources(
     video.close()
     if audio_src is None and has_audio_track(path):
         audio_src = AudioFileSource(
-            path, paced=paced, clock=clock, loop=loop,
-            loop_period=video.duration if loop and video.duration else None, stop=stop,
+            path,
+            paced=paced,
+            clock=clock,
+            loop=loop,
+            loop_period=video.duration if loop and video.duration else None,
+            stop=stop,
         )
     desc = f"demo clip {path.name}" if demo else f"video file {path.name}"
     return SourceSet(video, audio_src, desc, clock, stop, demo=demo)

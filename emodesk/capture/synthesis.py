@@ -26,8 +26,8 @@ import numpy as np
 from emodesk.capture.resample import resample
 
 __all__ = [
-    "speak",
     "face_video_frames",
+    "speak",
     "write_video_with_audio",
     "write_wav",
 ]
@@ -58,15 +58,22 @@ def speak(
     """
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise FileNotFoundError(
-            "espeak-ng binary not found; install it with `apt install espeak-ng`"
-        )
+        raise FileNotFoundError("espeak-ng binary not found; install it with `apt install espeak-ng`")
     proc = subprocess.run(
-        [exe, "--stdout", "-v", voice, "-s", str(int(words_per_minute)),
-         "-g", str(max(0, int(word_gap_ms)) // 10), "--", text],
+        [
+            exe,
+            "--stdout",
+            "-v",
+            voice,
+            "-s",
+            str(int(words_per_minute)),
+            "-g",
+            str(max(0, int(word_gap_ms)) // 10),
+            "--",
+            text,
+        ],
         check=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
     )
     audio, src_rate = _decode_wav_bytes(proc.stdout)
     if src_rate != sample_rate:
@@ -107,9 +114,7 @@ def _decode_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------
 
 
-def _background(
-    size: tuple[int, int], background: Color | tuple[Color, Color]
-) -> np.ndarray:
+def _background(size: tuple[int, int], background: Color | tuple[Color, Color]) -> np.ndarray:
     """Plain colour or vertical gradient canvas; a gradient gives encoders and
     detectors a realistic, non-degenerate backdrop."""
     w, h = size
@@ -203,12 +208,10 @@ def face_video_frames(
                 ],
                 dtype=np.float64,
             )
-            warped = cv2.warpAffine(
-                img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-            )
-            alpha = cv2.warpAffine(
-                mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-            )[:, :, None]
+            warped = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[
+                :, :, None
+            ]
             frame = frame * (1.0 - alpha) + warped * alpha
         yield np.clip(np.rint(frame), 0, 255).astype(np.uint8)
 
@@ -323,7 +326,7 @@ def write_video_with_audio(
                 for packet in vstream.encode(vf):
                     container.mux(packet)
                 if astream is not None:
-                    push_audio(int(math.ceil((i + 1) / rate * int(sample_rate))))
+                    push_audio(math.ceil((i + 1) / rate * int(sample_rate)))
             for packet in vstream.encode(None):
                 container.mux(packet)
 

@@ -27,10 +27,17 @@ def _fail(code: int, msg: str) -> int:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio", metavar="FILE", help="a separate audio file (wav/flac/any PyAV format)")
     p.add_argument("--mic", metavar="N|NAME", help="microphone index or part of its name")
-    p.add_argument("--asr-model", metavar="NAME|DIR",
-                   help="faster-whisper model name or folder (default: bundled tiny.en, offline)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where models run (auto: CUDA when usable, else CPU)")
+    p.add_argument(
+        "--asr-model",
+        metavar="NAME|DIR",
+        help="faster-whisper model name or folder (default: bundled tiny.en, offline)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where models run (auto: CUDA when usable, else CPU)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
 
 
@@ -40,19 +47,31 @@ def _app_parser() -> argparse.ArgumentParser:
         description="Live emotion from face, voice and words, on your machine. "
         f"Subcommands: {', '.join(SUBCOMMANDS)} (emodesk SUBCOMMAND --help).",
     )
-    p.add_argument("source", nargs="?", metavar="SOURCE",
-                   help="camera, camera:N, demo, or a video/audio file (default: camera 0, or demo if none)")
+    p.add_argument(
+        "source",
+        nargs="?",
+        metavar="SOURCE",
+        help="camera, camera:N, demo, or a video/audio file (default: camera 0, or demo if none)",
+    )
     _add_common(p)
-    p.add_argument("--self-test", action="store_true",
-                   help="load every model, push one frame and one utterance through, exit 0 if all worked")
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="load every model, push one frame and one utterance through, exit 0 if all worked",
+    )
     p.add_argument("--quit-after", type=float, metavar="S", help="close the window after S seconds")
+    p.add_argument(
+        "--screenshot", metavar="PNG", help="with --quit-after: save the window just before closing"
+    )
     p.add_argument("--version", action="version", version=f"emodesk {__version__}")
     return p
 
 
 def _analyze_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="emodesk analyze",
-                                description="Run the pipeline headless over a file and write score records (JSONL).")
+    p = argparse.ArgumentParser(
+        prog="emodesk analyze",
+        description="Run the pipeline headless over a file and write score records (JSONL).",
+    )
     p.add_argument("source", metavar="SOURCE", help="a video or audio file, or demo")
     p.add_argument("--out", required=True, metavar="OUT.jsonl", help="where the score records go")
     p.add_argument("--json", metavar="REPORT", help="a machine-readable summary")
@@ -61,8 +80,9 @@ def _analyze_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def cmd_analyze(argv: Sequence[str]) -> int:
@@ -95,10 +115,14 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     )
     if args.json:
         report = {
-            "frames": summary.frames, "frames_with_faces": summary.frames_with_faces,
-            "tracks": summary.tracks, "utterances": summary.utterances,
-            "transcript": summary.transcript, "records": summary.records,
-            "media_seconds": summary.media_seconds, "wall_seconds": round(summary.wall_seconds, 3),
+            "frames": summary.frames,
+            "frames_with_faces": summary.frames_with_faces,
+            "tracks": summary.tracks,
+            "utterances": summary.utterances,
+            "transcript": summary.transcript,
+            "records": summary.records,
+            "media_seconds": summary.media_seconds,
+            "wall_seconds": round(summary.wall_seconds, 3),
             "face_fps": round(summary.face_fps, 2),
             "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
         }
@@ -107,7 +131,9 @@ def cmd_analyze(argv: Sequence[str]) -> int:
 
 
 def cmd_devices(argv: Sequence[str]) -> int:
-    argparse.ArgumentParser(prog="emodesk devices", description="List cameras and microphones.").parse_args(argv)
+    argparse.ArgumentParser(prog="emodesk devices", description="List cameras and microphones.").parse_args(
+        argv
+    )
     from emodesk.capture.microphone import list_microphones
     from emodesk.capture.webcam import list_linux_cameras
 
@@ -153,8 +179,15 @@ def cmd_run(argv: Sequence[str]) -> int:
     except ImportError as e:
         return _fail(1, f"the window needs Qt (PySide6), which failed to load: {e}")
     try:
-        return run_app(args.source, audio=args.audio, mic=args.mic, asr_model=args.asr_model,
-                       device=args.device, quit_after=args.quit_after)
+        return run_app(
+            args.source,
+            audio=args.audio,
+            mic=args.mic,
+            asr_model=args.asr_model,
+            device=args.device,
+            quit_after=args.quit_after,
+            screenshot=args.screenshot,
+        )
     except InputError as e:
         return _fail(2, str(e))
     except EmodeskError as e:
@@ -166,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], argv[1:]
         try:
-            return {"run": cmd_run, "analyze": cmd_analyze, "devices": cmd_devices, "models": cmd_models}[cmd](rest)
+            return {"run": cmd_run, "analyze": cmd_analyze, "devices": cmd_devices, "models": cmd_models}[
+                cmd
+            ](rest)
         except KeyboardInterrupt:
             return 130
     try:

@@ -102,7 +102,7 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
         return "; ".join(s.message for s in statuses) + f"; heard {texts[0]!r}"
 
     def members() -> str:
-        voice, text, statuses = load_utterance_scorers(device=device)
+        _voice, _text, statuses = load_utterance_scorers(device=device)
         bad = [s.message for s in statuses if s.state == "error"]
         if bad:
             raise EmodeskError("; ".join(bad))

@@ -91,7 +91,9 @@ def parse_fusion_json(path: Path, installed: Mapping[str, str]) -> FusionConfig:
     return FusionConfig(weights, path, tuple(dropped), tuple(warnings), d)
 
 
-def load_fusion_config(path: Path | None, installed: Mapping[str, str], modalities: Mapping[str, str]) -> FusionConfig:
+def load_fusion_config(
+    path: Path | None, installed: Mapping[str, str], modalities: Mapping[str, str]
+) -> FusionConfig:
     """The active fusion config, never failing: a malformed file falls back to equal weights.
 
     ``modalities`` maps installed member ids (face/voice/text models) to their modality;

@@ -61,6 +61,9 @@ class FusionState:
             return None
         p = fuse(probs, self.config.weights)
         return FusedScores(
-            t=t, probs=p, members=tuple(sorted(probs)), track=track,
+            t=t,
+            probs=p,
+            members=tuple(sorted(probs)),
+            track=track,
             weights={m: self.config.scalar_weight(m) for m in probs},
         )

@@ -7,6 +7,7 @@ window and ``bench`` can show it instead of silently leaving a GPU unused.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,19 @@ class ProviderChoice:
     reason: str
 
 
+@functools.cache
+def _preload_cuda() -> None:
+    """onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* wheels; do it once."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except (OSError, RuntimeError) as e:
+            log.warning("onnxruntime.preload_dlls() failed: %s", e)
+
+
 def choose_providers(device: Device = "auto") -> ProviderChoice:
     """Which execution providers to ask for, and why."""
     import onnxruntime as ort
@@ -38,6 +52,7 @@ def choose_providers(device: Device = "auto") -> ProviderChoice:
     if device == "cpu":
         return ProviderChoice((CPU,), "CPU requested")
     if CUDA in available:
+        _preload_cuda()
         return ProviderChoice((CUDA, CPU), "CUDA provider available")
     why = (
         "onnxruntime-gpu is not installed (pip install 'emodesk[gpu]')"
@@ -85,9 +100,7 @@ class OnnxModel:
             log.warning("model %s runs on the CPU: %s", manifest.id, self.provider_reason)
         else:
             log.info("model %s runs on %s (%s)", manifest.id, used, self.provider_reason)
-        actual = [
-            TensorSpec(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()
-        ]
+        actual = [TensorSpec(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
         manifest.check_inputs(actual)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

@@ -22,7 +22,13 @@ from emodesk.errors import EmodeskError
 from emodesk.fusion.config import FusionConfig
 from emodesk.fusion.state import FusionState
 from emodesk.inference.runtime import Device
-from emodesk.pipeline.models import SlotStatus, load_face_pipeline, load_fusion, load_speech_processor, load_utterance_scorers
+from emodesk.pipeline.models import (
+    SlotStatus,
+    load_face_pipeline,
+    load_fusion,
+    load_speech_processor,
+    load_utterance_scorers,
+)
 from emodesk.pipeline.utterance_path import UtteranceOutput, UtterancePipeline
 from emodesk.records import JsonlWriter, fused_record, score_record, transcript_record
 from emodesk.types import FaceFrameResult, ModalityScores, Transcript
@@ -53,7 +59,9 @@ def _run_speech(sources: SourceSet, device: Device, asr_model: str | None, out: 
     audio = sources.audio
     assert audio is not None
     try:
-        speech, statuses = load_speech_processor(asr_model=asr_model, device=device, partial_interval_s=None, cpu_threads=1)
+        speech, statuses = load_speech_processor(
+            asr_model=asr_model, device=device, partial_interval_s=None, cpu_threads=1
+        )
         voice, text, st2 = load_utterance_scorers(device=device)
         out["statuses"] = statuses + st2
         if speech is None:
@@ -94,7 +102,10 @@ def analyze(
     speech_thread: threading.Thread | None = None
     if sources.audio is not None:
         speech_thread = threading.Thread(
-            target=_run_speech, args=(sources, device, asr_model, speech_out), name="emodesk-speech", daemon=True
+            target=_run_speech,
+            args=(sources, device, asr_model, speech_out),
+            name="emodesk-speech",
+            daemon=True,
         )
         speech_thread.start()
 
@@ -168,12 +179,12 @@ def merge_records(
     for s in scores:
         events.append((s.t1 if s.t1 is not None else s.t, 2, seq, s))
         seq += 1
-    for k in range(int(math.floor(media_end)) + 1):
+    for k in range(math.floor(media_end) + 1):
         events.append((float(k), 3, seq, None))
         seq += 1
     heapq.heapify(events)
     while events:
-        t, order, _, payload = heapq.heappop(events)
+        t, _order, _, payload = heapq.heappop(events)
         if isinstance(payload, FaceFrameResult):
             state.update_face(payload)
             for s in payload.faces:

@@ -44,12 +44,22 @@ class FacePipeline:
             probs = scorer.score(frame.image, boxes) if boxes else np.zeros((0, 7), np.float32)
             for b, tid, p in zip(boxes, ids, probs, strict=True):
                 s = ModalityScores(
-                    kind="face", model=scorer.model.id, t=frame.t, probs=p.astype(np.float64),
-                    track=tid, box=b.box, wall=frame.wall,
+                    kind="face",
+                    model=scorer.model.id,
+                    t=frame.t,
+                    probs=p.astype(np.float64),
+                    track=tid,
+                    box=b.box,
+                    wall=frame.wall,
                 )
                 faces.append(s)
                 smoothed.append(self.tracker.smooth(tid, s.model, frame.t, s.probs, dt))
         return FaceFrameResult(
-            t=frame.t, index=frame.index, frame_size=frame.size, faces=tuple(faces),
-            wall_captured=frame.wall, wall_done=time.monotonic(), smoothed=tuple(smoothed),
+            t=frame.t,
+            index=frame.index,
+            frame_size=frame.size,
+            faces=tuple(faces),
+            wall_captured=frame.wall,
+            wall_done=time.monotonic(),
+            smoothed=tuple(smoothed),
         )

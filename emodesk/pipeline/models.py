@@ -59,8 +59,15 @@ def load_face_pipeline(
     try:
         det_model = OnnxModel(find_model(detector_id), device=device)
         detector = FaceDetector(det_model)
-        statuses.append(SlotStatus("face detector", "ok", f"{detector_id} on {_provider_short(det_model.provider)}",
-                                   (detector_id,), det_model.provider))
+        statuses.append(
+            SlotStatus(
+                "face detector",
+                "ok",
+                f"{detector_id} on {_provider_short(det_model.provider)}",
+                (detector_id,),
+                det_model.provider,
+            )
+        )
     except EmodeskError as e:
         statuses.append(SlotStatus("face detector", "error", str(e)))
         return None, statuses
@@ -104,8 +111,15 @@ def load_utterance_scorers(
                 errors.append(str(e))
         if out:
             prov = out[0].model.provider
-            statuses.append(SlotStatus(modality, "ok", ", ".join(s.id for s in out) + f" on {_provider_short(prov)}",
-                                       tuple(s.id for s in out), prov))
+            statuses.append(
+                SlotStatus(
+                    modality,
+                    "ok",
+                    ", ".join(s.id for s in out) + f" on {_provider_short(prov)}",
+                    tuple(s.id for s in out),
+                    prov,
+                )
+            )
         elif errors:
             statuses.append(SlotStatus(modality, "error", "; ".join(errors)))
         else:
@@ -114,7 +128,10 @@ def load_utterance_scorers(
 
 
 def load_speech_processor(
-    *, asr_model: str | None = None, device: Device = "auto", partial_interval_s: float | None = 1.0,
+    *,
+    asr_model: str | None = None,
+    device: Device = "auto",
+    partial_interval_s: float | None = 1.0,
     cpu_threads: int = 1,
 ) -> tuple[SpeechProcessor | None, list[SlotStatus]]:
     """Silero VAD + faster-whisper; None with an error status if either fails."""
@@ -126,15 +143,27 @@ def load_speech_processor(
     statuses: list[SlotStatus] = []
     try:
         vad = SileroVad()
-        statuses.append(SlotStatus("vad", "ok", "Silero VAD v6 on CPU", ("silero-vad-v6",), "CPUExecutionProvider"))
+        statuses.append(
+            SlotStatus("vad", "ok", "Silero VAD v6 on CPU", ("silero-vad-v6",), "CPUExecutionProvider")
+        )
     except EmodeskError as e:
         return None, [SlotStatus("vad", "error", str(e))]
     try:
-        asr = Transcriber(asr_model, device="cuda" if device == "cuda" else ("cpu" if device == "cpu" else "auto"),
-                          cpu_threads=cpu_threads)
+        asr = Transcriber(
+            asr_model,
+            device="cuda" if device == "cuda" else ("cpu" if device == "cpu" else "auto"),
+            cpu_threads=cpu_threads,
+        )
         asr.warm_up()
-        statuses.append(SlotStatus("asr", "ok", f"whisper {asr.model_name} on {asr.device} ({asr.compute_type})",
-                                   (asr.model_name,), asr.device))
+        statuses.append(
+            SlotStatus(
+                "asr",
+                "ok",
+                f"whisper {asr.model_name} on {asr.device} ({asr.compute_type})",
+                (asr.model_name,),
+                asr.device,
+            )
+        )
     except EmodeskError as e:
         statuses.append(SlotStatus("asr", "error", str(e)))
         return None, statuses

@@ -36,7 +36,9 @@ class Track:
 class FaceTracker:
     """Assigns track ids to boxes; a track dies after ``max_age_s`` of media time unseen."""
 
-    def __init__(self, *, iou_threshold: float = 0.3, max_age_s: float = 1.0, smoothing_s: float = 0.5) -> None:
+    def __init__(
+        self, *, iou_threshold: float = 0.3, max_age_s: float = 1.0, smoothing_s: float = 0.5
+    ) -> None:
         self.iou_threshold = iou_threshold
         self.max_age_s = max_age_s
         self.smoothing_s = smoothing_s

@@ -60,14 +60,28 @@ class UtterancePipeline:
                 continue
             utt = ev.utterance
             for v in self.voice:
-                out.scores.append(ModalityScores(
-                    kind="voice", model=v.id, t=utt.t1, probs=v.score(utt.audio),
-                    t0=utt.t0, t1=utt.t1, wall=time.monotonic(),
-                ))
+                out.scores.append(
+                    ModalityScores(
+                        kind="voice",
+                        model=v.id,
+                        t=utt.t1,
+                        probs=v.score(utt.audio),
+                        t0=utt.t0,
+                        t1=utt.t1,
+                        wall=time.monotonic(),
+                    )
+                )
             if tr.text.strip():
                 for s in self.text:
-                    out.scores.append(ModalityScores(
-                        kind="text", model=s.id, t=utt.t1, probs=s.score(tr.text),
-                        t0=utt.t0, t1=utt.t1, wall=time.monotonic(),
-                    ))
+                    out.scores.append(
+                        ModalityScores(
+                            kind="text",
+                            model=s.id,
+                            t=utt.t1,
+                            probs=s.score(tr.text),
+                            t0=utt.t0,
+                            t1=utt.t1,
+                            wall=time.monotonic(),
+                        )
+                    )
         return out

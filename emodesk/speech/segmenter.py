@@ -41,12 +41,18 @@ class SegmenterConfig:
     """When speech starts and ends, in media seconds.
 
     ``min_silence_s`` = 0.4: the silence we wait for is part of the
-    end-of-speech → transcript budget (1.0 s p95). tiny.en needs ~0.3–0.45 s
-    on one CPU core for a 2–4 s utterance, so 0.4 s of waiting (+ ≤ 32 ms of
-    window granularity) keeps the sum under the budget, while pauses inside
-    spoken sentences (commas, breaths: mostly 0.15–0.35 s) rarely split one
-    sentence into two. 0.3 s would save 0.1 s but splits more often; 0.5 s
-    leaves too little headroom for the ASR.
+    end-of-speech → transcript budget (1.0 s p95). A speech end is declared
+    0.4 s (+ ≤ 32 ms of VAD window, + the chunk) after the last voiced
+    window, and tiny.en then needs ~0.23–0.28 s for a 2–4 s utterance on
+    one core (``asr.py``), so the budget holds with ~0.25 s to spare for a
+    CPU shared with the face path (measured: p95 0.72–0.81 s end of speech
+    → final transcript, 2-core machine). Pauses inside a spoken sentence
+    (commas, breaths) are mostly 0.15–0.35 s, so 0.3 s would split more
+    sentences in two for 0.1 s saved, and 0.5 s would eat the spare time.
+    ``speech_pad_s`` 0.2 keeps soft word onsets and endings that Silero
+    scores below threshold; ``partial_interval_s`` 1.0 gives live text
+    about once a second without starving the final (partials are skipped
+    during a pause, when the final is imminent).
     """
 
     threshold: float = 0.5

@@ -64,8 +64,12 @@ def _prepare_qt() -> None:
     from PySide6.QtCore import QCoreApplication, Qt
     from PySide6.QtGui import QGuiApplication
 
-    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
-            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+    if (
+        sys.platform.startswith("linux")
+        and not os.environ.get("QT_QPA_PLATFORM")
+        and not os.environ.get("DISPLAY")
+        and not os.environ.get("WAYLAND_DISPLAY")
+    ):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         print("emodesk: no display found (DISPLAY is unset): the window runs offscreen", file=sys.stderr)
     if QCoreApplication.instance() is None:
@@ -110,8 +114,9 @@ def run_app(
     try:
         try:
             plan = plan_launch(source, audio=audio, mic=mic, demo_if_no_camera=demo_if_no_camera)
-            pipeline = LivePipeline.from_spec(plan.spec, audio=audio, mic=mic, use_mic=plan.use_mic,
-                                              device=device, asr_model=asr_model)
+            pipeline = LivePipeline.from_spec(
+                plan.spec, audio=audio, mic=mic, use_mic=plan.use_mic, device=device, asr_model=asr_model
+            )
         except (InputError, DeviceError) as e:
             log.error("cannot start: %s", e)
             print(f"emodesk: {e}", file=sys.stderr)

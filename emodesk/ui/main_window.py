@@ -168,8 +168,9 @@ class MainWindow(QMainWindow):
                 tracks = snap.face_tracks()
                 self.face_panel.set_probs(probs, f"{st.message} · {len(tracks)} face(s), largest shown")
 
-    def _update_member(self, panel: ProbabilityPanel, snap: LiveSnapshot, slot: str,
-                       scores: tuple[ModalityScores, ...]) -> None:
+    def _update_member(
+        self, panel: ProbabilityPanel, snap: LiveSnapshot, slot: str, scores: tuple[ModalityScores, ...]
+    ) -> None:
         st = snap.status(slot)
         if st is None or not st.ok:
             panel.set_message(st.message if st is not None else "no model installed")
@@ -208,8 +209,9 @@ class MainWindow(QMainWindow):
         marks = {"ok": "✓", "missing": "–", "error": "✗"}
         parts = [f"{s.slot} {marks[s.state]}" for s in snap.statuses if s.slot != "face detector"]
         self._set(self.models_label, "Models: " + " ".join(parts))
-        providers = sorted({s.provider.replace("ExecutionProvider", "").upper() for s in snap.statuses
-                            if s.provider})
+        providers = sorted(
+            {s.provider.replace("ExecutionProvider", "").upper() for s in snap.statuses if s.provider}
+        )
         self._set(self.provider_label, "EP: " + (", ".join(providers) or "–"))
         st = snap.stats
         perf = (

@@ -275,8 +275,9 @@ class TranscriptView(QTextBrowser):
         self.lines: list[str] = []
         self.partial_text: str | None = None
 
-    def set_transcripts(self, finals: Sequence[Transcript], partial: Transcript | None, version: int,
-                        max_lines: int = 50) -> None:
+    def set_transcripts(
+        self, finals: Sequence[Transcript], partial: Transcript | None, version: int, max_lines: int = 50
+    ) -> None:
         key = (version, len(finals))
         if key == self._key:
             return

@@ -60,8 +60,12 @@ class VideoCaptureWorker(Worker):
             self.fps_meter.tick()
             for s in self.slots:
                 s.put(frame)
-        log.info("video source %s: %s after %d frames", self.source.name,
-                 "ended" if self.ended else "stopped", self.frames)
+        log.info(
+            "video source %s: %s after %d frames",
+            self.source.name,
+            "ended" if self.ended else "stopped",
+            self.frames,
+        )
 
     def cleanup(self) -> None:
         for s in self.slots:
@@ -125,8 +129,12 @@ class AudioCaptureWorker(Worker):
             if not self.queue.put(chunk):
                 log.info("audio queue closed by its consumer; %s stops", self.role)
                 break
-        log.info("audio source %s: %s after %.1f s", self.source.name,
-                 "ended" if self.ended else "stopped", self.seconds)
+        log.info(
+            "audio source %s: %s after %.1f s",
+            self.source.name,
+            "ended" if self.ended else "stopped",
+            self.seconds,
+        )
 
     def cleanup(self) -> None:
         self.queue.close()

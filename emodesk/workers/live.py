@@ -143,15 +143,22 @@ class LivePipeline(QObject):
                 src.video, [self.face_slot, self.display_slot], self.stop_event
             )
             self.face_worker = FaceWorker(
-                self.face_slot, self.result_slot, self.stop_event, self._face_loader,
+                self.face_slot,
+                self.result_slot,
+                self.stop_event,
+                self._face_loader,
                 on_result=hub.update_face,
             )
             self._workers += [self.video_worker, self.face_worker]
         if src.audio is not None:
             self.audio_worker = AudioCaptureWorker(src.audio, self.audio_queue, self.stop_event)
-            self.speech_worker = SpeechWorker(self.audio_queue, self.stop_event, self._speech_loader,
-                                              on_score=hub.update_score,
-                                              to_wall=getattr(src.clock, "to_wall", None))
+            self.speech_worker = SpeechWorker(
+                self.audio_queue,
+                self.stop_event,
+                self._speech_loader,
+                on_score=hub.update_score,
+                to_wall=getattr(src.clock, "to_wall", None),
+            )
             self._workers += [self.audio_worker, self.speech_worker]
         for w in self._workers:
             w.error.connect(self._on_error)
@@ -160,8 +167,11 @@ class LivePipeline(QObject):
         # Consumers first, so the model loads overlap with the sources opening.
         for w in sorted(self._workers, key=lambda w: isinstance(w, (VideoCaptureWorker, AudioCaptureWorker))):
             w.start()
-        log.info("live pipeline started: %s%s", src.description,
-                 f" + {src.audio.name}" if src.audio is not None else " (no audio)")
+        log.info(
+            "live pipeline started: %s%s",
+            src.description,
+            f" + {src.audio.name}" if src.audio is not None else " (no audio)",
+        )
 
     def stop(self, timeout_s: float = 5.0) -> bool:
         """Set the stop event, close every buffer and join every thread; False if one hung."""
@@ -220,8 +230,10 @@ class LivePipeline(QObject):
     def devices(self) -> list[SlotStatus]:
         """The video and audio source, each ok / missing / error."""
         out: list[SlotStatus] = []
-        for slot, src, w in (("video", self.sources.video, self.video_worker),
-                             ("audio", self.sources.audio, self.audio_worker)):
+        for slot, src, w in (
+            ("video", self.sources.video, self.video_worker),
+            ("audio", self.sources.audio, self.audio_worker),
+        ):
             if src is None:
                 out.append(SlotStatus(slot, "missing", f"no {slot} source"))
             elif w is not None and w.failed:

@@ -78,8 +78,9 @@ def default_speech_loader(
         )
         if speech is None:
             reason = "; ".join(s.message for s in statuses if not s.ok)
-            return SpeechModels(None, statuses=[*statuses, _unavailable("voice", reason),
-                                                _unavailable("text", reason)])
+            return SpeechModels(
+                None, statuses=[*statuses, _unavailable("voice", reason), _unavailable("text", reason)]
+            )
         voice, text, more = load_utterance_scorers(device=device)
         return SpeechModels(speech, list(voice), list(text), [*statuses, *more])
 
