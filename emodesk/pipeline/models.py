@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from emodesk.errors import EmodeskError, ModelError
 from emodesk.fusion.config import FusionConfig, load_fusion_config
 from emodesk.inference.registry import find_fusion_config, installed_manifests
-from emodesk.inference.runtime import Device
+from emodesk.inference.runtime import Device, OnnxModel
 
 if TYPE_CHECKING:
     from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
@@ -45,6 +45,14 @@ def _provider_short(p: str) -> str:
     return p.replace("ExecutionProvider", "")
 
 
+def _where(model: OnnxModel) -> str:
+    """"on CUDA", or "on CPU (why not CUDA)" so a silently unused GPU is never silent."""
+    where = f"on {_provider_short(model.provider)}"
+    if model.provider != "CUDAExecutionProvider" and model.provider_reason != "CPU requested":
+        where += f" ({model.provider_reason})"
+    return where
+
+
 def load_face_pipeline(
     *, device: Device = "auto", detector_id: str = DEFAULT_DETECTOR
 ) -> tuple[FacePipeline | None, list[SlotStatus]]:
@@ -63,7 +71,7 @@ def load_face_pipeline(
             SlotStatus(
                 "face detector",
                 "ok",
-                f"{detector_id} on {_provider_short(det_model.provider)}",
+                f"{detector_id} {_where(det_model)}",
                 (detector_id,),
                 det_model.provider,
             )
@@ -85,7 +93,7 @@ def load_face_pipeline(
         statuses.append(SlotStatus("face", "error" if errors else "missing", msg))
         return None, statuses
     prov = scorers[0].model.provider
-    msg = ", ".join(s.model.id for s in scorers) + f" on {_provider_short(prov)}"
+    msg = ", ".join(s.model.id for s in scorers) + f" {_where(scorers[0].model)}"
     if errors:
         msg += " (failed: " + "; ".join(errors) + ")"
     statuses.append(SlotStatus("face", "ok", msg, tuple(s.model.id for s in scorers), prov))
@@ -106,7 +114,7 @@ def load_utterance_scorers(
             if m.modality != modality:
                 continue
             try:
-                out.append(cls.load(m, device=device))  # type: ignore[attr-defined]
+                out.append(cls.load(m, device=device))  # type: ignore[arg-type]
             except EmodeskError as e:
                 errors.append(str(e))
         if out:
@@ -115,7 +123,7 @@ def load_utterance_scorers(
                 SlotStatus(
                     modality,
                     "ok",
-                    ", ".join(s.id for s in out) + f" on {_provider_short(prov)}",
+                    ", ".join(s.id for s in out) + f" {_where(out[0].model)}",
                     tuple(s.id for s in out),
                     prov,
                 )

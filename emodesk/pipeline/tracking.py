@@ -70,12 +70,13 @@ class FaceTracker:
                 used.add(tid)
         out: list[int] = []
         for i, b in enumerate(boxes):
-            tid = ids[i]
-            if tid is None:
+            found = ids[i]
+            if found is None:
                 tid = self._next_id
                 self._next_id += 1
                 self.tracks[tid] = Track(tid, tuple(b), t)  # type: ignore[arg-type]
             else:
+                tid = found
                 tr = self.tracks[tid]
                 tr.box, tr.last_t, tr.hits = tuple(b), t, tr.hits + 1  # type: ignore[assignment]
             out.append(tid)

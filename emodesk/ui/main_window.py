@@ -213,6 +213,10 @@ class MainWindow(QMainWindow):
             {s.provider.replace("ExecutionProvider", "").upper() for s in snap.statuses if s.provider}
         )
         self._set(self.provider_label, "EP: " + (", ".join(providers) or "–"))
+        details = "\n".join(f"{s.slot}: {s.message}" for s in snap.statuses)
+        if details != self.models_label.toolTip():  # why each model runs where it runs
+            self.models_label.setToolTip(details)
+            self.provider_label.setToolTip(details)
         st = snap.stats
         perf = (
             f"{st.capture_fps:.0f} fps · face {st.face_fps:.0f} fps "
