@@ -167,7 +167,7 @@ def load_speech_processor(
             SlotStatus(
                 "asr",
                 "ok",
-                f"whisper {asr.model_name} on {asr.device} ({asr.compute_type})",
+                asr.reason,
                 (asr.model_name,),
                 asr.device,
             )

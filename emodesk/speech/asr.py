@@ -312,10 +312,11 @@ class Transcriber:
         silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
         try:
             self.transcribe(silence, partial=True)
-        except ModelError:
+        except ModelError as e:
             if not (self._requested == "auto" and self.device == "cuda"):
                 raise
             log.warning("ASR failed its first run on CUDA; falling back to the CPU", exc_info=True)
             self._load("cpu", "auto")
-            self._why = "CUDA failed at the first inference (see the log); using the CPU"
+            cause = str(e).split(": ", 1)[-1]
+            self._why = f"CUDA failed at the first inference ({cause}); using the CPU"
             self.transcribe(silence, partial=True)
