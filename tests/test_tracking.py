@@ -37,7 +37,12 @@ def test_smoothing_follows_media_time():
     (i,) = tr.update(0.0, [(0, 0, 50, 50)])
     p0 = np.eye(7)[0]
     p1 = np.eye(7)[3]
-    assert np.allclose(tr.smooth(i, "m", 0.0, p0, 0.0), p0)
-    s = tr.smooth(i, "m", 0.5, p1, 0.5)
+    assert np.allclose(tr.smooth(i, "m", 0.0, p0), p0)
+    s = tr.smooth(i, "m", 0.5, p1)
     assert np.isclose(s[3], 1 - np.exp(-1))  # one time constant
     assert np.isclose(s.sum(), 1.0)
+    # a track unseen for a while catches up by its own elapsed time, not one frame's
+    (j,) = tr.update(0.9, [(0, 0, 50, 50)])
+    assert j == i
+    s2 = tr.smooth(i, "m", 0.9, p0)
+    assert np.isclose(s2[0], s[0] + (1 - np.exp(-0.8)) * (1 - s[0]))

@@ -31,13 +31,10 @@ class FacePipeline:
         self.scorers = list(scorers)
         self.tracker = tracker or FaceTracker()
         self.max_faces = max_faces
-        self._last_t: float | None = None
 
     def process(self, frame: Frame) -> FaceFrameResult:
         boxes = self.detector.detect(frame.image)[: self.max_faces]
         ids = self.tracker.update(frame.t, [b.box for b in boxes])
-        dt = 0.0 if self._last_t is None else frame.t - self._last_t
-        self._last_t = frame.t
         faces: list[ModalityScores] = []
         smoothed: list[np.ndarray] = []
         for scorer in self.scorers:
@@ -53,7 +50,7 @@ class FacePipeline:
                     wall=frame.wall,
                 )
                 faces.append(s)
-                smoothed.append(self.tracker.smooth(tid, s.model, frame.t, s.probs, dt))
+                smoothed.append(self.tracker.smooth(tid, s.model, frame.t, s.probs))
         return FaceFrameResult(
             t=frame.t,
             index=frame.index,

@@ -31,6 +31,7 @@ class Track:
     last_t: float
     hits: int = 1
     smoothed: dict[str, np.ndarray] = field(default_factory=dict)
+    smoothed_t: dict[str, float] = field(default_factory=dict)
 
 
 class FaceTracker:
@@ -82,8 +83,8 @@ class FaceTracker:
             out.append(tid)
         return out
 
-    def smooth(self, track_id: int, model: str, t: float, probs: np.ndarray, dt: float) -> np.ndarray:
-        """Exponential smoothing with time constant ``smoothing_s`` (media time)."""
+    def smooth(self, track_id: int, model: str, t: float, probs: np.ndarray) -> np.ndarray:
+        """Exponential smoothing per track and model, time constant ``smoothing_s`` of media time."""
         tr = self.tracks.get(track_id)
         if tr is None:
             return probs
@@ -91,6 +92,8 @@ class FaceTracker:
         if prev is None or self.smoothing_s <= 0:
             tr.smoothed[model] = probs.copy()
         else:
-            a = 1.0 - float(np.exp(-max(dt, 0.0) / self.smoothing_s))
+            dt = max(0.0, t - tr.smoothed_t[model])
+            a = 1.0 - float(np.exp(-dt / self.smoothing_s))
             tr.smoothed[model] = prev + a * (probs - prev)
+        tr.smoothed_t[model] = t
         return tr.smoothed[model]

@@ -20,12 +20,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class UtteranceOutput:
+    """What a step produced; ``events`` keep the utterances (their times, for latency)."""
+
     transcripts: list[Transcript] = field(default_factory=list)
     scores: list[ModalityScores] = field(default_factory=list)
+    events: list[SpeechEvent] = field(default_factory=list)
 
     def extend(self, other: UtteranceOutput) -> None:
         self.transcripts.extend(other.transcripts)
         self.scores.extend(other.scores)
+        self.events.extend(other.events)
 
 
 class UtterancePipeline:
@@ -52,7 +56,7 @@ class UtterancePipeline:
         return self._score(self.speech.finish())
 
     def _score(self, events: Sequence[SpeechEvent]) -> UtteranceOutput:
-        out = UtteranceOutput()
+        out = UtteranceOutput(events=list(events))
         for ev in events:
             tr = ev.transcript
             out.transcripts.append(tr)

@@ -34,14 +34,9 @@ class SpeechEventSource(Protocol):
 
     def insert(self, chunk: AudioChunk) -> Sequence[Any]: ...
 
+    def insert_many(self, chunks: Sequence[AudioChunk]) -> Sequence[Any]: ...
+
     def finish(self) -> Sequence[Any]: ...
-
-
-def _insert_many(inner: SpeechEventSource, chunks: Sequence[AudioChunk]) -> list[Any]:
-    many = getattr(inner, "insert_many", None)
-    if many is not None:
-        return list(many(chunks))
-    return [ev for c in chunks for ev in inner.insert(c)]
 
 
 @dataclass
@@ -85,33 +80,6 @@ def default_speech_loader(
         return SpeechModels(speech, list(voice), list(text), [*statuses, *more])
 
     return load
-
-
-class _EventTap:
-    """Passes events through to ``UtterancePipeline`` and keeps them for latency stats.
-
-    ``UtterancePipeline`` returns transcripts only; the utterance's
-    ``wall_end`` (when the segmenter cut it) lives on the event.
-    """
-
-    def __init__(self, inner: SpeechEventSource) -> None:
-        self.inner = inner
-        self.events: list[Any] = []
-
-    def insert(self, chunk: AudioChunk) -> Sequence[Any]:
-        ev = self.inner.insert(chunk)
-        self.events.extend(ev)
-        return ev
-
-    def insert_many(self, chunks: Sequence[AudioChunk]) -> Sequence[Any]:
-        ev = _insert_many(self.inner, chunks)
-        self.events.extend(ev)
-        return ev
-
-    def finish(self) -> Sequence[Any]:
-        ev = self.inner.finish()
-        self.events.extend(ev)
-        return ev
 
 
 class SpeechWorker(Worker):
@@ -177,14 +145,13 @@ class SpeechWorker(Worker):
             self.chunks.close()  # the audio capture stops instead of counting drops
             self.chunks.clear()
             return
-        tap = _EventTap(models.speech)
-        pipeline = UtterancePipeline(tap, models.voice, models.text)  # type: ignore[arg-type]
+        pipeline = UtterancePipeline(models.speech, models.voice, models.text)  # type: ignore[arg-type]
         while not self.stopping:
             chunk = self.chunks.get(self.poll_s)
             if chunk is None:
                 if self.chunks.exhausted:
                     if not self.stopping:  # a finite source ended: transcribe its last words
-                        self._publish(pipeline.finish(), tap)
+                        self._publish(pipeline.finish())
                     break
                 continue
             # Behind (ASR was busy)? Take the backlog in one go: the processor then
@@ -192,7 +159,7 @@ class SpeechWorker(Worker):
             batch = [chunk, *self.chunks.drain(self.max_batch - 1)]
             self.audio_seconds += sum(len(c.samples) / c.sample_rate for c in batch)
             out = pipeline.insert(chunk) if len(batch) == 1 else pipeline.insert_many(batch)
-            self._publish(out, tap)
+            self._publish(out)
             self.position = batch[-1].t1
 
     def cleanup(self) -> None:
@@ -200,9 +167,9 @@ class SpeechWorker(Worker):
         # audio capture stops instead of filling it and counting drops.
         self.chunks.close()
 
-    def _publish(self, out: UtteranceOutput, tap: _EventTap) -> None:
+    def _publish(self, out: UtteranceOutput) -> None:
         now = time.monotonic()
-        for ev in tap.events:
+        for ev in out.events:
             tr = getattr(ev, "transcript", None)
             utt = getattr(ev, "utterance", None)
             if tr is None or tr.partial:
@@ -214,7 +181,6 @@ class SpeechWorker(Worker):
                 # Includes the VAD's wait for silence and any backlog in the audio queue:
                 # what the user sees between stopping speaking and reading the line.
                 self.delay.add(done - self.to_wall(tr.t1))
-        tap.events.clear()
         if not out.transcripts and not out.scores:
             return
         with self._lock:
