@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emodesk.capture.files import AudioFileSource  # noqa: E402
-from emodesk.capture.sources import demo_clip_path  # noqa: E402
-from emodesk.pipeline.models import load_speech_processor  # noqa: E402
+from emodesk.capture.files import AudioFileSource
+from emodesk.capture.sources import demo_clip_path
+from emodesk.pipeline.models import load_speech_processor
 
 
 def run(device: str, asr_model: str | None) -> dict:

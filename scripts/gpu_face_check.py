@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emodesk.capture.files import VideoFileSource  # noqa: E402
-from emodesk.capture.sources import demo_clip_path  # noqa: E402
-from emodesk.pipeline.models import load_face_pipeline  # noqa: E402
-from emodesk.types import Frame  # noqa: E402
+from emodesk.capture.files import VideoFileSource
+from emodesk.capture.sources import demo_clip_path
+from emodesk.pipeline.models import load_face_pipeline
+from emodesk.types import Frame
 
 
 def _frames(n: int) -> list[Frame]:
@@ -87,12 +87,23 @@ def main() -> None:
     try:
         import subprocess
 
-        gpu_name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                  capture_output=True, text=True, timeout=20).stdout.strip()
+        gpu_name = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    report = {"gpu": gpu_name, "onnxruntime": ort.__version__, "available": ort.get_available_providers(),
-              "frames": len(frames), "cuda": cuda, "cpu": cpu, "max_abs_prob_diff": diff}
+    report = {
+        "gpu": gpu_name,
+        "onnxruntime": ort.__version__,
+        "available": ort.get_available_providers(),
+        "frames": len(frames),
+        "cuda": cuda,
+        "cpu": cpu,
+        "max_abs_prob_diff": diff,
+    }
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

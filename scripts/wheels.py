@@ -9,8 +9,17 @@ from pathlib import Path
 
 def fetch_wheel(package: str, version: str, dest: Path) -> Path:
     """``pip download --no-deps package==version`` into ``dest``; the wheel's path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           f"{package}=={version}", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        f"{package}=={version}",
+        "-d",
+        str(dest),
+    ]
     subprocess.run(cmd, check=True)
     stem = package.replace("-", "_")
     wheels = sorted(dest.glob(f"{stem}-{version}-*.whl"))

@@ -62,7 +62,8 @@ def test_import_linter_contracts_hold():
     exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     if not Path(exe).exists():
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
-    r = subprocess.run([exe], capture_output=True, text=True, timeout=300,
-                       cwd=Path(__file__).resolve().parent.parent)
+    r = subprocess.run(
+        [exe], capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 kept, 0 broken" in r.stdout

@@ -46,7 +46,7 @@ def _provider_short(p: str) -> str:
 
 
 def _where(model: OnnxModel) -> str:
-    """"on CUDA", or "on CPU (why not CUDA)" so a silently unused GPU is never silent."""
+    """ "on CUDA", or "on CPU (why not CUDA)" so a silently unused GPU is never silent."""
     where = f"on {_provider_short(model.provider)}"
     if model.provider != "CUDAExecutionProvider" and model.provider_reason != "CPU requested":
         where += f" ({model.provider_reason})"
