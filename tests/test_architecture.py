@@ -67,3 +67,32 @@ def test_import_linter_contracts_hold():
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 kept, 0 broken" in r.stdout
+
+
+def _tool(name: str) -> str:
+    import shutil
+
+    import pytest
+
+    exe = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(exe).exists():
+        pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
+    return exe
+
+
+def test_ruff_clean():
+    repo = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [_tool("ruff"), "check", "emodesk", "tests", "scripts"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=repo,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_clean():
+    repo = Path(__file__).resolve().parent.parent
+    r = subprocess.run([_tool("mypy"), "emodesk"], capture_output=True, text=True, timeout=600, cwd=repo)
+    assert r.returncode == 0, r.stdout + r.stderr
