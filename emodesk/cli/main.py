@@ -16,7 +16,7 @@ from pathlib import Path
 from emodesk import __version__
 from emodesk.errors import EmodeskError, InputError
 
-SUBCOMMANDS = ("run", "analyze", "devices", "models")
+SUBCOMMANDS = ("run", "analyze", "devices", "models", "fusion")
 
 
 def _fail(code: int, msg: str) -> int:
@@ -169,6 +169,12 @@ def cmd_models(argv: Sequence[str]) -> int:
                 break
         print(f"{m.modality:14s} {m.id:36s} {m.license[:40]:40s}{acc}")
     return 0
+
+
+def cmd_fusion(argv: Sequence[str]) -> int:
+    from emodesk.cli.fusion_cmd import main as fusion_main
+
+    return fusion_main(argv)
 
 
 def cmd_run(argv: Sequence[str]) -> int:
