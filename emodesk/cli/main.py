@@ -209,9 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], argv[1:]
         try:
-            return {"run": cmd_run, "analyze": cmd_analyze, "devices": cmd_devices, "models": cmd_models}[
-                cmd
-            ](rest)
+            commands = {
+                "run": cmd_run,
+                "analyze": cmd_analyze,
+                "devices": cmd_devices,
+                "models": cmd_models,
+                "fusion": cmd_fusion,
+            }
+            return commands[cmd](rest)
         except KeyboardInterrupt:
             return 130
     try:
