@@ -8,6 +8,8 @@ fails here, naming the thread.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 # Must precede any Qt import (pytest-qt imports PySide6 when it loads, after conftest).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -93,3 +95,27 @@ def no_dangling_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         time.sleep(0.05)
     if left:
         pytest.fail(f"test left {len(left)} thread(s) running: {', '.join(left)}", pytrace=False)
+
+
+@pytest.fixture
+def x_screen() -> Iterator[str]:
+    """A real X screen (Xvfb): Qt runs its xcb platform plugin, as on a user's desktop."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb; .ci/run installs it)")
+    display = f":{100 + os.getpid() % 400}"
+    proc = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1366x900x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
+    deadline = time.monotonic() + 10
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not sock.exists():
+        proc.kill()
+        proc.wait(5)
+        pytest.skip("Xvfb did not start")
+    yield display
+    proc.terminate()
+    proc.wait(5)

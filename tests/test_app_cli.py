@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -47,32 +46,10 @@ def test_self_test_fails_on_a_corrupt_model(tmp_path):
     assert "ok   speech path" in r.stdout  # the rest still ran
 
 
-@pytest.fixture
-def xvfb():
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt install xvfb)")
-    display = f":{90 + os.getpid() % 100}"
-    proc = subprocess.Popen(
-        ["Xvfb", display, "-screen", "0", "1366x900x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
-    deadline = time.monotonic() + 10
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not sock.exists():
-        proc.kill()
-        pytest.skip("Xvfb did not start")
-    yield display
-    proc.terminate()
-    proc.wait(5)
-
-
 @pytest.mark.slow
-def test_window_on_a_real_x_screen_in_demo_mode(xvfb, tmp_path):
+def test_window_on_a_real_x_screen_in_demo_mode(x_screen, tmp_path):
     shot = tmp_path / "window.png"
-    env = {**os.environ, "DISPLAY": xvfb, "EMODESK_HOME": str(tmp_path)}
+    env = {**os.environ, "DISPLAY": x_screen, "EMODESK_HOME": str(tmp_path)}
     env.pop("QT_QPA_PLATFORM", None)  # the real xcb platform plugin, as a user gets it
     r = _emodesk("--quit-after", "9", "--screenshot", str(shot), env=env)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -16,8 +16,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -258,30 +256,6 @@ def test_bundle_analyzes_the_demo_clip(bundle: dict[str, Path], user: tuple[Path
     assert any("happy" in t.lower() for t in texts), texts
     summary = json.loads(report.read_text(encoding="utf-8"))
     assert summary["frames_with_faces"] > 0.9 * summary["frames"] > 0
-
-
-@pytest.fixture
-def x_screen() -> Iterator[str]:
-    """A real X screen (Xvfb), so the bundle's xcb platform plugin is the one that runs."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb; .ci/run installs it)")
-    display = f":{200 + os.getpid() % 100}"
-    proc = subprocess.Popen(
-        ["Xvfb", display, "-screen", "0", "1366x900x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
-    deadline = time.monotonic() + 10
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not sock.exists():
-        proc.kill()
-        proc.wait(5)
-        pytest.skip("Xvfb did not start")
-    yield display
-    proc.terminate()
-    proc.wait(5)
 
 
 @pytest.mark.slow
