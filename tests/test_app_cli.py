@@ -59,3 +59,12 @@ def test_window_on_a_real_x_screen_in_demo_mode(x_screen, tmp_path):
     assert np.std(img) > 20  # a rendered window, not a blank surface
     log = (tmp_path / "logs" / "emodesk.log").read_text()
     assert "demo" in log.lower()
+
+
+def test_missing_source_without_a_display_exits_2_with_one_line(tmp_path):
+    env = {**os.environ, "EMODESK_HOME": str(tmp_path)}
+    env.pop("DISPLAY", None)
+    env.pop("QT_QPA_PLATFORM", None)
+    r = _emodesk(str(tmp_path / "missing.mp4"), env=env, timeout=60)  # no dialog may block here
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"emodesk: input file {tmp_path / 'missing.mp4'} does not exist"]

@@ -59,9 +59,22 @@ def plan_launch(
     return LaunchPlan(spec, use_mic, banner, tuple(notes))
 
 
-def _prepare_qt() -> None:
-    """Settings that must precede the QApplication: a headless box gets the offscreen platform."""
-    from PySide6.QtCore import QCoreApplication, Qt
+def _qt_message(mode: object, context: object, message: str) -> None:
+    """Qt's own warnings go to the log file, not the user's terminal (stderr stays one line)."""
+    from PySide6.QtCore import QtMsgType
+
+    if mode in (QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg):
+        level = logging.WARNING
+    elif mode == QtMsgType.QtWarningMsg:
+        level = logging.INFO
+    else:
+        level = logging.DEBUG
+    logging.getLogger("qt").log(level, "%s", message)
+
+
+def _prepare_qt() -> bool:
+    """Settings that must precede the QApplication; True when a headless box got the offscreen platform."""
+    from PySide6.QtCore import QCoreApplication, Qt, qInstallMessageHandler
     from PySide6.QtGui import QGuiApplication
 
     if (
@@ -71,10 +84,14 @@ def _prepare_qt() -> None:
         and not os.environ.get("WAYLAND_DISPLAY")
     ):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-        print("emodesk: no display found (DISPLAY is unset): the window runs offscreen", file=sys.stderr)
+        forced_offscreen = True
+    else:
+        forced_offscreen = False
+    qInstallMessageHandler(_qt_message)
     if QCoreApplication.instance() is None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+    return forced_offscreen
 
 
 def run_app(
@@ -99,7 +116,7 @@ def run_app(
 
     check_qt()
     log_path = setup_logging()
-    _prepare_qt()
+    offscreen = _prepare_qt()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -118,9 +135,9 @@ def run_app(
                 plan.spec, audio=audio, mic=mic, use_mic=plan.use_mic, device=device, asr_model=asr_model
             )
         except (InputError, DeviceError) as e:
-            log.error("cannot start: %s", e)
+            log.info("cannot start: %s", e)  # the log file; stderr gets the one line below
             print(f"emodesk: {e}", file=sys.stderr)
-            if interactive:
+            if interactive and QApplication.platformName() != "offscreen":  # nobody could close it
                 QMessageBox.critical(None, "emodesk", str(e))
             return 2
         pipeline.sources.notes.extend(n for n in plan.notes if n not in pipeline.sources.notes)
@@ -128,6 +145,8 @@ def run_app(
             pipeline.sources.notes.append(f"{pipeline.sources.description} has no audio track: face only")
         window = MainWindow(pipeline, demo_banner=plan.demo_banner, log_path=log_path)
         window.show()
+        if offscreen:
+            print("emodesk: no display found (DISPLAY is unset): the window runs offscreen", file=sys.stderr)
         pipeline.start()
         log.info("emodesk started on %s (log: %s)", pipeline.sources.description, log_path)
         if quit_after is not None:
@@ -146,7 +165,7 @@ def run_app(
             joined = window.shutdown()
         return 0 if joined else 1
     except EmodeskError as e:
-        log.error("emodesk failed: %s", e)
+        log.info("emodesk failed: %s", e)
         print(f"emodesk: {e}", file=sys.stderr)
         return 1
     finally:
