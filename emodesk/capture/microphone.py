@@ -108,7 +108,6 @@ class MicrophoneSource:
         self._status_overflows = 0
         self._anchor = 0.0
         self._anchored = False
-        self._produced = 0
 
     @property
     def ended(self) -> bool:
@@ -171,7 +170,6 @@ class MicrophoneSource:
         consumed = self._ring.total_read
         t1 = self._anchor + consumed / self.native_rate
         t0 = t1 - len(out) / SAMPLE_RATE
-        self._produced += len(out)
         return AudioChunk(t0=t0, samples=out, sample_rate=SAMPLE_RATE, wall=time.monotonic())
 
     def close(self) -> None:

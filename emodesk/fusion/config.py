@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import ConfigError
-from emodesk.fusion.fuse import Weight, _as_vector
+from emodesk.fusion.fuse import Weight, weight_vector
 from emodesk.labels import LABELS
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class FusionConfig:
     def scalar_weight(self, member: str) -> float:
         """A one-number summary for display (mean of a per-class vector)."""
         w = self.weights.get(member, 0.0)
-        return float(np.mean(_as_vector(w)))
+        return float(np.mean(weight_vector(w)))
 
 
 def parse_fusion_json(path: Path, installed: Mapping[str, str]) -> FusionConfig:
@@ -67,7 +67,7 @@ def parse_fusion_json(path: Path, installed: Mapping[str, str]) -> FusionConfig:
                 raise ConfigError(f"{path}: member {mid} has no weight")
             w = weights_in[mid]
             try:
-                vec = _as_vector(w)
+                vec = weight_vector(w)
             except ValueError as e:
                 raise ConfigError(f"{path}: weight of {mid}: {e}") from None
             if not np.all(np.isfinite(vec)) or np.any(vec < 0):

@@ -11,7 +11,7 @@ from emodesk.labels import N_LABELS
 Weight = float | np.ndarray
 
 
-def _as_vector(w: Weight) -> np.ndarray:
+def weight_vector(w: Weight) -> np.ndarray:
     v = np.asarray(w, dtype=np.float64)
     if v.ndim == 0:
         return np.full(N_LABELS, float(v))
@@ -33,7 +33,7 @@ def fuse(probs: Mapping[str, np.ndarray], weights: Mapping[str, Weight] | None =
     for m, p in ps.items():
         if p.shape != (N_LABELS,):
             raise ValueError(f"member {m}: probabilities must have shape ({N_LABELS},), got {p.shape}")
-    ws = {m: _as_vector(weights.get(m, 0.0)) if weights else np.ones(N_LABELS) for m in ps}
+    ws = {m: weight_vector(weights.get(m, 0.0)) if weights else np.ones(N_LABELS) for m in ps}
     if all(not np.any(w) for w in ws.values()):
         ws = {m: np.ones(N_LABELS) for m in ps}
     q = np.zeros(N_LABELS)

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from emodesk.types import AudioChunk, ModalityScores, Transcript
+import numpy as np
+
+from emodesk.types import AudioChunk, Kind, ModalityScores, Transcript, Utterance
 
 if TYPE_CHECKING:
     from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
@@ -63,29 +65,14 @@ class UtterancePipeline:
             if tr.partial:
                 continue
             utt = ev.utterance
-            for v in self.voice:
-                out.scores.append(
-                    ModalityScores(
-                        kind="voice",
-                        model=v.id,
-                        t=utt.t1,
-                        probs=v.score(utt.audio),
-                        t0=utt.t0,
-                        t1=utt.t1,
-                        wall=time.monotonic(),
-                    )
-                )
+            out.scores += [_score("voice", v.id, utt, v.score(utt.audio)) for v in self.voice]
             if tr.text.strip():
-                for s in self.text:
-                    out.scores.append(
-                        ModalityScores(
-                            kind="text",
-                            model=s.id,
-                            t=utt.t1,
-                            probs=s.score(tr.text),
-                            t0=utt.t0,
-                            t1=utt.t1,
-                            wall=time.monotonic(),
-                        )
-                    )
+                out.scores += [_score("text", m.id, utt, m.score(tr.text)) for m in self.text]
         return out
+
+
+def _score(kind: Kind, model: str, utt: Utterance, probs: np.ndarray) -> ModalityScores:
+    """An utterance-level member score: ``t`` is the utterance's end (CONTRACTS.md)."""
+    return ModalityScores(
+        kind=kind, model=model, t=utt.t1, probs=probs, t0=utt.t0, t1=utt.t1, wall=time.monotonic()
+    )

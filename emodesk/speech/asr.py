@@ -1,22 +1,21 @@
 """Speech-to-text with faster-whisper, tuned for short live utterances.
 
 Why not plain ``WhisperModel.transcribe``: it always runs the encoder over a
-30 s window, padding a 3 s utterance with 27 s of silence; on one core of
-this project's 2-core test machine tiny.en then needs ~0.9 s per utterance,
-0.68 s of it in the encoder, and with the silence we wait for that misses
-the 1.0 s end-of-speech → transcript budget. CTranslate2's Whisper encoder
-accepts shorter inputs, so we encode the utterance + 2 s of padding, at
-least 10 s (encoder ~0.11 s), and decode with CTranslate2 directly.
-Windows under ~10 s made the decoder loop ("Dogs are sitting by the door.
-Dogs are sitting by the door.") on RAVDESS; at 10 s, 487 clips (every 3rd
-RAVDESS file plus espeak sentences) scored WER 3.0 % against 3.7 % for the
-30 s window, at 184 against 689 ms per clip. Output that still looks looped
-is decoded again over the full 30 s window.
+30 s window, padding a 3 s utterance with 27 s of silence, which on one core
+of a small machine misses the 1.0 s end-of-speech → transcript budget.
+CTranslate2's Whisper encoder accepts shorter inputs, so we encode the
+utterance + 2 s of padding, at least 10 s, and decode with CTranslate2
+directly. Much shorter windows made the decoder loop ("Dogs are sitting by
+the door. Dogs are sitting by the door."); output that still looks looped is
+decoded again over the full 30 s window. ``scripts/measure_asr_window.py``
+compares the two on RAVDESS (on the 2-core dev machine, 120 clips: WER 1.3 %
+at 194 ms/clip against 2.1 % at 734 ms/clip for the 30 s window;
+``docs/asr-window-2core.json``).
 
 Other settings: the utterance was already cut by our VAD, so no VAD filter,
 no timestamps, no conditioning on earlier text; temperature 0 only (no
-fallback re-decoding), for a bounded latency. Finals use beam 2 (247 clips:
-WER 3.0 % against 3.6 % greedy, same time per clip); partials are greedy.
+fallback re-decoding), for a bounded latency. Finals use beam 2 (a little
+more accurate than greedy at about the same cost); partials are greedy.
 """
 
 from __future__ import annotations

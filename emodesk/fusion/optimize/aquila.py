@@ -160,6 +160,13 @@ def clip_to_bounds(cand: np.ndarray, xl: np.ndarray, xu: np.ndarray) -> np.ndarr
     return cand
 
 
+def replace_greedy(X: np.ndarray, F: np.ndarray, cand: np.ndarray, fc: np.ndarray, *, ties: bool) -> None:
+    """Each agent takes its own candidate when better (or, with ``ties``, as good), in place."""
+    better = fc <= F if ties else fc < F
+    X[better] = cand[better]
+    F[better] = fc[better]
+
+
 class AquilaOptimizer:
     """The faithful AO (see the module docstring for every choice). The default for emodesk."""
 
@@ -204,9 +211,7 @@ class AquilaOptimizer:
             clip_to_bounds(cand, problem.xl, problem.xu)  # clip *before* evaluating
             fc = problem.evaluate(cand)
             n_evals += cand.shape[0]
-            better = fc < F  # greedy: each agent against its own candidate
-            X[better] = cand[better]
-            F[better] = fc[better]
+            replace_greedy(X, F, cand, fc, ties=False)  # each agent against its own candidate
             history[t] = F.min()
             if callback:
                 callback(t, X, F)

@@ -48,6 +48,7 @@ from emodesk.fusion.optimize.aquila import (
     clip_to_bounds,
     init_population,
     levy_flight,
+    replace_greedy,
     spiral_y_minus_x,
 )
 from emodesk.fusion.optimize.problem import Callback, Problem, RunOutput
@@ -124,9 +125,7 @@ class AquilaLevySearch(AquilaOptimizer):
                 radius[g] = min(
                     max(radius[g] * (up if n_won >= s.success * n_tried else down), s.r_min), s.r_max
                 )
-            better = fc <= F  # ties accepted: drift across plateaus
-            X[better] = cand[better]
-            F[better] = fc[better]
+            replace_greedy(X, F, cand, fc, ties=True)  # ties accepted: drift across plateaus
             history[t] = F.min()
             if callback:
                 callback(t, X, F)
