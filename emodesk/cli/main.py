@@ -16,7 +16,7 @@ from pathlib import Path
 from emodesk import __version__
 from emodesk.errors import EmodeskError, InputError
 
-SUBCOMMANDS = ("run", "analyze", "devices", "models", "fusion")
+SUBCOMMANDS = ("run", "analyze", "devices", "models", "fusion", "eval", "train")
 
 
 def _fail(code: int, msg: str) -> int:
@@ -177,6 +177,18 @@ def cmd_fusion(argv: Sequence[str]) -> int:
     return fusion_main(argv)
 
 
+def cmd_eval(argv: Sequence[str]) -> int:
+    from emodesk.cli.eval_cmd import main as eval_main
+
+    return eval_main(argv)
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    from emodesk.cli.train_cmd import main as train_main
+
+    return train_main(argv)
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     args = _app_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -215,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "devices": cmd_devices,
                 "models": cmd_models,
                 "fusion": cmd_fusion,
+                "eval": cmd_eval,
+                "train": cmd_train,
             }
             return commands[cmd](rest)
         except KeyboardInterrupt:

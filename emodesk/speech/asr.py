@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -150,6 +151,47 @@ def _cuda_devices() -> int:
         return 0
 
 
+def _check_audio(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim != 1:
+        raise ValueError(f"transcribe expects mono 1-D 16 kHz audio, got shape {a.shape}")
+    if a.shape[0] > _FULL_FRAMES * _HOP:
+        raise ValueError(
+            f"transcribe takes at most 30 s of audio (one Whisper window), got "
+            f"{a.shape[0] / SAMPLE_RATE:.1f} s; cut it into utterances first"
+        )
+    return a
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    """One encoder pass over an utterance: feeds the decoder and the voice members.
+
+    ``frames()`` is the encoder output over the utterance itself (50 frames
+    per second), without the padding frames of the window.
+    """
+
+    storage: Any
+    n_samples: int
+    window_frames: int
+
+    @property
+    def n_valid(self) -> int:
+        return max(1, min(self.window_frames // 2, -(-self.n_samples // (2 * _HOP))))
+
+    def frames(self) -> np.ndarray:
+        """(n_valid, d_model) float32."""
+        import ctranslate2
+
+        st = self.storage
+        if st.device != "cpu":
+            st = st.to_device(ctranslate2.Device.cpu)
+        arr = np.asarray(st, dtype=np.float32)
+        if arr.dtype != np.float32:
+            arr = arr.astype(np.float32)
+        return np.array(arr[0, : self.n_valid], dtype=np.float32)
+
+
 class Transcriber:
     """One faster-whisper model; construct it in the thread that will use it."""
 
@@ -198,6 +240,7 @@ class Transcriber:
             self._load("cpu", compute_type)
         self._why = why
         self._requested = device
+        self._encoder_sha: str | None = None
         from faster_whisper.tokenizer import Tokenizer
 
         self.language = language
@@ -241,26 +284,45 @@ class Transcriber:
         threads = f", {self.cpu_threads} thread(s)" if self.device == "cpu" else ""
         return f"ASR {self.model_name} on {self.device} ({self.compute_type}{threads}): {self._why}"
 
-    def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str:
-        """Text of one utterance (16 kHz mono float32, at most 30 s); "" for non-speech."""
-        a = np.asarray(audio, dtype=np.float32)
-        if a.ndim != 1:
-            raise ValueError(f"transcribe expects mono 1-D 16 kHz audio, got shape {a.shape}")
+    @property
+    def encoder_sha256(self) -> str:
+        """sha256 of the CTranslate2 ``model.bin``: what a voice member's ``requires`` names."""
+        if self._encoder_sha is None:
+            from emodesk.inference.manifest import sha256_file
+
+            self._encoder_sha = sha256_file(Path(self.model_path) / "model.bin")
+        return self._encoder_sha
+
+    def encode(self, audio: np.ndarray) -> EncodedAudio:
+        """Run the encoder once over an utterance (the short window); reuse it for text and voice."""
+        a = _check_audio(audio)
+        frames = self._context_frames(a.shape[0])
+        try:
+            storage = self._encode(a, frames)
+        except RuntimeError as e:
+            raise ModelError(f"ASR {self.model_name} encoder failed on {self.device}: {e}") from None
+        return EncodedAudio(storage, a.shape[0], frames)
+
+    def transcribe(
+        self, audio: np.ndarray, *, partial: bool = False, encoded: EncodedAudio | None = None
+    ) -> str:
+        """Text of one utterance (16 kHz mono float32, at most 30 s); "" for non-speech.
+
+        ``encoded`` (from :meth:`encode` on the same audio) skips the encoder pass.
+        """
+        a = _check_audio(audio)
         if a.shape[0] == 0:
             return ""
-        if a.shape[0] > _FULL_FRAMES * _HOP:
-            raise ValueError(
-                f"transcribe takes at most 30 s of audio (one Whisper window), got "
-                f"{a.shape[0] / SAMPLE_RATE:.1f} s; cut it into utterances first"
-            )
         beam = 1 if partial else self.final_beam_size
+        frames = self._context_frames(a.shape[0])
         try:
-            text, looped = self._decode(a, beam, self._context_frames(a.shape[0]))
-            if looped and not partial and self._context_frames(a.shape[0]) < _FULL_FRAMES:
+            enc = encoded.storage if encoded is not None else self._encode(a, frames)
+            text, looped = self._decode(enc, a.shape[0], beam)
+            if looped and not partial and frames < _FULL_FRAMES:
                 # A short encoder window occasionally makes the decoder repeat
                 # itself; the standard 30 s window does not. Rare (~1 % of
                 # utterances), so pay then; a partial is replaced soon anyway.
-                text, _ = self._decode(a, beam, _FULL_FRAMES)
+                text, _ = self._decode(self._encode(a, _FULL_FRAMES), a.shape[0], beam)
         except RuntimeError as e:  # CTranslate2 errors at inference (e.g. CUDA OOM)
             raise ModelError(f"ASR {self.model_name} failed on {self.device}: {e}") from None
         return " ".join(text.split())
@@ -274,13 +336,16 @@ class Transcriber:
         frames += frames % 2  # the encoder's stride-2 convolution
         return min(frames, _FULL_FRAMES)
 
-    def _decode(self, audio: np.ndarray, beam: int, frames: int) -> tuple[str, bool]:
-        """One greedy/beam pass over ``frames`` mel frames; returns (text, looped)."""
+    def _encode(self, audio: np.ndarray, frames: int) -> Any:
+        """Encoder output (a CTranslate2 StorageView) over ``frames`` mel frames."""
         feats = self._model.feature_extractor(audio)[:, :frames]
         if feats.shape[1] < frames:  # same zero padding faster-whisper applies to 30 s
             feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])))
-        encoded = self._model.encode(np.ascontiguousarray(feats, dtype=np.float32))
-        max_new = min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * audio.shape[0] / SAMPLE_RATE))
+        return self._model.encode(np.ascontiguousarray(feats, dtype=np.float32))
+
+    def _decode(self, encoded: Any, n_samples: int, beam: int) -> tuple[str, bool]:
+        """One greedy/beam pass over an encoder output; returns (text, looped)."""
+        max_new = min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * n_samples / SAMPLE_RATE))
         result = self._model.model.generate(
             encoded,
             [self._prompt],

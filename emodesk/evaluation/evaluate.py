@@ -1,0 +1,219 @@
+"""Scoring labeled rows with one model and measuring it: the core of ``emodesk eval``.
+
+Pure functions over :class:`~emodesk.evaluation.datasets.Row` lists, so the
+command, the tests and a notebook all get the same numbers. Rows are scored
+the way the app scores live input: face crops through
+:class:`FaceExpressionScorer` (optionally after the face detector, keeping the
+largest face), audio decoded to 16 kHz mono like ``AudioFileSource``, text
+through the model's own tokenizer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from emodesk.errors import InputError, ModelError
+from emodesk.evaluation.datasets import Row
+from emodesk.evaluation.metrics import compute_metrics
+from emodesk.inference.face_detector import FaceDetector
+from emodesk.inference.face_scorer import FaceExpressionScorer
+from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
+from emodesk.labels import N_LABELS
+from emodesk.types import FaceBox
+
+Modality = Literal["face", "voice", "text"]
+MODALITIES: tuple[Modality, ...] = ("face", "voice", "text")
+Scorer = FaceExpressionScorer | VoiceScorer | TextScorer
+Progress = Callable[[int], None]
+"""Called with the number of rows done so far (the caller decides how often to show it)."""
+
+FACE_BATCH = 64
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """One model's scores over the rows and its metrics (CONTRACTS.md "Metrics JSON").
+
+    ``probs`` has a row per input row, canonical order; rows where no face was
+    found (``--detect``) are NaN and left out of ``metrics``.
+    """
+
+    model_id: str
+    sha256: str
+    provider: str
+    probs: np.ndarray
+    metrics: dict[str, Any]
+    seconds_per_item: float
+    no_face: int
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A face image as uint8 gray ``(H, W)`` or BGR ``(H, W, 3)``, whichever the file holds.
+
+    Keeping gray files gray avoids a lossy gray → BGR → gray round trip for
+    gray models (FER-2013 is gray).
+    """
+    img = cv2.imread(str(path), cv2.IMREAD_ANYCOLOR)
+    if img is None or img.size == 0:
+        raise InputError(f"cannot read {path} as an image (OpenCV could not decode it)")
+    return img
+
+
+def read_audio_16k(path: str | Path) -> np.ndarray:
+    """The first audio track of ``path`` as 16 kHz mono float32, resampled by PyAV like the app."""
+    import av
+
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise InputError(f"{path} has no audio track")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(f"cannot read audio from {path}: {e}") from None
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise InputError(f"{path} holds no audio samples")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def load_scorer(manifest: ModelManifest, *, device: Device = "auto") -> Scorer:
+    """The scorer for ``manifest``'s modality; :class:`ModelError` when it cannot load.
+
+    Face models score big batches here, so their session gets several threads
+    (the live app keeps one per session).
+    """
+    if manifest.modality == "face":
+        threads = max(1, min(8, os.cpu_count() or 1))
+        return FaceExpressionScorer(OnnxModel(manifest, device=device, intra_op_threads=threads))
+    if manifest.modality == "voice":
+        return VoiceScorer.load(manifest, device=device)
+    if manifest.modality == "text":
+        return TextScorer.load(manifest, device=device)
+    raise ModelError(
+        f"model {manifest.id} is a {manifest.modality!r} model; eval scores face, voice and text models"
+    )
+
+
+def find_largest_faces(
+    rows: Sequence[Row], detector: FaceDetector, *, progress: Progress | None = None
+) -> list[FaceBox | None]:
+    """The largest detected face of each row's image, or None where the detector found none."""
+    out: list[FaceBox | None] = []
+    for i, row in enumerate(rows):
+        img = read_image(row.x)
+        bgr = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        faces = detector.detect(bgr)  # largest first
+        out.append(faces[0] if faces else None)
+        if progress is not None:
+            progress(i + 1)
+    return out
+
+
+def _score_faces(
+    rows: Sequence[Row],
+    scorer: FaceExpressionScorer,
+    boxes: Sequence[FaceBox | None] | None,
+    progress: Progress | None,
+) -> np.ndarray:
+    probs = np.full((len(rows), N_LABELS), np.nan, np.float32)
+    for start in range(0, len(rows), FACE_BATCH):
+        idx: list[int] = []
+        crops: list[np.ndarray] = []
+        for i in range(start, min(start + FACE_BATCH, len(rows))):
+            img = read_image(rows[i].x)
+            if boxes is not None:
+                box = boxes[i]
+                if box is None:
+                    continue  # no face: stays NaN, counted as a miss
+                img = scorer.crop(img, box)
+            idx.append(i)
+            crops.append(img)
+        if crops:
+            probs[idx] = scorer.score_crops(crops)
+        if progress is not None:
+            progress(min(start + FACE_BATCH, len(rows)))
+    return probs
+
+
+def score_rows(
+    modality: Modality,
+    rows: Sequence[Row],
+    scorer: Scorer,
+    *,
+    boxes: Sequence[FaceBox | None] | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Canonical-order probabilities ``(len(rows), 7)`` for the rows of one modality.
+
+    Face rows are face crops unless ``boxes`` (from :func:`find_largest_faces`)
+    say where the face is; a None box leaves that row NaN.
+    """
+    if boxes is not None and (modality != "face" or len(boxes) != len(rows)):
+        raise ValueError(f"boxes apply to face rows only, one per row; got {len(boxes)} for {len(rows)}")
+    if modality == "face":
+        if not isinstance(scorer, FaceExpressionScorer):
+            raise ModelError(f"model {scorer.id} cannot score face rows")
+        return _score_faces(rows, scorer, boxes, progress)
+    probs = np.empty((len(rows), N_LABELS), np.float32)
+    for i, row in enumerate(rows):
+        if modality == "voice":
+            if not isinstance(scorer, VoiceScorer):
+                raise ModelError(f"model {scorer.id} cannot score voice rows")
+            probs[i] = scorer.score(read_audio_16k(row.x))
+        elif modality == "text":
+            if not isinstance(scorer, TextScorer):
+                raise ModelError(f"model {scorer.id} cannot score text rows")
+            probs[i] = scorer.score(row.x)
+        else:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if progress is not None:
+            progress(i + 1)
+    return probs
+
+
+def evaluate_model(
+    modality: Modality,
+    rows: Sequence[Row],
+    scorer: Scorer,
+    *,
+    boxes: Sequence[FaceBox | None] | None = None,
+    progress: Progress | None = None,
+    bootstrap: int = 1000,
+) -> ModelEvaluation:
+    """Score ``rows`` with ``scorer`` and compute the metrics JSON over the rows that were scored.
+
+    Raises :class:`InputError` if no row could be scored (e.g. no face found anywhere).
+    """
+    t0 = time.perf_counter()
+    probs = score_rows(modality, rows, scorer, boxes=boxes, progress=progress)
+    seconds = time.perf_counter() - t0
+    scored = ~np.isnan(probs).any(axis=1)
+    if not scored.any():
+        raise InputError(f"model {scorer.id}: none of the {len(rows)} rows could be scored (no face found)")
+    y = np.array([r.label for r in rows], dtype=np.int64)
+    metrics = compute_metrics(y[scored], probs[scored], bootstrap=bootstrap)
+    man = scorer.model.manifest
+    return ModelEvaluation(
+        model_id=scorer.id,
+        sha256=man.sha256,
+        provider=scorer.model.provider,
+        probs=probs,
+        metrics=metrics,
+        seconds_per_item=seconds / max(1, len(rows)),
+        no_face=int((~scored).sum()),
+    )
