@@ -1,4 +1,4 @@
-"""Write ``models/fusion.json`` with equal weights over the shipped face/voice/text members.
+"""Write ``models/fusion.json`` with equal weights per modality over the shipped members.
 
 The shipped fusion until the Aquila-optimizer issue replaces it with searched
 weights. Rerun after re-exporting any member (its sha256 is recorded).
@@ -30,7 +30,10 @@ def main() -> None:
         "members": [
             {"id": m.id, "sha256": m.sha256, "modality": m.modality} for m in sorted(ms, key=lambda m: m.id)
         ],
-        "weights": {m.id: 1.0 for m in sorted(ms, key=lambda m: m.id)},
+        # each modality weighs the same in total, shared equally by its members
+        "weights": {
+            m.id: 1.0 / sum(o.modality == m.modality for o in ms) for m in sorted(ms, key=lambda m: m.id)
+        },
         "optimizer": {"name": "equal-weights", "params": {}, "seed": None, "evaluations": 0},
         "objective": {"name": "none", "value": None},
         "data": {"manifest": None, "sha256": None, "rows": 0},

@@ -157,6 +157,8 @@ def test_several_installed_models_get_one_picture_each(
             str(tmp_path / "c.png"),
             "--save-scores",
             str(tmp_path / "s.npz"),
+            "--json",
+            str(tmp_path / "r.json"),
         ]
     )
     assert rc == 0, capsys.readouterr().err
@@ -167,6 +169,12 @@ def test_several_installed_models_get_one_picture_each(
     assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(f"c-{i}.png" for i in installed)
     s = np.load(tmp_path / "s.npz")
     np.testing.assert_allclose(s["probs__face-copy"], s["probs__face-fer-minixception"])
+    # the modality as the live fusion sees it: every member, equal weights
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    fused = report["modality:face"]
+    assert fused["members"] == installed and fused["n"] == 3
+    mean = np.mean([s[f"probs__{i}"] for i in installed], axis=0)
+    assert fused["accuracy"] == np.mean(mean.argmax(axis=1) == s["y_true"])
 
 
 def test_detect_scores_the_largest_face_and_counts_misses(

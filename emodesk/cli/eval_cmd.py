@@ -218,6 +218,25 @@ def record_metrics(
     print(f"metrics recorded in {man.path} as {name!r}\n")
 
 
+def _modality_fusion(
+    modality: str, rows: Sequence[Any], scores: dict[str, np.ndarray], *, several_ids: list[str]
+) -> dict[str, Any]:
+    """CONTRACTS.md's ``modality:X`` entry: the equal-weight fusion (``emodesk.fusion.fuse``, the
+    live rule) of the members, over the rows every member scored."""
+    from emodesk.evaluation.metrics import compute_metrics
+    from emodesk.fusion.fuse import fuse
+
+    probs = [scores[f"probs__{m}"] for m in several_ids if f"probs__{m}" in scores]
+    ok = np.all([np.all(np.isfinite(p), axis=1) for p in probs], axis=0)
+    fused = np.array(
+        [fuse({m: p[i] for m, p in zip(several_ids, probs, strict=True)}) for i in np.flatnonzero(ok)]
+    )
+    y = np.array([r.label for r in rows], np.int64)[ok]
+    entry: dict[str, Any] = dict(compute_metrics(y, fused))
+    entry.update(members=several_ids, weights="equal", modality=modality)
+    return entry
+
+
 def run(argv: Sequence[str]) -> int:
     """The command itself; errors propagate as exceptions and :func:`main` turns them into exit codes."""
     args = _parser().parse_args(argv)
@@ -310,6 +329,13 @@ def run(argv: Sequence[str]) -> int:
             write_confusion_png(png, ev.metrics["confusion"], title=title, subtitle=sub)
             print(f"confusion matrix → {png}\n")
 
+    if len(scores) > 1:  # the modality as the live fusion sees it: its members, equal weights
+        entry = _modality_fusion(modality, rows, scores, several_ids=list(report))
+        report[f"modality:{modality}"] = entry
+        print(
+            format_report(entry, title=f"modality:{modality}  (equal-weight fusion of {', '.join(report)})")
+        )
+        print()
     if args.json and report:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.save_scores and scores:

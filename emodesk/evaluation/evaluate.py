@@ -101,7 +101,9 @@ def load_scorer(manifest: ModelManifest, *, device: Device = "auto") -> Scorer:
         threads = max(1, min(8, os.cpu_count() or 1))
         return FaceExpressionScorer(OnnxModel(manifest, device=device, intra_op_threads=threads))
     if manifest.modality == "voice":
-        return VoiceScorer.load(manifest, device=device)
+        voice = VoiceScorer.load(manifest, device=device)
+        voice.prepare()  # its encoder: a wrong or missing one fails here, before any row
+        return voice
     if manifest.modality == "text":
         return TextScorer.load(manifest, device=device)
     raise ModelError(
@@ -150,6 +152,31 @@ def _score_faces(
     return probs
 
 
+def voice_session_order(rows: Sequence[Row], seed: int = 0) -> list[list[int]]:
+    """Row indices per session: one session per ``group`` (a speaker; the whole list if none),
+    each in a seeded random order — as a live session meets a speaker's utterances, and never
+    sorted by emotion the way RAVDESS file names are."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.group, []).append(i)
+    rng = np.random.default_rng(seed)
+    return [[idx[j] for j in rng.permutation(len(idx))] for _, idx in sorted(groups.items())]
+
+
+def _score_voice(rows: Sequence[Row], scorer: VoiceScorer, progress: Progress | None) -> np.ndarray:
+    """Each session from a fresh running normalisation, as the live app does per recording."""
+    probs = np.empty((len(rows), N_LABELS), np.float32)
+    done = 0
+    for session in voice_session_order(rows):
+        scorer.reset_session()
+        for i in session:
+            probs[i] = scorer.score(read_audio_16k(rows[i].x))
+            done += 1
+            if progress is not None:
+                progress(done)
+    return probs
+
+
 def score_rows(
     modality: Modality,
     rows: Sequence[Row],
@@ -169,13 +196,13 @@ def score_rows(
         if not isinstance(scorer, FaceExpressionScorer):
             raise ModelError(f"model {scorer.id} cannot score face rows")
         return _score_faces(rows, scorer, boxes, progress)
+    if modality == "voice":
+        if not isinstance(scorer, VoiceScorer):
+            raise ModelError(f"model {scorer.id} cannot score voice rows")
+        return _score_voice(rows, scorer, progress)
     probs = np.empty((len(rows), N_LABELS), np.float32)
     for i, row in enumerate(rows):
-        if modality == "voice":
-            if not isinstance(scorer, VoiceScorer):
-                raise ModelError(f"model {scorer.id} cannot score voice rows")
-            probs[i] = scorer.score(read_audio_16k(row.x))
-        elif modality == "text":
+        if modality == "text":
             if not isinstance(scorer, TextScorer):
                 raise ModelError(f"model {scorer.id} cannot score text rows")
             probs[i] = scorer.score(row.x)

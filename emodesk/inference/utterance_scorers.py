@@ -13,6 +13,7 @@ import numpy as np
 from emodesk.errors import ModelError
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.inference.voice_features import POOLINGS, RunningNormalizer, pool_frames
 from emodesk.labels import reorder_indices
 
 
@@ -51,25 +52,101 @@ class _OnnxMember:
 
 
 class VoiceScorer(_OnnxMember):
-    """Scores an utterance's 16 kHz waveform. Preprocessing ``{"input": "waveform"}``."""
+    """Scores one utterance (16 kHz mono float32).
+
+    Two input kinds (``preprocessing.input``):
+
+    * ``"waveform"``: the model takes the raw audio, ``(1, n_samples)``.
+    * ``"whisper_encoder"``: the model is a head over pooled, session-normalised
+      whisper encoder states (:mod:`emodesk.inference.voice_features`). The
+      manifest's ``requires`` names the ASR model and the sha256 of its
+      ``model.bin``: the live pipeline hands over the encoder pass it already ran
+      for the transcript when the sha256 matches (``accepts``); otherwise the
+      member loads its own encoder, and refuses (ModelError) if that one differs
+      too — it is never fed another encoder's features.
+    """
 
     modality = "voice"
 
-    def __init__(self, model: OnnxModel) -> None:
+    def __init__(self, model: OnnxModel, *, asr_device: Device = "auto") -> None:
         super().__init__(model)
-        kind = model.manifest.preprocessing.get("input", "waveform")
-        if kind != "waveform":
+        m = model.manifest
+        self.kind = str(m.preprocessing.get("input", "waveform"))
+        self.asr_device: Device = asr_device
+        self._own_encoder: Any = None
+        self.normalizer: RunningNormalizer | None = None
+        if self.kind == "waveform":
+            return
+        if self.kind != "whisper_encoder":
             raise ModelError(
-                f"voice model {self.id} expects input {kind!r}, which this emodesk version "
+                f"voice model {self.id} expects input {self.kind!r}, which this emodesk version "
                 "cannot compute; upgrade emodesk"
+            )
+        self.pooling = str(m.preprocessing.get("pooling", "mean_std"))
+        if self.pooling not in POOLINGS:
+            raise ModelError(f"voice model {self.id}: unknown pooling {self.pooling!r}")
+        self.normalizer = RunningNormalizer.from_manifest(m.preprocessing, self.id)
+        self.asr_model = str(m.requires.get("asr_model", ""))
+        self.encoder_sha256 = str(m.requires.get("encoder_sha256", ""))
+        if not self.asr_model or not self.encoder_sha256:
+            raise ModelError(f"voice model {self.id}: requires must name asr_model and encoder_sha256")
+        width = m.inputs[0].shape[-1] if m.inputs and m.inputs[0].shape else None
+        if isinstance(width, int) and width != self.normalizer.dim:
+            raise ModelError(
+                f"voice model {self.id} takes {width} features, its normalization has {self.normalizer.dim}"
             )
 
     @classmethod
     def load(cls, manifest: ModelManifest, *, device: Device = "auto") -> VoiceScorer:
-        return cls(OnnxModel(manifest, device=device))
+        return cls(OnnxModel(manifest, device=device), asr_device=device)
 
-    def score(self, audio: np.ndarray) -> np.ndarray:
-        x = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+    @property
+    def uses_encoder(self) -> bool:
+        return self.kind == "whisper_encoder"
+
+    def accepts(self, transcriber: Any) -> bool:
+        """True if ``transcriber``'s encoder output is this member's input (same model.bin)."""
+        return self.uses_encoder and getattr(transcriber, "encoder_sha256", None) == self.encoder_sha256
+
+    def reset_session(self) -> None:
+        """A new speaker or recording: forget the running normalisation statistics."""
+        if self.normalizer is not None:
+            self.normalizer.reset()
+
+    def prepare(self) -> None:
+        """Load this member's own encoder now (ModelError if it is not the one it was trained on)."""
+        if self.uses_encoder:
+            self._encoder()
+
+    def _encoder(self) -> Any:
+        """This member's own ASR encoder, loaded on first use (in the calling thread)."""
+        if self._own_encoder is None:
+            from emodesk.speech.asr import Transcriber
+
+            enc = Transcriber(self.asr_model, device=self.asr_device, cpu_threads=1)
+            if enc.encoder_sha256 != self.encoder_sha256:
+                raise ModelError(
+                    f"voice model {self.id} was trained on the encoder of ASR {self.asr_model} with "
+                    f"sha256 {self.encoder_sha256[:12]}…, but {enc.model_path} has "
+                    f"{enc.encoder_sha256[:12]}…; the voice member is disabled"
+                )
+            self._own_encoder = enc
+        return self._own_encoder
+
+    def features(self, audio: np.ndarray, *, encoded: Any = None) -> np.ndarray:
+        """The head's input for one utterance; updates the session statistics."""
+        assert self.normalizer is not None
+        if encoded is None:
+            encoded = self._encoder().encode(np.asarray(audio, dtype=np.float32))
+        return self.normalizer(pool_frames(encoded.frames(), self.pooling))
+
+    def score(self, audio: np.ndarray, *, encoded: Any = None) -> np.ndarray:
+        """Probabilities in canonical order; ``encoded`` is an ``EncodedAudio`` of ``audio`` from an
+        encoder this member ``accepts`` (the caller checks), else the member encodes itself."""
+        if self.kind == "waveform":
+            x = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+        else:
+            x = self.features(audio, encoded=encoded).reshape(1, -1)
         out = self.model.run({self.model.input_names[0]: x})[0]
         return self._finish(out)
 

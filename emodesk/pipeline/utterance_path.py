@@ -6,6 +6,7 @@ Synchronous like the rest of the pipeline: a worker (live) or ``analyze``
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,11 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emodesk.errors import EmodeskError
 from emodesk.types import AudioChunk, Kind, ModalityScores, Transcript, Utterance
 
 if TYPE_CHECKING:
     from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
     from emodesk.speech.processor import SpeechEvent, SpeechProcessor
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,8 +49,26 @@ class UtterancePipeline:
         text: Sequence[TextScorer] = (),
     ) -> None:
         self.speech = speech
-        self.voice = list(voice)
         self.text = list(text)
+        self.disabled: list[str] = []
+        """Why a voice member was left out (it needs an encoder that cannot be loaded)."""
+        # members built on the ASR's own encoder reuse its pass over each utterance
+        # (one encoder run per utterance, not two); the others load their own now,
+        # in this (the worker's) thread, or are left out with the reason
+        self.voice: list[VoiceScorer] = []
+        self._shares: list[bool] = []
+        for v in voice:
+            shares = v.accepts(speech.transcriber)
+            if not shares:
+                try:
+                    v.prepare()
+                except EmodeskError as e:
+                    log.warning("%s", e)
+                    self.disabled.append(str(e))
+                    continue
+            self.voice.append(v)
+            self._shares.append(shares)
+        speech.encode_finals = any(self._shares)
 
     def insert(self, chunk: AudioChunk) -> UtteranceOutput:
         return self._score(self.speech.insert(chunk))
@@ -65,7 +88,9 @@ class UtterancePipeline:
             if tr.partial:
                 continue
             utt = ev.utterance
-            out.scores += [_score("voice", v.id, utt, v.score(utt.audio)) for v in self.voice]
+            for v, shares in zip(self.voice, self._shares, strict=True):
+                probs = v.score(utt.audio, encoded=ev.encoded if shares else None)
+                out.scores.append(_score("voice", v.id, utt, probs))
             if tr.text.strip():
                 out.scores += [_score("text", m.id, utt, m.score(tr.text)) for m in self.text]
         return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class SpeechEvent:
 
     utterance: Utterance
     transcript: Transcript
+    encoded: Any = None
+    """The ASR's encoder pass over a final utterance (``EncodedAudio``) when ``encode_finals`` is on."""
 
     @property
     def final(self) -> bool:
@@ -63,6 +65,8 @@ class SpeechProcessor:
         self._wall = wall
         self.partials_skipped = 0
         """Partial snapshots not transcribed because a newer one (or the final) came with them."""
+        self.encode_finals = False
+        """Keep each final utterance's encoder output on its event (voice members built on it)."""
 
     def insert(self, chunk: AudioChunk) -> list[SpeechEvent]:
         """Feed one chunk; returns events for utterances it ended or snapshotted."""
@@ -89,7 +93,12 @@ class SpeechProcessor:
             if not u.final and i + 1 < len(utts):
                 self.partials_skipped += 1  # superseded by what came after it
                 continue
-            text = self.transcriber.transcribe(u.audio, partial=not u.final)
+            encoded = None
+            if u.final and self.encode_finals:
+                encoded = self.transcriber.encode(u.audio)  # type: ignore[attr-defined]
+                text = self.transcriber.transcribe(u.audio, encoded=encoded)  # type: ignore[call-arg]
+            else:
+                text = self.transcriber.transcribe(u.audio, partial=not u.final)
             tr = Transcript(t0=u.t0, t1=u.t1, text=text, partial=not u.final, wall=self._wall())
-            out.append(SpeechEvent(u, tr))
+            out.append(SpeechEvent(u, tr, encoded))
         return out

@@ -215,6 +215,39 @@ def quantize_int8(src: Path, dst: Path) -> None:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
 
 
+def quantize_static_int8(src: Path, dst: Path, calibration: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """Static int8 (QDQ, per-channel weights, uint8 activations calibrated on ``calibration``):
+    what convolutional networks need, where dynamic quantisation leaves the convolutions float."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return dict(nxt) if (nxt := next(self._it, None)) is not None else None
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pre = Path(tmp) / "pre.onnx"
+        level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # per-tensor notes on the root logger
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre),
+                str(dst),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+        finally:
+            logging.getLogger().setLevel(level)
+
+
 def onnx_input_specs(path: Path) -> list[dict[str, Any]]:
     """The graph inputs as manifest ``inputs`` entries (symbolic dims as names)."""
     import onnx

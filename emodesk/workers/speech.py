@@ -146,6 +146,18 @@ class SpeechWorker(Worker):
             self.chunks.clear()
             return
         pipeline = UtterancePipeline(models.speech, models.voice, models.text)  # type: ignore[arg-type]
+        if pipeline.disabled:  # a voice member whose encoder could not be loaded: say so
+            from emodesk.pipeline.models import SlotStatus
+
+            why = "; ".join(pipeline.disabled)
+            kept = tuple(v.id for v in pipeline.voice)
+            state = (
+                SlotStatus("voice", "ok", f"{', '.join(kept)} (left out: {why})", kept)
+                if kept
+                else (SlotStatus("voice", "error", why))
+            )
+            self.statuses = [s for s in self.statuses if s.slot != "voice"] + [state]
+            self.statuses_changed.emit()
         while not self.stopping:
             chunk = self.chunks.get(self.poll_s)
             if chunk is None:
