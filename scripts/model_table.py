@@ -35,7 +35,10 @@ def render(models: Path) -> str:
         if "modality" not in d or d.get("modality") == "fusion":
             continue
         onnx = models / d.get("file", "")
-        size = f"{onnx.stat().st_size / 1e6:.1f} MB" if onnx.is_file() else "?"
+        size = "?"
+        if onnx.is_file():
+            b = onnx.stat().st_size
+            size = f"{b / 1e6:.1f} MB" if b >= 1e5 else f"{b / 1e3:.0f} kB"
         lic = d.get("license", "").split(". ", 1)[-1] if d.get("license") else "—"
         metrics: dict[str, Any] = d.get("metrics") or {}
         if not metrics:
@@ -49,6 +52,20 @@ def render(models: Path) -> str:
             if m.get("command"):
                 details.append(f"- `{d['id']}` / {name}: `{m['command']}`")
         details.append(f"- `{d['id']}` license: {lic}")
+    for js in sorted((models.parent / "docs").glob("eval-*.json")):
+        for key, m in json.loads(js.read_text(encoding="utf-8")).items():
+            if key.startswith("modality:"):
+                test = f"{js.stem.removeprefix('eval-')} (n = {m['n']})"
+                acc = _pct(m["accuracy"]) + _ci(m, "accuracy")
+                rows.append(
+                    f"| {key} | equal-weight fusion of {len(m['members'])} members | — | {test} | {acc} | "
+                    f"{_pct(m['uar'])} | {_pct(m['macro_f1'])} | {_pct(m['weighted_f1'])} |"
+                )
+                details.append(
+                    f"- {key} / {js.stem}: `docs/{js.name}`, written by `emodesk eval {key.split(':')[1]} "
+                    f"--manifest <dataset> --json docs/{js.name}` (all installed models); "
+                    f"members {', '.join(m['members'])}"
+                )
     head = [
         "# Shipped models and their measured accuracy",
         "",
@@ -59,8 +76,16 @@ def render(models: Path) -> str:
         "| modality | model | size | test set | accuracy | UAR | macro-F1 | weighted-F1 |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    notes = [
+        "",
+        "`build/ravdess-office/test.csv` is built by `python scripts/make_office_ravdess.py`: the",
+        "RAVDESS test actors through a synthetic office room, a laptop microphone's band and",
+        "babble/pink noise at 5–20 dB SNR (seeded) — the cross-condition check for the voice member.",
+        "Voice rows are scored as one live session per actor, in a seeded random order, with the",
+        "running normalisation the app uses.",
+    ]
     return "\n".join(
-        [*head, *rows, "", "## How each number was made, and the data licenses", "", *details, ""]
+        [*head, *rows, "", *notes, "", "## How each number was made, and the data licenses", "", *details, ""]
     )
 
 

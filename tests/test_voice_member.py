@@ -233,6 +233,11 @@ def test_train_voice_then_eval_voice(tmp_path: Path) -> None:
         "encoder_sha256": Transcriber(device="cpu").encoder_sha256,
     }
     assert "NON-COMMERCIAL" in man["license"]
+    from emodesk.inference.registry import usage_notes
+
+    assert usage_notes([out.parent]) == [
+        "voice-test: non-commercial use only: trained on RAVDESS (CC BY-NC-SA 4.0)"
+    ]
     assert man["source"]["val_metrics"]["n"] == 7  # actor 19 only: 21 is test
     assert man["source"]["cross_validation"]["fold_actors"] == [[1, 19], [2]]
     assert len(man["source"]["search"]) == 4  # 2 prior weights × checks at epochs 10 and 20

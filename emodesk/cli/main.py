@@ -168,6 +168,8 @@ def cmd_models(argv: Sequence[str]) -> int:
                 acc = f"  {name}: acc {met['accuracy']:.3f}"
                 break
         print(f"{m.modality:14s} {m.id:36s} {m.license[:40]:40s}{acc}")
+        if m.usage:
+            print(f"{'':14s} ! {m.usage}")
     return 0
 
 

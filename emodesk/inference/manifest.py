@@ -57,6 +57,8 @@ class ModelManifest:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     requires: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[TensorSpec, ...] = ()
+    usage: str = ""
+    """A restriction users must see, from the data it learned (e.g. "non-commercial use only")."""
 
     @property
     def model_path(self) -> Path:
@@ -94,6 +96,7 @@ class ModelManifest:
                 license=str(d.get("license", "")),
                 metrics=dict(d.get("metrics", {})),
                 requires=dict(d.get("requires", {})),
+                usage=str(d.get("usage", "")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"model manifest {p} is malformed: {e}") from None

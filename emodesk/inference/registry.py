@@ -32,6 +32,15 @@ def installed_manifests(dirs: list[Path] | None = None) -> dict[str, ModelManife
     return found
 
 
+def usage_notes(dirs: list[Path] | None = None) -> list[str]:
+    """One line per installed model whose training data restricts its use (shown in the window)."""
+    return [
+        f"{m.id}: {m.usage}"
+        for m in sorted(installed_manifests(dirs).values(), key=lambda m: m.id)
+        if m.usage
+    ]
+
+
 def find_model(model_id: str, dirs: list[Path] | None = None) -> ModelManifest:
     """The manifest of ``model_id``, or a :class:`ModelError` listing what is installed."""
     for d in dirs if dirs is not None else model_search_dirs():

@@ -558,6 +558,16 @@ def _license(kinds: set[str]) -> str:
     return " ".join(parts)
 
 
+def _usage(kinds: set[str]) -> str:
+    """The restriction the window shows (empty: none beyond the license)."""
+    notes = []
+    if "meld" in kinds:
+        notes.append("trained on MELD (GPL-3.0): GPL-3.0 obligations may apply to these weights")
+    if "dair-ai" in kinds:
+        notes.append("trained on dair-ai/emotion: research and educational use only")
+    return "; ".join(notes)
+
+
 def _protocol(kinds: set[str]) -> str:
     if kinds == {"goemotions", "meld"}:
         return (
@@ -725,6 +735,7 @@ def export_and_describe(
             "history": result.history.epochs,
         },
         "license": _license(kinds),
+        "usage": _usage(kinds),
         "metrics": metrics,
         "requires": {},
     }

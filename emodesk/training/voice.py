@@ -488,6 +488,7 @@ def export_voice(
             "search": [{k: v for k, v in r.items() if k != "folds"} for r in grid],
             "onnx_vs_torch_max_abs_diff": diff,
         },
+        "usage": "non-commercial use only: trained on RAVDESS (CC BY-NC-SA 4.0)",
         "license": "Apache-2.0 (emodesk). Trained on RAVDESS, licensed CC BY-NC-SA 4.0: this model is "
         "for NON-COMMERCIAL use only.",
         "metrics": {},

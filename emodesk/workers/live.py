@@ -78,6 +78,9 @@ class LivePipeline(QObject):
         super().__init__(parent)
         self.sources = sources
         self.stop_event = sources.stop
+        from emodesk.inference.registry import usage_notes
+
+        self._usage_notes = tuple(usage_notes())  # e.g. a voice model only for non-commercial use
         self._fusion_config = fusion
         self.face_slot: LatestSlot[Frame] = LatestSlot()
         self.display_slot: LatestSlot[Frame] = LatestSlot()
@@ -280,7 +283,7 @@ class LivePipeline(QObject):
             stats=self._stats(t),
             source=self.sources.description,
             demo=self.sources.demo,
-            notes=tuple(self.sources.notes),
+            notes=tuple(self.sources.notes) + self._usage_notes,
             errors=tuple(self._errors),
             running=self.running,
             ended=self._finished_emitted,
