@@ -40,10 +40,15 @@ def test_analyze_finds_faces_transcribes_and_fuses(two_face_clip, tmp_path, caps
     trans = [r for r in recs if r["kind"] == "transcript"]
     duration = spans[-1][1] + 1.0
 
-    # two faces in (nearly) every frame, each keeping its own track id
-    frames = {r["t"] for r in faces}
-    per_frame = [sum(1 for r in faces if r["t"] == t) for t in frames]
+    # two faces in (nearly) every frame, each keeping its own track id; one record per face
+    # and face model, every model scoring the same faces
+    models = sorted({r["model"] for r in faces})
+    by_frame: dict[tuple[float, str], int] = {}
+    for r in faces:
+        by_frame[r["t"], r["model"]] = by_frame.get((r["t"], r["model"]), 0) + 1
+    per_frame = list(by_frame.values())
     assert np.mean([n == 2 for n in per_frame]) > 0.9
+    assert len(by_frame) == len(models) * len({r["t"] for r in faces})
     tracks = {r["track"] for r in faces}
     assert 2 <= len(tracks) <= 4, tracks
     for r in faces[:50]:
@@ -86,8 +91,16 @@ def test_audio_only_file(two_face_clip, tmp_path):
     out = tmp_path / "a.jsonl"
     assert main(["analyze", str(wav), "--out", str(out)]) == 0
     recs = read_records(out)
-    assert {r["kind"] for r in recs} == {"transcript"}  # no voice/text model installed yet: no fake scores
-    assert "fox" in " ".join(r["text"] for r in recs).lower()
+    kinds = {r["kind"] for r in recs}
+    assert "face" not in kinds and "transcript" in kinds
+    text = [r for r in recs if r["kind"] == "transcript"]
+    assert "fox" in " ".join(r["text"] for r in text).lower()
+    # each utterance is scored by every installed voice member (no face, so fused = voice [+ text])
+    from emodesk.inference.registry import models_of
+
+    voice_ids = {m.id for m in models_of("voice")}
+    assert {r["model"] for r in recs if r["kind"] == "voice"} == voice_ids
+    assert len([r for r in recs if r["kind"] == "voice"]) == len(voice_ids) * len(text)
 
 
 def _run(*args):
@@ -130,5 +143,10 @@ def test_corrupt_model_is_named_and_the_rest_keeps_working(two_face_clip, tmp_pa
     )
     assert r.returncode == 0, r.stderr
     assert "face-fer-minixception" in r.stderr and "sha256" in r.stderr  # says which model and why
-    kinds = {rec["kind"] for rec in read_records(out)}
-    assert "transcript" in kinds and "face" not in kinds
+    recs = read_records(out)
+    assert "transcript" in {rec["kind"] for rec in recs}
+    # the other face members keep scoring; the broken one never appears
+    face_models = {rec["model"] for rec in recs if rec["kind"] == "face"}
+    assert "face-fer-minixception" not in face_models
+    others = [m.stem for m in models.glob("face-*.onnx") if m.stem not in ("face-fer-minixception",)]
+    assert face_models == {m for m in others if not m.startswith("face-detector")}

@@ -330,11 +330,10 @@ def run(argv: Sequence[str]) -> int:
             print(f"confusion matrix → {png}\n")
 
     if len(scores) > 1:  # the modality as the live fusion sees it: its members, equal weights
-        entry = _modality_fusion(modality, rows, scores, several_ids=list(report))
+        ids = list(report)
+        entry = _modality_fusion(modality, rows, scores, several_ids=ids)
         report[f"modality:{modality}"] = entry
-        print(
-            format_report(entry, title=f"modality:{modality}  (equal-weight fusion of {', '.join(report)})")
-        )
+        print(format_report(entry, title=f"modality:{modality}  (equal-weight fusion of {', '.join(ids)})"))
         print()
     if args.json and report:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

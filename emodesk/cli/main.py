@@ -112,6 +112,8 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     for s in summary.statuses:
         if not s.ok:
             print(f"emodesk: {s.slot}: {s.message}", file=sys.stderr)
+        for err in s.failed:  # the slot ran without this member: say which and why
+            print(f"emodesk: {s.slot}: left out: {err}", file=sys.stderr)
     print(
         f"{summary.frames} frames ({summary.frames_with_faces} with faces, {summary.tracks} tracks, "
         f"{summary.face_fps:.1f} frames/s), {summary.utterances} utterances, "

@@ -35,6 +35,8 @@ class SlotStatus:
     message: str
     models: tuple[str, ...] = ()
     provider: str = ""
+    failed: tuple[str, ...] = ()
+    """Members of a working slot that could not load (their errors): the slot runs without them."""
 
     @property
     def ok(self) -> bool:
@@ -96,7 +98,9 @@ def load_face_pipeline(
     msg = ", ".join(s.model.id for s in scorers) + f" {_where(scorers[0].model)}"
     if errors:
         msg += " (failed: " + "; ".join(errors) + ")"
-    statuses.append(SlotStatus("face", "ok", msg, tuple(s.model.id for s in scorers), prov))
+    statuses.append(
+        SlotStatus("face", "ok", msg, tuple(s.model.id for s in scorers), prov, failed=tuple(errors))
+    )
     return FacePipeline(detector, scorers), statuses
 
 
@@ -126,6 +130,7 @@ def load_utterance_scorers(
                     ", ".join(s.id for s in out) + f" {_where(out[0].model)}",
                     tuple(s.id for s in out),
                     prov,
+                    failed=tuple(errors),
                 )
             )
         elif errors:

@@ -58,8 +58,9 @@ class UtterancePipeline:
         self.voice: list[VoiceScorer] = []
         self._shares: list[bool] = []
         for v in voice:
-            shares = v.accepts(speech.transcriber)
-            if not shares:
+            accepts = getattr(v, "accepts", None)  # waveform members (and test fakes) have none
+            shares = bool(accepts is not None and accepts(speech.transcriber))
+            if not shares and hasattr(v, "prepare"):
                 try:
                     v.prepare()
                 except EmodeskError as e:
@@ -89,7 +90,7 @@ class UtterancePipeline:
                 continue
             utt = ev.utterance
             for v, shares in zip(self.voice, self._shares, strict=True):
-                probs = v.score(utt.audio, encoded=ev.encoded if shares else None)
+                probs = v.score(utt.audio, encoded=ev.encoded) if shares else v.score(utt.audio)
                 out.scores.append(_score("voice", v.id, utt, probs))
             if tr.text.strip():
                 out.scores += [_score("text", m.id, utt, m.score(tr.text)) for m in self.text]

@@ -240,6 +240,9 @@ def quantize_static_int8(src: Path, dst: Path, calibration: Sequence[Mapping[str
                 str(dst),
                 Reader(),
                 quant_format=QuantFormat.QDQ,
+                # the convolutions and the classifier only: the softmax and the mirror averaging
+                # stay float, so the output is an exact probability vector
+                op_types_to_quantize=["Conv", "Gemm", "MatMul"],
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
