@@ -235,7 +235,11 @@ def test_bad_manifests_exit_2_with_one_line(face_dir: Path, capsys: pytest.Captu
     assert "x.onnx" in capsys.readouterr().err
 
 
-def test_no_installed_model_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_installed_model_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr("emodesk.resources.shipped_models_dir", lambda: tmp_path / "models")
     manifest = _write_csv(tmp_path / "t.csv", "text,label", [("hello", "happy")])
     assert main(["text", "--manifest", str(manifest)]) == 1
     err = capsys.readouterr().err

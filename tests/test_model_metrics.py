@@ -25,6 +25,7 @@ TEST_SETS = {
     "ravdess-test-actors21-24": ("speech/ravdess", 0.0125),
     "goemotions-test": ("text/goemotions-ekman", 0.003),
     "meld-dev": ("text/meld", 0.005),
+    "dair-ai-test": ("text/dair-ai-emotion", 0.003),
 }
 
 

@@ -163,9 +163,9 @@ def test_trained_model_loads_in_the_app_and_reads_easy_sentences(trained: dict[s
     assert src["weights"] in ("int8", "fp32")
     assert src["epochs_run"] == 4 and len(src["history"]) == 4
     assert "GPL-3.0" not in manifest.license and "Apache-2.0" in manifest.license
-    test = manifest.metrics["goemotions-ekman:test"]
+    test = manifest.metrics["goemotions-test"]
     assert test["n"] == 42 and test["macro_f1"] > 0.8, test
-    assert 0 < manifest.metrics["seconds_per_sentence_cpu1"] < 1
+    assert 0 < src["seconds_per_sentence_cpu1"] < 1
     scorer = TextScorer.load(manifest, device="cpu")
     for text, label in (("I am so furious today", "angry"), ("this was so unexpected", "surprise")):
         p = scorer.score(text)

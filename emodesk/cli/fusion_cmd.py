@@ -1,4 +1,11 @@
-"""``emodesk fusion SUBCOMMAND``: the fusion tools (so far ``benchmark-ao``).
+"""``emodesk fusion SUBCOMMAND``: pair, optimize, eval, and the optimizer benchmark.
+
+- ``pair``: pseudo-paired manifests from unimodal data (CONTRACTS.md flags);
+- ``optimize``: the fusion-weight search with AO (or another optimizer) on a
+  paired validation manifest, written as ``fusion.json``;
+- ``eval``: fused, equal-weight, per-member and per-modality metrics on a
+  paired manifest;
+- ``benchmark-ao``: AO against mealpy and differential evolution.
 
 Exit status: 0 success, 1 the work failed, 2 bad usage or unreadable input
 (one line on stderr, no traceback).
@@ -14,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from emodesk.errors import EmodeskError
+from emodesk.errors import ConfigError, EmodeskError, InputError
 
-SUBCOMMANDS = ("benchmark-ao",)
+SUBCOMMANDS = ("pair", "optimize", "eval", "benchmark-ao")
 
 
 class UsageError(Exception):
@@ -162,6 +169,222 @@ def cmd_benchmark_ao(argv: Sequence[str]) -> int:
     return 0
 
 
+def _label_args(p: _Parser) -> None:
+    p.add_argument(
+        "--label-map", metavar="A=B,…", help="rename labels before checking them (e.g. love=happy)"
+    )
+    p.add_argument("--ignore-unknown", action="store_true", help="skip rows whose label is not one of ours")
+
+
+def _out_file(flag: str, value: str) -> Path:
+    p = Path(value)
+    if not p.parent.is_dir():
+        raise UsageError(f"{flag} {value}: folder {p.parent} does not exist")
+    return p
+
+
+def _pair_parser() -> _Parser:
+    p = _Parser(
+        prog="emodesk fusion pair",
+        description=(
+            "Build a pseudo-paired manifest (face_path,audio_path,text,label) from unimodal data: "
+            "per label present in every input, N rows, each modality drawn from its own pool of "
+            "that label (seeded; without replacement, then again). Each input is a manifest CSV "
+            "or a dataset folder (its --split)."
+        ),
+    )
+    p.add_argument("--face", metavar="CSV|DIR", help="face crops: path,label CSV or a FER-2013-layout folder")
+    p.add_argument("--voice", metavar="CSV|DIR", help="utterances: path,label CSV or a RAVDESS-layout folder")
+    p.add_argument("--text", metavar="CSV|DIR", help="sentences: text,label CSV or a text dataset folder")
+    p.add_argument(
+        "--split", choices=("train", "val", "test"), default="test", help="split of dataset folders"
+    )
+    p.add_argument("--per-label", type=int, metavar="N", help="rows per label (default: smallest pool)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--out", required=True, metavar="PAIRED.csv", help="the paired manifest to write")
+    _label_args(p)
+    return p
+
+
+def cmd_pair(argv: Sequence[str]) -> int:
+    args = _pair_parser().parse_args(argv)
+    from emodesk.evaluation.datasets import parse_label_map
+    from emodesk.fusion.paired import load_unimodal, make_pairs, write_paired_manifest
+    from emodesk.labels import LABELS
+
+    given = {m: getattr(args, m) for m in ("face", "voice", "text") if getattr(args, m)}
+    if len(given) < 2:
+        raise UsageError("fusion pair needs at least two of --face, --voice, --text")
+    out = _out_file("--out", args.out)
+    lm = parse_label_map(args.label_map)
+    inputs = {
+        m: load_unimodal(src, m, split=args.split, label_map=lm, ignore_unknown=args.ignore_unknown)
+        for m, src in given.items()
+    }
+    rows = make_pairs(inputs, per_label=args.per_label, seed=args.seed)
+    write_paired_manifest(rows, out)
+    counts = {LABELS[y]: sum(r.label == y for r in rows) for y in sorted({r.label for r in rows})}
+    pools = ", ".join(f"{m} {len(r)}" for m, r in inputs.items())
+    print(f"{out}: {len(rows)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())}) from {pools}")
+    return 0
+
+
+def _member_args(p: _Parser) -> None:
+    p.add_argument("--manifest", required=True, metavar="PAIRED.csv", help="paired manifest")
+    p.add_argument(
+        "--members", type=_csv, metavar="ID,ID", help="ensemble members (default: every installed member)"
+    )
+    p.add_argument(
+        "--cache",
+        metavar="FILE.npz",
+        help="member score cache (default: <user data>/emodesk/cache/fusion-scores.npz; 'none' disables)",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where members run")
+    _label_args(p)
+
+
+def _scores(args: argparse.Namespace) -> tuple[object, list[object]]:
+    """Member scores of the paired manifest's rows (the models run only for inputs not cached)."""
+    from emodesk.evaluation.datasets import parse_label_map
+    from emodesk.fusion.paired import load_paired_manifest
+    from emodesk.fusion.search import ScoreCache, score_paired
+    from emodesk.inference.registry import installed_manifests
+    from emodesk.pipeline.models import MEMBER_MODALITIES
+    from emodesk.resources import user_data_dir
+
+    rows = load_paired_manifest(
+        args.manifest, label_map=parse_label_map(args.label_map), ignore_unknown=args.ignore_unknown
+    )
+    installed = {m.id: m for m in installed_manifests().values() if m.modality in MEMBER_MODALITIES}
+    ids = sorted(installed) if args.members is None else args.members
+    if unknown := [m for m in ids if m not in installed]:
+        raise UsageError(f"--members: {unknown} not installed; installed members: {sorted(installed)}")
+    cache_path = (
+        None if args.cache == "none" else Path(args.cache or user_data_dir() / "cache" / "fusion-scores.npz")
+    )
+    scores = score_paired(
+        rows,
+        [installed[m] for m in ids],
+        cache=ScoreCache(cache_path),
+        device=args.device,
+        log=lambda msg: print(f"emodesk: {msg}", file=sys.stderr, flush=True),
+    )
+    return scores, list(rows)
+
+
+def _optimize_parser() -> _Parser:
+    from emodesk.fusion.search import DEFAULT_AGENTS, DEFAULT_ITERATIONS, DEFAULT_PENALTY, FUSION_OPTIMIZERS
+
+    p = _Parser(
+        prog="emodesk fusion optimize",
+        description="Search the fusion weights on a paired validation manifest and write fusion.json. "
+        "Objective: 1 - macro-F1 (or UAR) of the fused prediction + penalty x distance of the weights from "
+        "equal ones (a guard against fitting a small set).",
+    )
+    _member_args(p)
+    p.add_argument("--out", required=True, metavar="fusion.json", help="where to write the weights")
+    p.add_argument("--optimizer", choices=tuple(FUSION_OPTIMIZERS), default="ao", help="default: ao (Aquila)")
+    p.add_argument(
+        "--agents", type=int, default=DEFAULT_AGENTS, help=f"population (default {DEFAULT_AGENTS})"
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=DEFAULT_ITERATIONS,
+        help=f"iterations (default {DEFAULT_ITERATIONS})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="optimizer seed (default 0)")
+    p.add_argument("--objective", choices=("macro_f1", "uar"), default="macro_f1")
+    p.add_argument(
+        "--penalty",
+        type=float,
+        default=DEFAULT_PENALTY,
+        help=f"pull toward equal weights (default {DEFAULT_PENALTY})",
+    )
+    p.add_argument("--per-class", action="store_true", help="one weight per member and class")
+    return p
+
+
+def _table(report: dict[str, dict[str, object]]) -> str:
+    lines = [f"{'':28s} {'n':>6s} {'accuracy':>9s} {'UAR':>7s} {'macro-F1':>9s}"]
+    for name, m in report.items():
+        lines.append(
+            f"{name:28s} {m['n']:6d} {m['accuracy']:9.4f} {m['uar']:7.4f} {m['macro_f1']:9.4f}"  # type: ignore[index]
+        )
+    return "\n".join(lines)
+
+
+def cmd_optimize(argv: Sequence[str]) -> int:
+    args = _optimize_parser().parse_args(argv)
+    from emodesk.fusion.search import FusionProblem, evaluate_fusion, fusion_document, optimize_weights
+
+    if args.agents < 2 or args.iterations < 1:
+        raise UsageError("--agents must be at least 2 and --iterations at least 1")
+    if args.penalty < 0:
+        raise UsageError(f"--penalty must be non-negative, got {args.penalty}")
+    out = _out_file("--out", args.out)
+    scores, rows = _scores(args)
+    problem = FusionProblem(scores, objective=args.objective, per_class=args.per_class, penalty=args.penalty)  # type: ignore[arg-type]
+    res, weights = optimize_weights(
+        problem, optimizer=args.optimizer, agents=args.agents, iterations=args.iterations, seed=args.seed
+    )
+    doc = fusion_document(
+        problem, res, weights, optimizer=args.optimizer, manifest=Path(args.manifest), rows=len(rows)
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    report = evaluate_fusion(scores, weights, bootstrap=0)  # type: ignore[arg-type]
+    print(_table({k: report[k] for k in ("fused", "equal_weights")}))
+    print(
+        f"{args.optimizer}: objective {res.f:.4f} after {res.n_evals} evaluations in {res.seconds:.2f} s "
+        f"(seed {args.seed}); weights "
+        + ", ".join(f"{m} {w if isinstance(w, float) else '[…]'}" for m, w in weights.items())
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def _eval_parser() -> _Parser:
+    p = _Parser(
+        prog="emodesk fusion eval",
+        description=(
+            "Metrics of the fused result (weights from --weights, default the active fusion.json), "
+            "of equal weights, of each member, and of each modality's members fused equally, on a "
+            "paired manifest."
+        ),
+    )
+    _member_args(p)
+    p.add_argument("--weights", metavar="fusion.json", help="weights to evaluate (default: the active set's)")
+    p.add_argument("--json", metavar="OUT", help="write the report (CONTRACTS.md, 'fusion eval --json')")
+    return p
+
+
+def cmd_eval(argv: Sequence[str]) -> int:
+    args = _eval_parser().parse_args(argv)
+    from emodesk.fusion.config import parse_fusion_json
+    from emodesk.fusion.search import evaluate_fusion
+    from emodesk.inference.registry import find_fusion_config, installed_manifests
+
+    json_out = _out_file("--json", args.json) if args.json else None
+    wpath = Path(args.weights) if args.weights else find_fusion_config()
+    if wpath is None:
+        raise UsageError("no fusion.json is installed; pass --weights FILE")
+    if not wpath.is_file():
+        raise UsageError(f"--weights {args.weights}: no such file")
+    installed = {m.id: m.sha256 for m in installed_manifests().values()}
+    cfg = parse_fusion_json(wpath, installed)  # malformed → ConfigError, exit 1
+    if args.members is None:
+        args.members = sorted(cfg.weights) or None
+    scores, _ = _scores(args)
+    report = evaluate_fusion(scores, cfg.weights)  # type: ignore[arg-type]
+    print(f"weights: {wpath}" + (f" (dropped: {', '.join(cfg.dropped)})" if cfg.dropped else ""))
+    print(_table(report))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -171,12 +394,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text)
         return 0
     cmd, rest = argv[0], argv[1:]
-    handlers = {"benchmark-ao": cmd_benchmark_ao}
+    handlers = {
+        "pair": cmd_pair,
+        "optimize": cmd_optimize,
+        "eval": cmd_eval,
+        "benchmark-ao": cmd_benchmark_ao,
+    }
     if cmd not in handlers:
         return _fail(2, f"unknown fusion subcommand {cmd!r}; choose from {', '.join(SUBCOMMANDS)}")
     try:
         return handlers[cmd](rest)
     except UsageError as e:
+        return _fail(2, str(e))
+    except (InputError, ConfigError) as e:  # unreadable or malformed input (labels included)
         return _fail(2, str(e))
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0

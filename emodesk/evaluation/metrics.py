@@ -38,7 +38,7 @@ def _validate(y_true: Sequence[int] | np.ndarray, probs: np.ndarray) -> tuple[np
     return y.astype(np.int64), p
 
 
-def _scores(conf: np.ndarray) -> dict[str, np.ndarray]:
+def confusion_scores(conf: np.ndarray) -> dict[str, np.ndarray]:
     """accuracy, uar, macro_f1, weighted_f1 of confusion matrices ``(..., 7, 7)``.
 
     Classes with no true rows in a matrix are left out of its averages.
@@ -83,7 +83,7 @@ def compute_metrics(
     pred = np.argmax(p, axis=1)
     codes = y * N_LABELS + pred
     conf = np.bincount(codes, minlength=N_LABELS * N_LABELS).reshape(N_LABELS, N_LABELS)
-    s = _scores(conf)
+    s = confusion_scores(conf)
     present = [i for i in range(N_LABELS) if conf[i].sum() > 0]
     out: dict[str, Any] = {
         "n": int(y.size),
@@ -102,6 +102,6 @@ def compute_metrics(
         boot_codes = np.take(codes.astype(np.int32), idx)
         boot_codes += (np.arange(bootstrap, dtype=np.int32) * cells)[:, None]
         boot = np.bincount(boot_codes.ravel(), minlength=bootstrap * cells)
-        bs = _scores(boot.reshape(bootstrap, N_LABELS, N_LABELS))
+        bs = confusion_scores(boot.reshape(bootstrap, N_LABELS, N_LABELS))
         out["ci95"] = {k: [float(v) for v in np.percentile(bs[k], [2.5, 97.5])] for k in CI_METRICS}
     return out

@@ -12,6 +12,16 @@ from emodesk.resources import model_search_dirs
 log = logging.getLogger(__name__)
 
 
+def _manifest_files(d: Path) -> list[Path]:
+    """The JSON files of ``d`` that should be model manifests: not ``fusion.json`` and not a
+    model's companion files (``<id>.tokenizer.json``)."""
+    return [
+        jp
+        for jp in sorted(d.glob("*.json"))
+        if jp.name != "fusion.json" and not jp.name.endswith(".tokenizer.json")
+    ]
+
+
 def installed_manifests(dirs: list[Path] | None = None) -> dict[str, ModelManifest]:
     """Every readable manifest by id; an id in an earlier dir shadows later ones.
 
@@ -20,9 +30,7 @@ def installed_manifests(dirs: list[Path] | None = None) -> dict[str, ModelManife
     """
     found: dict[str, ModelManifest] = {}
     for d in dirs if dirs is not None else model_search_dirs():
-        for jp in sorted(d.glob("*.json")):
-            if jp.name == "fusion.json":
-                continue
+        for jp in _manifest_files(d):
             try:
                 m = ModelManifest.load(jp)
             except ModelError as e:
@@ -44,9 +52,7 @@ def usage_notes(dirs: list[Path] | None = None) -> list[str]:
 def find_model(model_id: str, dirs: list[Path] | None = None) -> ModelManifest:
     """The manifest of ``model_id``, or a :class:`ModelError` listing what is installed."""
     for d in dirs if dirs is not None else model_search_dirs():
-        for jp in sorted(d.glob("*.json")):
-            if jp.name == "fusion.json":
-                continue
+        for jp in _manifest_files(d):
             try:
                 m = ModelManifest.load(jp)
             except ModelError:

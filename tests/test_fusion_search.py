@@ -1,0 +1,324 @@
+"""The fusion-weight search: one fusion rule for live and search, paired manifests, optimizers, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emodesk.cli.fusion_cmd import main
+from emodesk.errors import InputError
+from emodesk.evaluation.datasets import Row
+from emodesk.evaluation.metrics import compute_metrics
+from emodesk.fusion.compare import METHODS, compare_methods, fit_stacking, summarise
+from emodesk.fusion.fuse import fuse, fuse_population
+from emodesk.fusion.paired import PairedRow, load_paired_manifest, make_pairs, write_paired_manifest
+from emodesk.fusion.search import (
+    FusionProblem,
+    MemberScores,
+    ScoreCache,
+    evaluate_fusion,
+    fused_probs,
+    optimize_weights,
+)
+from emodesk.inference.face_detector import FaceDetector
+from emodesk.inference.face_scorer import FaceExpressionScorer
+from emodesk.labels import LABELS
+from emodesk.resources import assets_dir
+
+IDS = ("good", "fair", "weak", "noise", "text")
+MODS = ("face", "face", "voice", "text", "text")
+
+
+def synthetic(n: int, seed: int, missing: float = 0.3) -> MemberScores:
+    """Five members of falling quality (the 4th pure noise); the last one misses ``missing`` of the rows."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(LABELS), n)
+    P = []
+    for q in (2.0, 1.2, 0.6, 0.0, 0.8):
+        z = rng.normal(size=(n, len(LABELS)))
+        z[np.arange(n), y] += q
+        e = np.exp(z)
+        P.append(e / e.sum(axis=1, keepdims=True))
+    P = np.stack(P)
+    P[4, rng.random(n) < missing] = np.nan
+    return MemberScores(IDS, MODS, tuple(f"{i:064x}" for i in range(5)), P, y.astype(np.int64))
+
+
+# ---- one fusion rule ----------------------------------------------------------------------------
+
+
+def test_batched_rule_is_the_live_rule_row_by_row() -> None:
+    s = synthetic(60, 0)
+    rng = np.random.default_rng(1)
+    weight_sets = [
+        {m: float(w) for m, w in zip(IDS, rng.random(5), strict=True)},
+        {m: rng.random(7) for m in IDS},  # per class
+        {"good": 0.0, "fair": 0.0, "weak": 0.0, "noise": 0.0, "text": 1.0},  # text alone, absent on some rows
+        {"good": 1.0},  # the others missing from the map weigh 0
+        None,
+    ]
+    for weights in weight_sets:
+        batch = fused_probs(s, weights)
+        for i in range(len(s.y)):
+            probs = {m: s.P[k, i] for k, m in enumerate(IDS) if not np.isnan(s.P[k, i]).any()}
+            assert np.allclose(batch[i], fuse(probs, weights)), (weights, i)
+
+
+def test_zero_weighted_sum_falls_back_to_the_plain_mean_and_no_member_gives_nan() -> None:
+    P = np.full((2, 2, 7), np.nan)
+    P[0, 0] = np.eye(7)[0]
+    P[1, 0] = np.eye(7)[1]
+    W = np.zeros((1, 2, 7))
+    W[0, 0, 1] = 1.0  # member 0 only weighs class 1, where it put nothing; member 1 weighs nothing
+    out = fuse_population(P, W)
+    assert np.allclose(out[0, 0], (np.eye(7)[0] + np.eye(7)[1]) / 2)
+    assert np.isnan(out[0, 1]).all()
+
+
+def test_the_search_objective_is_the_metric_of_the_live_fusion() -> None:
+    s = synthetic(300, 2)
+    for per_class in (False, True):
+        problem = FusionProblem(s, per_class=per_class, penalty=0.0)
+        X = np.random.default_rng(3).random((6, problem.n_var))
+        f = problem.evaluate(X)
+        for x, fx in zip(X, f, strict=True):
+            live = np.stack(
+                [
+                    fuse(
+                        {m: s.P[k, i] for k, m in enumerate(IDS) if not np.isnan(s.P[k, i]).any()},
+                        problem.weight_dict(x),
+                    )
+                    for i in range(len(s.y))
+                ]
+            )
+            assert fx == pytest.approx(1 - compute_metrics(s.y, live, bootstrap=0)["macro_f1"], abs=1e-9)
+
+
+def test_penalty_is_zero_at_equal_weights_and_grows_away_from_them() -> None:
+    problem = FusionProblem(synthetic(200, 4), penalty=0.5)
+    d = problem.distance_from_equal(
+        np.array([[1, 1, 1, 1, 1], [2, 2, 2, 2, 2], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0.0]])
+    )
+    assert d[0] == pytest.approx(0) and d[1] == pytest.approx(0)
+    assert d[2] == pytest.approx(0.8) and 0 < d[3] < d[2]
+    zero = problem.evaluate(np.zeros((1, 5)))  # all-zero weights are equal weights, like the live rule
+    assert zero[0] == pytest.approx(problem.evaluate(np.ones((1, 5)))[0])
+
+
+# ---- optimizers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ao", "ao-levy-ls", "de", "pso", "random"])
+def test_each_optimizer_beats_equal_weights_on_validation_and_stays_in_bounds(name: str) -> None:
+    pytest.importorskip("scipy") if name == "de" else None
+    s = synthetic(500, 5)
+    problem = FusionProblem(s, penalty=0.0)
+    res, weights = optimize_weights(problem, optimizer=name, agents=20, iterations=30, seed=0)
+    equal = problem.evaluate(np.ones((1, 5)))[0]
+    assert res.f < equal - 0.01, (name, res.f, equal)
+    assert 0 <= res.x.min() and res.x.max() <= 1
+    assert sum(weights.values()) == pytest.approx(1, abs=1e-5)  # type: ignore[arg-type]
+    assert weights["noise"] < weights["good"]  # type: ignore[operator]
+    assert abs(res.n_evals - 20 * 31) <= 20, res.n_evals
+
+
+def test_same_seed_same_weights_different_seed_different_path() -> None:
+    problem = FusionProblem(synthetic(400, 6))
+    a = optimize_weights(problem, agents=10, iterations=15, seed=7)
+    b = optimize_weights(problem, agents=10, iterations=15, seed=7)
+    c = optimize_weights(problem, agents=10, iterations=15, seed=8)
+    assert a[1] == b[1] and np.array_equal(a[0].history, b[0].history)
+    assert not np.array_equal(a[0].x, c[0].x)
+
+
+def test_comparison_reports_every_method_with_test_metrics() -> None:
+    pytest.importorskip("scipy")
+    val, test = synthetic(350, 7), synthetic(350, 8)
+    runs = [compare_methods(val, test, seed=s, agents=10, iterations=10) for s in (0, 1)]
+    assert set(runs[0]) == set(METHODS)
+    assert runs[0]["best-single"]["member"] == "good"
+    summary = summarise(runs)
+    for m in METHODS:
+        assert 0 <= summary[m]["macro_f1"]["mean"] <= 1 and summary[m]["seeds"] == 2
+    # the noise member must not be the best; fitting methods beat equal weights with a noise member inside
+    assert summary["ao"]["macro_f1"]["mean"] > summary["equal-weights"]["macro_f1"]["mean"]
+    assert summary["stacking"]["macro_f1"]["mean"] > summary["equal-weights"]["macro_f1"]["mean"]
+
+
+def test_stacking_learns_which_member_to_trust() -> None:
+    pytest.importorskip("scipy")
+    val, test = synthetic(400, 9), synthetic(400, 10)
+    model = fit_stacking(val)
+    f1 = compute_metrics(test.y, model.predict(test), bootstrap=0)["macro_f1"]
+    noise = compute_metrics(test.y, test.P[3], bootstrap=0)["macro_f1"]
+    assert f1 > noise + 0.3
+
+
+def test_fusion_eval_report_has_the_contract_keys() -> None:
+    s = synthetic(200, 11)
+    report = evaluate_fusion(s, {"good": 0.7, "text": 0.3}, bootstrap=0)
+    assert set(report) == {"fused", "equal_weights", *IDS, "modality:face", "modality:voice", "modality:text"}
+    assert report["text"]["n"] == int(s.present[4].sum()) < 200
+    assert report["fused"]["n"] == 200 and report["modality:text"]["n"] == int(
+        s.present[3:].any(axis=0).sum()
+    )
+
+
+# ---- paired manifests ---------------------------------------------------------------------------
+
+
+def _rows(prefix: str, counts: dict[str, int]) -> list[Row]:
+    return [Row(f"{prefix}-{lab}-{i}", LABELS.index(lab)) for lab, n in counts.items() for i in range(n)]
+
+
+def test_pairs_cover_the_labels_every_input_has_in_the_requested_numbers() -> None:
+    face = _rows("/f", {"happy": 5, "sad": 3, "angry": 2})
+    text = _rows("t", {"happy": 4, "sad": 6, "fear": 3})
+    rows = make_pairs({"face": face, "text": text}, seed=0)
+    assert sorted({LABELS[r.label] for r in rows}) == ["happy", "sad"]  # angry / fear missing from one input
+    assert sum(r.label == LABELS.index("happy") for r in rows) == 4  # the smallest pool
+    assert all(r.audio is None and r.face and r.text for r in rows)
+    sad = [r for r in rows if r.label == LABELS.index("sad")]
+    assert len({r.face for r in sad}) == 3  # without replacement up to the pool size
+    more = make_pairs({"face": face, "text": text}, per_label=7, seed=0)
+    sad7 = [r.face for r in more if r.label == LABELS.index("sad")]
+    assert len(sad7) == 7 and len(set(sad7)) == 3 and max(sad7.count(f) for f in set(sad7)) == 3
+    assert make_pairs({"face": face, "text": text}, seed=0) == rows
+    assert make_pairs({"face": face, "text": text}, seed=1) != rows
+    with pytest.raises(InputError, match="at least two"):
+        make_pairs({"face": face}, seed=0)
+
+
+def test_paired_manifest_round_trip_with_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "media").mkdir()
+    for name in ("a.png", "b.wav"):
+        (tmp_path / "media" / name).write_bytes(b"x")
+    a, b = (str((tmp_path / "media" / n).resolve()) for n in ("a.png", "b.wav"))
+    rows = [
+        PairedRow(a, b, 'she said "hi, there"', 3),
+        PairedRow(None, b, None, 5),
+        PairedRow(a, None, "x", 0),
+    ]
+    out = write_paired_manifest(rows, tmp_path / "sub" / "paired.csv")
+    text = out.read_text()
+    assert "../media/a.png" in text and str(tmp_path) not in text
+    assert load_paired_manifest(out) == rows
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("face_path,audio_path,label\na.png,,happy\n", "must have the columns"),
+        ("face_path,audio_path,text,label\nmissing.png,,,happy\n", ":2: face_path missing.png not found"),
+        (
+            "face_path,audio_path,text,label\na.png,,,happy\n,,,sad\n",
+            ":3: face_path, audio_path and text are all empty",
+        ),
+        ("face_path,audio_path,text,label\na.png,,,grumpy\n", ":2: unknown label 'grumpy'"),
+        ("face_path,audio_path,text,label\na.png,,,\n", ":2: empty label"),
+        ("face_path,audio_path,text,label\na.png,,hi,happy,extra\n", ":2: more fields"),
+    ],
+)
+def test_malformed_paired_rows_are_refused_naming_the_row(tmp_path: Path, body: str, needle: str) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    p = tmp_path / "paired.csv"
+    p.write_text(body)
+    with pytest.raises(InputError, match=needle.replace("(", r"\(")):
+        load_paired_manifest(p)
+
+
+def test_score_cache_survives_a_reload_and_refuses_garbage(tmp_path: Path) -> None:
+    c = ScoreCache(tmp_path / "c.npz")
+    c.put("k|x", np.arange(7) / 21)
+    c.save()
+    assert np.allclose(ScoreCache(tmp_path / "c.npz").get("k|x"), np.arange(7) / 21)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="delete it to rescore"):
+        ScoreCache(tmp_path / "bad.npz")
+
+
+# ---- the commands, with the shipped face and text members ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("paired")
+    img = cv2.imread(str(assets_dir() / "face_astronaut.png"))
+    box = FaceDetector.load(device="cpu").detect(img)[0]
+    crop = FaceExpressionScorer.load(device="cpu").crop(img, box, resize=False)
+    for i, v in enumerate([crop, crop[:, ::-1], cv2.convertScaleAbs(crop, alpha=0.6)]):
+        cv2.imwrite(str(d / f"face{i}.png"), np.ascontiguousarray(v))
+    (d / "faces.csv").write_text("path,label\nface0.png,happy\nface1.png,neutral\nface2.png,sad\n")
+    (d / "text.csv").write_text(
+        "text,label\nI am so happy for you,happy\nthis is wonderful,joy\nwhatever,neutral\n"
+        "I miss her so much,sad\nit is fine,neutral\n"
+    )
+    return d
+
+
+MEMBERS = "face-fer-minixception,text-minilm"
+
+
+def test_pair_optimize_eval_end_to_end(
+    face_crops: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = face_crops
+    paired = tmp_path / "paired.csv"
+    assert (
+        main(
+            [
+                "pair",
+                "--face",
+                str(d / "faces.csv"),
+                "--text",
+                str(d / "text.csv"),
+                "--per-label",
+                "2",
+                "--out",
+                str(paired),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(paired.open()))
+    assert len(rows) == 6 and {r["label"] for r in rows} == {"happy", "neutral", "sad"}
+    assert all(r["face_path"].startswith("../") and r["audio_path"] == "" and r["text"] for r in rows)
+    fusion = tmp_path / "fusion.json"
+    cache = tmp_path / "scores.npz"
+    common = ["--manifest", str(paired), "--members", MEMBERS, "--cache", str(cache)]
+    assert main(["optimize", *common, "--out", str(fusion), "--agents", "6", "--iterations", "5"]) == 0
+    doc = json.loads(fusion.read_text())
+    assert [m["id"] for m in doc["members"]] == MEMBERS.split(",")
+    assert doc["optimizer"]["name"] == "ao" and doc["optimizer"]["evaluations"] == 36
+    assert doc["data"]["rows"] == 6 and len(doc["data"]["sha256"]) == 64
+    assert sum(doc["weights"].values()) == pytest.approx(1, abs=1e-5)
+    assert cache.is_file()
+    out = tmp_path / "report.json"
+    capsys.readouterr()
+    assert main(["eval", *common, "--weights", str(fusion), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"fused", "equal_weights", *MEMBERS.split(","), "modality:face", "modality:text"}
+    assert report["fused"]["n"] == 6 and "ci95" in report["fused"]
+    assert "scoring" not in capsys.readouterr().err  # the second command reads the cache, runs no model
+
+
+def test_fusion_commands_refuse_bad_input_with_one_line(
+    face_crops: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("face_path,audio_path,text,label\n,,,happy\n")
+    assert main(["optimize", "--manifest", str(bad), "--out", str(tmp_path / "f.json")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv:2" in err and len(err.strip().splitlines()) == 1
+    assert main(["pair", "--face", str(face_crops / "faces.csv"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert (
+        main(["optimize", "--manifest", str(bad), "--members", "nope", "--out", str(tmp_path / "f.json")])
+        == 2
+    )
+    assert main(["eval", "--manifest", str(bad), "--weights", str(tmp_path / "none.json")]) == 2
