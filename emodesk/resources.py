@@ -49,6 +49,11 @@ def user_data_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_data_dir("emodesk", appauthor=False))
 
 
+def sessions_dir() -> Path:
+    """Where recorded sessions go by default: ``<user data dir>/emodesk/sessions``."""
+    return user_data_dir() / "sessions"
+
+
 def user_models_root() -> Path:
     return user_data_dir() / "models"
 

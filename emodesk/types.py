@@ -92,6 +92,13 @@ class FaceFrameResult:
     wall_captured: float = 0.0
     wall_done: float = 0.0
     smoothed: tuple[np.ndarray, ...] = ()  # per entry of ``faces``: per-track smoothed probs
+    fresh: tuple[bool, ...] = ()  # per entry of ``faces``: scored on this frame (else carried forward)
+
+    def scored(self) -> tuple[ModalityScores, ...]:
+        """The entries scored on this frame (the score records); carried-forward ones left out."""
+        if not self.fresh:
+            return self.faces
+        return tuple(s for s, f in zip(self.faces, self.fresh, strict=True) if f)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from emodesk.evaluation.datasets import Row
 from emodesk.fusion.compare import METHODS, compare_methods, summarise
 from emodesk.fusion.paired import load_unimodal, make_pairs
@@ -51,7 +53,11 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=REPO / "build" / "fusion" / "scores.npz")
     ap.add_argument("--json", type=Path, default=REPO / "docs" / "fusion-comparison.json")
     ap.add_argument("--markdown", type=Path, default=REPO / "docs" / "fusion-comparison.md")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the markdown from the JSON")
     args = ap.parse_args()
+    if args.render_only:
+        args.markdown.write_text(render(json.loads(args.json.read_text(encoding="utf-8"))), encoding="utf-8")
+        return 0
 
     for src in SOURCES.values():
         if not (args.data / src).is_dir():
@@ -152,7 +158,26 @@ def render(doc: dict) -> str:
             f"{ms(e['val_macro_f1'])} | {e['evaluations'] or '—'} | {e['seconds']:.2f} |"
         )
     best_single = {r["best-single"]["member"] for r in doc["runs"]}
-    lines += ["", f"Best single member chosen on val: {', '.join(sorted(best_single))}.", ""]
+    lines += [
+        "",
+        f"Best single member chosen on val: {', '.join(sorted(best_single))}.",
+        "",
+        "Paired by seed (same pairing, same test rows): AO's test macro-F1 minus each other method's, "
+        "in points, mean ± standard deviation, and the seeds where AO is ahead / level / behind.",
+        "",
+        "| AO minus | difference | ahead / level / behind |",
+        "|---|---|---|",
+    ]
+    ao = np.array([r["ao"]["test"]["macro_f1"] for r in doc["runs"]])
+    for m in s:
+        if m == "ao":
+            continue
+        d = 100 * (ao - np.array([r[m]["test"]["macro_f1"] for r in doc["runs"]]))
+        sd = d.std(ddof=1) if len(d) > 1 else 0.0
+        ahead, level = int((d > 1e-9).sum()), int((np.abs(d) <= 1e-9).sum())
+        behind = len(d) - ahead - level
+        lines.append(f"| {NAMES.get(m, m)} | {d.mean():+.1f} ± {sd:.1f} | {ahead} / {level} / {behind} |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """Write ``models/fusion.json`` with equal weights per modality over the shipped members.
 
-The shipped fusion until the Aquila-optimizer issue replaces it with searched
-weights. Rerun after re-exporting any member (its sha256 is recorded).
+A baseline (and the fallback when no paired data is at hand); the shipped
+weights come from ``emodesk fusion optimize`` (README, "Fusion weights").
+Rerun after re-exporting any member (its sha256 is recorded).
 """
 
 from __future__ import annotations

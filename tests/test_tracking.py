@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from emodesk.pipeline.tracking import FaceTracker, iou
 
@@ -46,3 +47,63 @@ def test_smoothing_follows_media_time():
     assert j == i
     s2 = tr.smooth(i, "m", 0.9, p0)
     assert np.isclose(s2[0], s[0] + (1 - np.exp(-0.8)) * (1 - s[0]))
+
+
+# ---- the face members' schedule ------------------------------------------------------------------
+
+
+class _Det:
+    def detect(self, image):  # one face, always in the same place
+        from emodesk.types import FaceBox
+
+        return [FaceBox((100.0, 80.0, 120.0, 120.0), 0.9)]
+
+
+class _Scorer:
+    def __init__(self, mid: str, hot: int) -> None:
+        from types import SimpleNamespace
+
+        self.model = SimpleNamespace(id=mid)
+        self.hot = hot
+        self.calls = 0
+
+    def score(self, image, boxes):
+        self.calls += 1
+        p = np.full((len(boxes), 7), 0.01)
+        p[:, self.hot] = 0.94
+        return p
+
+
+def test_cheapest_member_scores_every_frame_and_the_others_take_turns_carried_forward() -> None:
+    from emodesk.pipeline.face_path import FacePipeline
+    from emodesk.types import Frame
+
+    a, b, c = _Scorer("a", 3), _Scorer("b", 5), _Scorer("c", 0)  # no model files: ordered by id
+    pipe = FacePipeline(_Det(), [c, b, a])  # type: ignore[list-item]
+    img = np.zeros((480, 640, 3), np.uint8)
+    results = [pipe.process(Frame(t=i / 30, image=img, index=i)) for i in range(30)]
+    assert a.calls == 30 and b.calls == 15 and c.calls == 15
+    first = results[0]
+    assert [s.model for s in first.faces] == ["a", "b"] and first.fresh == (True, True)  # c not scored yet
+    for r in results[1:]:
+        assert sorted(s.model for s in r.faces) == ["a", "b", "c"]  # every member seen on every frame
+        fresh = {s.model: f for s, f in zip(r.faces, r.fresh, strict=True)}
+        assert fresh["a"] and fresh["b"] != fresh["c"]
+        stale = next(s for s in r.faces if not fresh[s.model])
+        assert stale.t == pytest.approx(r.t - 1 / 30)  # carried with the time it was made
+        assert [s.model for s in r.scored()] == [s.model for s, f in zip(r.faces, r.fresh, strict=True) if f]
+    everyone = FacePipeline(_Det(), [a, b, c], rotate=False)  # type: ignore[list-item]
+    r = everyone.process(Frame(t=0.0, image=img, index=0))
+    assert len(r.scored()) == 3
+
+
+def test_a_held_score_expires_after_hold_s() -> None:
+    from emodesk.pipeline.face_path import FacePipeline
+    from emodesk.types import Frame
+
+    pipe = FacePipeline(_Det(), [_Scorer("a", 3), _Scorer("b", 5), _Scorer("c", 0)], hold_s=0.5)  # type: ignore[list-item]
+    img = np.zeros((480, 640, 3), np.uint8)
+    pipe.process(Frame(t=0.0, image=img, index=0))  # a, b
+    pipe.process(Frame(t=0.1, image=img, index=1))  # a, c; b carried
+    r = pipe.process(Frame(t=2.0, image=img, index=3))  # a, c; b's score is 1.9 s old: dropped
+    assert sorted(s.model for s in r.faces) == ["a", "c"]

@@ -163,3 +163,92 @@ def test_error_dialogs_one_at_a_time_and_throttled(qtbot: object, caplog: pytest
     assert shown[1] == "microphone did not open" and rep.dialog is not None
     rep.close_dialog()  # window shutdown: closes it and forgets the rest
     assert not rep.dialog_open
+
+
+def test_fusion_weights_reload_while_running_when_the_file_changes(qtbot: object, emodesk_home: Path) -> None:
+    """fusion optimize writes fusion.json into the active set: the running window picks it up, no restart."""
+    from emodesk.inference.registry import installed_manifests
+
+    active = emodesk_home / "models" / "v1"
+    active.mkdir(parents=True)
+    (emodesk_home / "models" / "active").write_text("v1")
+    ms = installed_manifests()
+    voice = next(m for m in ms.values() if m.modality == "voice")
+    text = next(m for m in ms.values() if m.modality == "text")
+    clock, stop = MonotonicClock(), threading.Event()
+    audio = ArrayAudioSource(np.zeros(16000 * 30, np.float32), paced=True, clock=clock, stop=stop)
+    pipe = LivePipeline(
+        SourceSet(None, audio, "fake microphone", clock, stop), speech_loader=fake_speech_loader()
+    )
+    win = MainWindow(pipe)
+    qtbot.addWidget(win)  # type: ignore[attr-defined]
+    pipe.start()
+    try:
+        before = pipe.fusion_config
+        assert before is not None and before.path != active / "fusion.json"
+        doc = {
+            "version": 1,
+            "classes": list(LABELS),
+            "members": [
+                {"id": voice.id, "sha256": voice.sha256, "modality": "voice"},
+                {"id": text.id, "sha256": text.sha256, "modality": "text"},
+            ],
+            "weights": {voice.id: 0.25, text.id: 0.75},
+        }
+        tmp = active / ".fusion.json.tmp"
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(active / "fusion.json")  # atomically, as fusion optimize writes it
+        qtbot.waitUntil(  # type: ignore[attr-defined]
+            lambda: pipe.fusion_config is not None and pipe.fusion_config.path == active / "fusion.json",
+            timeout=5000,
+        )
+        assert dict(pipe.fusion_config.weights) == {voice.id: 0.25, text.id: 0.75}  # type: ignore[union-attr]
+        assert "reloaded" in win.statusBar().currentMessage()
+        # A broken file keeps the session running on equal weights and says so.
+        (active / "fusion.json").write_text("{ not json")
+        qtbot.waitUntil(lambda: "using equal weights" in win.statusBar().currentMessage(), timeout=5000)  # type: ignore[attr-defined]
+        assert pipe.running and pipe.fusion_config is not None and pipe.fusion_config.path is None
+    finally:
+        win.close()
+    assert not pipe.running
+
+
+def test_record_from_the_window_with_label_hotkeys_while_the_view_keeps_running(
+    qtbot: object, emodesk_home: Path
+) -> None:
+    from emodesk.recording.session import check_session, read_audio, read_labels
+
+    clock, stop = MonotonicClock(), threading.Event()
+    speechy = (0.05 * np.random.default_rng(2).standard_normal(16000 * 60)).astype(np.float32)
+    audio = ArrayAudioSource(speechy, paced=True, clock=clock, stop=stop)
+    pipe = LivePipeline(
+        SourceSet(None, audio, "fake microphone", clock, stop),
+        fusion=FusionConfig.equal(["fake-voice", "fake-text"]),
+        speech_loader=fake_speech_loader(),
+    )
+    win = MainWindow(pipe)
+    qtbot.addWidget(win)  # type: ignore[attr-defined]
+    win.show()
+    pipe.start()
+    try:
+        win.label_hotkey(4)  # not recording: only a hint
+        assert "while recording" in win.statusBar().currentMessage()
+        win.record_action.trigger()
+        assert pipe.recorder is not None
+        qtbot.waitUntil(lambda: win.rec_label.isVisible() and "REC" in win.rec_label.text(), timeout=3000)  # type: ignore[attr-defined]
+        win.label_hotkey(4)  # 4 = happy (canonical order)
+        assert "happy" in win.rec_label.text()
+        qtbot.wait(600)  # type: ignore[attr-defined]
+        win.label_hotkey(0)
+        win.record_action.trigger()
+        assert pipe.recorder is None and not win.rec_label.isVisible() and pipe.running
+        session = win.last_session
+        assert session is not None and session.parent == emodesk_home / "sessions"
+        assert check_session(session).ok
+        assert [c["label"] for c in read_labels(session)] == ["happy", None]
+        assert len(read_audio(session)[0]) > 16000 * 0.5
+        n = win.refreshes
+        qtbot.waitUntil(lambda: win.refreshes > n + 3, timeout=2000)  # type: ignore[attr-defined]
+    finally:
+        win.close()
+    assert not pipe.running

@@ -16,7 +16,18 @@ from pathlib import Path
 from emodesk import __version__
 from emodesk.errors import EmodeskError, InputError
 
-SUBCOMMANDS = ("run", "analyze", "devices", "models", "fusion", "eval", "train")
+SUBCOMMANDS = (
+    "run",
+    "analyze",
+    "devices",
+    "models",
+    "fusion",
+    "eval",
+    "train",
+    "bench",
+    "record",
+    "sessions",
+)
 
 
 def _fail(code: int, msg: str) -> int:
@@ -193,6 +204,24 @@ def cmd_train(argv: Sequence[str]) -> int:
     return train_main(argv)
 
 
+def cmd_record(argv: Sequence[str]) -> int:
+    from emodesk.cli.sessions_cmd import main as sessions_main
+
+    return sessions_main(argv, "record")
+
+
+def cmd_sessions(argv: Sequence[str]) -> int:
+    from emodesk.cli.sessions_cmd import main as sessions_main
+
+    return sessions_main(argv, "sessions")
+
+
+def cmd_bench(argv: Sequence[str]) -> int:
+    from emodesk.cli.bench_cmd import main as bench_main
+
+    return bench_main(argv)
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     args = _app_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -233,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "fusion": cmd_fusion,
                 "eval": cmd_eval,
                 "train": cmd_train,
+                "bench": cmd_bench,
+                "record": cmd_record,
+                "sessions": cmd_sessions,
             }
             return commands[cmd](rest)
         except KeyboardInterrupt:

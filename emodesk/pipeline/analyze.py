@@ -187,7 +187,7 @@ def merge_records(
         t, _order, _, payload = heapq.heappop(events)
         if isinstance(payload, FaceFrameResult):
             state.update_face(payload)
-            for s in payload.faces:
+            for s in payload.scored():
                 yield score_record(s)
         elif isinstance(payload, Transcript):
             yield transcript_record(payload)

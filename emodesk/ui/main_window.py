@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QSplitter,
@@ -127,11 +128,153 @@ class MainWindow(QMainWindow):
 
         pipeline.error.connect(self.reporter.report)
         pipeline.finished.connect(self._on_finished)
+        self._watch_fusion()
+        self._recording_controls(bar)
         self.timer = QTimer(self)
         self.timer.setInterval(refresh_ms)
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
         self._closed = False
+
+    # ------------------------------------------------------------- fusion weights
+
+    def _watch_fusion(self) -> None:
+        """Reload ``fusion.json`` when it changes on disk (``fusion optimize`` rewrites it), or on Ctrl+R."""
+        from emodesk.inference.registry import find_fusion_config
+        from emodesk.resources import model_search_dirs
+
+        self.reload_fusion_action = QAction("Reload fusion weights", self)
+        self.reload_fusion_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.reload_fusion_action.triggered.connect(self.reload_fusion)
+        self.addAction(self.reload_fusion_action)
+        self._fusion_watcher = QFileSystemWatcher(self)
+        # The folders too: a file replaced atomically (write, then rename) drops a file watch.
+        paths = [str(d) for d in model_search_dirs() if d.is_dir()]
+        current = find_fusion_config()
+        if current is not None:
+            paths.append(str(current))
+        if paths:
+            self._fusion_watcher.addPaths(paths)
+        self._fusion_debounce = QTimer(self)
+        self._fusion_debounce.setSingleShot(True)
+        self._fusion_debounce.setInterval(300)
+        self._fusion_debounce.timeout.connect(self._fusion_file_changed)
+        self._fusion_watcher.fileChanged.connect(lambda _p: self._fusion_debounce.start())
+        self._fusion_watcher.directoryChanged.connect(lambda _p: self._fusion_debounce.start())
+        self._fusion_stamp = self._fusion_file_stamp()
+
+    @staticmethod
+    def _fusion_file_stamp() -> tuple[str, int, int] | None:
+        from emodesk.inference.registry import find_fusion_config
+
+        p = find_fusion_config()
+        if p is None:
+            return None
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return (str(p), st.st_mtime_ns, st.st_size)
+
+    def _fusion_file_changed(self) -> None:
+        stamp = self._fusion_file_stamp()
+        if stamp != self._fusion_stamp:
+            self.reload_fusion()
+        if stamp is not None and stamp[0] not in self._fusion_watcher.files():
+            self._fusion_watcher.addPath(stamp[0])
+
+    def reload_fusion(self) -> None:
+        """Re-read the active ``fusion.json`` into the running pipeline and say what happened."""
+        cfg = self.pipeline.reload_fusion()
+        self._fusion_stamp = self._fusion_file_stamp()
+        where = cfg.path.name if cfg.path is not None else "equal weights (no fusion.json)"
+        msg = f"fusion weights reloaded: {where}, {len(cfg.weights)} member(s)"
+        if cfg.warnings:
+            msg += " — " + "; ".join(cfg.warnings)
+        self.statusBar().showMessage(msg, 10000)
+
+    # ------------------------------------------------------------- recording
+
+    def _recording_controls(self, bar: QStatusBar) -> None:
+        """Record (Ctrl+Shift+R) while the live view runs; 1–7 label, 0 clears; an always-visible REC."""
+        self.rec_label = QLabel("")
+        self.rec_label.setStyleSheet("QLabel { color: white; background: #c62828; padding: 2px 6px; }")
+        self.rec_label.setVisible(False)
+        bar.insertPermanentWidget(0, self.rec_label)
+        self.record_action = QAction("Start recording", self)
+        self.record_action.setShortcut(QKeySequence("Ctrl+Shift+R"))
+        self.record_action.triggered.connect(self.toggle_recording)
+        self.addAction(self.record_action)
+        self.notes_action = QAction("Session notes…", self)
+        self.notes_action.setShortcut(QKeySequence("Ctrl+Shift+N"))
+        self.notes_action.triggered.connect(self.edit_notes)
+        self.addAction(self.notes_action)
+        from emodesk.labels import LABELS
+
+        for key in range(len(LABELS) + 1):
+            act = QAction(f"label {key}", self)
+            act.setShortcut(QKeySequence(str(key)))
+            act.triggered.connect(lambda _checked=False, k=key: self.label_hotkey(k))
+            self.addAction(act)
+        self.sessions_dir: Path | None = None  # default: <user data>/emodesk/sessions
+        self.last_session: Path | None = None
+
+    def toggle_recording(self) -> None:
+        if self.pipeline.recorder is not None:
+            self.last_session = self.pipeline.stop_recording()
+            self.statusBar().showMessage(f"session saved: {self.last_session}", 15000)
+            self.record_action.setText("Start recording")
+        else:
+            from emodesk.recording.writer import RecordingError
+            from emodesk.resources import sessions_dir
+
+            try:
+                path = self.pipeline.start_recording(self.sessions_dir or sessions_dir())
+            except RecordingError as e:
+                self.reporter.report(str(e))
+                return
+            self.statusBar().showMessage(f"recording to {path}", 5000)
+            self.record_action.setText("Stop recording")
+        self._update_recording()
+
+    def label_hotkey(self, key: int) -> None:
+        rec = self.pipeline.recorder
+        if rec is None:
+            self.statusBar().showMessage("labels apply while recording: press Ctrl+Shift+R first", 4000)
+            return
+        t = (
+            self.last_snapshot.t
+            if self.last_snapshot is not None and self.last_snapshot.t is not None
+            else 0.0
+        )
+        label = rec.hotkey(key, t)
+        self.statusBar().showMessage(f"label: {label or 'none'} from {t:.1f} s", 3000)
+        self._update_recording()
+
+    def edit_notes(self) -> None:
+        rec = self.pipeline.recorder
+        if rec is None:
+            self.statusBar().showMessage("notes belong to a recording: start one first", 4000)
+            return
+        text, ok = QInputDialog.getMultiLineText(self, "Session notes", "Notes:", rec.writer.meta.notes)
+        if ok:
+            rec.writer.set_notes(text)
+
+    def _update_recording(self) -> None:
+        rec = self.pipeline.recorder
+        if rec is None:
+            if self.rec_label.isVisible():
+                self.rec_label.setVisible(False)
+            return
+        w = rec.writer
+        secs = w.stats.audio_samples / 16000 if w.stats.audio_samples else w.stats.frames / 30
+        text = f"● REC {int(secs) // 60:02d}:{int(secs) % 60:02d} · {rec.label or 'no label'}"
+        dropped = w.stats.dropped_frames + w.stats.dropped_records
+        if dropped:
+            text += f" · {dropped} dropped"
+        self._set(self.rec_label, text)
+        if not self.rec_label.isVisible():
+            self.rec_label.setVisible(True)
 
     # ------------------------------------------------------------- update
 
@@ -150,6 +293,7 @@ class MainWindow(QMainWindow):
         self._update_fused(snap)
         self.transcript.set_transcripts(snap.transcripts, snap.partial, snap.transcript_version)
         self._update_status(snap)
+        self._update_recording()
 
     def _update_face(self, snap: LiveSnapshot) -> None:
         st = snap.status("face")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QObject
 
@@ -39,6 +39,7 @@ class VideoCaptureWorker(Worker):
         super().__init__(stop, parent)
         self.source = source
         self.slots = list(slots)
+        self.taps: tuple[Callable[[Frame], object], ...] = ()  # e.g. a session recorder; never blocks
         self.fps_meter = RateMeter(2.0)
         self.frames = 0
         self.opened = False
@@ -60,6 +61,8 @@ class VideoCaptureWorker(Worker):
             self.fps_meter.tick()
             for s in self.slots:
                 s.put(frame)
+            for tap in self.taps:
+                tap(frame)
         log.info(
             "video source %s: %s after %d frames",
             self.source.name,
@@ -96,6 +99,7 @@ class AudioCaptureWorker(Worker):
         super().__init__(stop, parent)
         self.source = source
         self.queue = queue
+        self.taps: tuple[Callable[[AudioChunk], object], ...] = ()  # e.g. a session recorder; never blocks
         self.read_timeout = read_timeout
         self.chunks = 0
         self.seconds = 0.0
@@ -126,7 +130,9 @@ class AudioCaptureWorker(Worker):
                 continue  # a live device timed out: keep listening
             self.chunks += 1
             self.seconds += len(chunk.samples) / chunk.sample_rate
-            if not self.queue.put(chunk):
+            for tap in self.taps:
+                tap(chunk)
+            if not self.queue.put(chunk) and not self.taps:
                 log.info("audio queue closed by its consumer; %s stops", self.role)
                 break
         log.info(

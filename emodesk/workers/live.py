@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -30,6 +31,9 @@ from emodesk.workers.face import FaceLoader, FaceWorker, default_face_loader
 from emodesk.workers.queues import BoundedChunkQueue
 from emodesk.workers.snapshot import LiveSnapshot, LiveStats
 from emodesk.workers.speech import SpeechLoader, SpeechWorker, default_speech_loader
+
+if TYPE_CHECKING:
+    from emodesk.recording.recorder import SessionRecorder
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,11 @@ class _FusionHub:
     def fused(self, t: float) -> FusedScores | None:
         with self._lock:
             return self.state.fused(t)
+
+    def set_config(self, config: FusionConfig) -> None:
+        """New weights from the next fused read on; the members' latest scores are kept."""
+        with self._lock:
+            self.state.config = config
 
 
 class LivePipeline(QObject):
@@ -89,6 +98,7 @@ class LivePipeline(QObject):
         self._face_loader = face_loader or default_face_loader(device)
         self._speech_loader = speech_loader or default_speech_loader(asr_model=asr_model, device=device)
         self._hub: _FusionHub | None = None
+        self._recorder: SessionRecorder | None = None
         self.video_worker: VideoCaptureWorker | None = None
         self.audio_worker: AudioCaptureWorker | None = None
         self.face_worker: FaceWorker | None = None
@@ -129,8 +139,13 @@ class LivePipeline(QObject):
     def running(self) -> bool:
         return any(w.isRunning() for w in self._workers)
 
-    def start(self) -> None:
-        """Create and start the threads; every source and model is opened inside its thread."""
+    def start(self, *, record: dict[str, Any] | None = None) -> None:
+        """Create and start the threads; every source and model is opened inside its thread.
+
+        ``record``: keyword arguments of :meth:`start_recording`, to record from
+        the very first frame and sample (the taps are in place before any
+        thread starts).
+        """
         if self._started:
             raise RuntimeError("LivePipeline.start() called twice; build a new pipeline")
         self._started = True
@@ -139,7 +154,7 @@ class LivePipeline(QObject):
             from emodesk.pipeline.models import load_fusion
 
             self._fusion_config = load_fusion()
-        hub = self._hub = _FusionHub(self._fusion_config)
+        self._hub = _FusionHub(self._fusion_config)
         src = self.sources
         if src.video is not None:
             self.video_worker = VideoCaptureWorker(
@@ -150,7 +165,7 @@ class LivePipeline(QObject):
                 self.result_slot,
                 self.stop_event,
                 self._face_loader,
-                on_result=hub.update_face,
+                on_result=self._on_face,
             )
             self._workers += [self.video_worker, self.face_worker]
         if src.audio is not None:
@@ -159,7 +174,8 @@ class LivePipeline(QObject):
                 self.audio_queue,
                 self.stop_event,
                 self._speech_loader,
-                on_score=hub.update_score,
+                on_score=self._on_score,
+                on_transcript=self._on_transcript,
                 to_wall=getattr(src.clock, "to_wall", None),
             )
             self._workers += [self.audio_worker, self.speech_worker]
@@ -167,6 +183,8 @@ class LivePipeline(QObject):
             w.error.connect(self._on_error)
             w.statuses_changed.connect(self.status_changed)
             w.finished.connect(self._on_worker_finished)
+        if record is not None:
+            self.start_recording(**record)
         # Consumers first, so the model loads overlap with the sources opening.
         for w in sorted(self._workers, key=lambda w: isinstance(w, (VideoCaptureWorker, AudioCaptureWorker))):
             w.start()
@@ -176,10 +194,104 @@ class LivePipeline(QObject):
             f" + {src.audio.name}" if src.audio is not None else " (no audio)",
         )
 
+    # ------------------------------------------------------------ recording
+
+    def _on_face(self, result: FaceFrameResult) -> None:
+        assert self._hub is not None
+        self._hub.update_face(result)
+        rec = self._recorder
+        if rec is not None:
+            rec.on_face(result)
+
+    def _on_score(self, score: ModalityScores) -> None:
+        assert self._hub is not None
+        self._hub.update_score(score)
+        rec = self._recorder
+        if rec is not None:
+            rec.on_score(score)
+
+    def _on_transcript(self, tr: Transcript) -> None:
+        rec = self._recorder
+        if rec is not None:
+            rec.on_transcript(tr)
+
+    @property
+    def recorder(self) -> SessionRecorder | None:
+        return self._recorder
+
+    def start_recording(
+        self, parent: Path, *, privacy: str = "full", notes: str = "", label: str | None = None
+    ) -> Path:
+        """Record this session into a new folder under ``parent`` while the live view keeps running.
+
+        Raises :class:`~emodesk.recording.writer.RecordingError` when the folder
+        cannot be created; a later I/O error stops only the recording (see
+        :meth:`recording_error`).
+        """
+        from emodesk.inference.registry import installed_manifests
+        from emodesk.recording.recorder import SessionRecorder
+        from emodesk.recording.writer import SessionMeta, SessionWriter
+
+        if self._recorder is not None:
+            raise RuntimeError("already recording; stop_recording() first")
+        if not self._started:
+            raise RuntimeError("start() the pipeline before recording")
+        cfg = self._fusion_config
+        meta = SessionMeta(
+            source=self.sources.description,
+            devices={
+                k: v.name
+                for k, v in (("video", self.sources.video), ("audio", self.sources.audio))
+                if v is not None
+            },
+            models=[
+                {"id": m.id, "sha256": m.sha256, "modality": m.modality}
+                for m in sorted(installed_manifests().values(), key=lambda m: m.id)
+            ],
+            fusion={
+                "file": str(cfg.path) if cfg is not None and cfg.path else None,
+                "weights": {k: cfg.scalar_weight(k) for k in cfg.weights} if cfg is not None else {},
+            },
+            notes=notes,
+            privacy=privacy,
+        )
+        writer = SessionWriter(parent, meta, on_error=self._recording_failed)
+        recorder = SessionRecorder(writer, cfg or FusionConfig.equal([]), privacy=privacy)
+        t = self._media_time()
+        path = writer.start(t)
+        if label is not None:
+            recorder.set_label(label, t or 0.0, source="start")
+        self._recorder = recorder
+        if self.video_worker is not None:
+            self.video_worker.taps = (recorder.on_frame,)
+        if self.audio_worker is not None:
+            self.audio_worker.taps = (recorder.on_audio,)
+        self.status_changed.emit()
+        return path
+
+    def stop_recording(self) -> Path | None:
+        """Finish the recording (everything queued is written); the session folder, or None."""
+        rec = self._recorder
+        if rec is None:
+            return None
+        for w in (self.video_worker, self.audio_worker):
+            if w is not None:
+                w.taps = ()
+        self._recorder = None
+        path = rec.writer.stop(self._media_time())
+        self.status_changed.emit()
+        return path
+
+    def _recording_failed(self, message: str) -> None:
+        """Called from the writer thread: the recording stopped, the live view goes on."""
+        self._errors.append(message)
+        self.error.emit(message)
+
     def stop(self, timeout_s: float = 5.0) -> bool:
         """Set the stop event, close every buffer and join every thread; False if one hung."""
         if self._stopped:
             return not self.running
+        self.stop_recording()
         self._stopped = True
         self.stop_event.set()
         for s in (self.face_slot, self.display_slot, self.result_slot):
@@ -249,6 +361,25 @@ class LivePipeline(QObject):
                 out.append(SlotStatus(slot, "missing", f"{src.name} (opening…)"))
         return out
 
+    @property
+    def fusion_config(self) -> FusionConfig | None:
+        return self._fusion_config
+
+    def reload_fusion(self, config: FusionConfig | None = None) -> FusionConfig:
+        """Swap the fusion weights while running (default: re-read the active ``fusion.json``).
+
+        A malformed file never stops the session: :func:`load_fusion` falls back
+        to equal weights and says why in the config's warnings.
+        """
+        if config is None:
+            from emodesk.pipeline.models import load_fusion
+
+            config = load_fusion()
+        self._fusion_config = config
+        if self._hub is not None:
+            self._hub.set_config(config)
+        return config
+
     def fused_at(self, t: float) -> FusedScores | None:
         """The fusion of the members fresh at media time ``t`` (None before start or when none is)."""
         return self._hub.fused(t) if self._hub is not None else None
@@ -295,6 +426,7 @@ class LivePipeline(QObject):
         face_lat = fw.latency.percentiles_ms() if fw is not None else None
         tr_lat = sw.latency.percentiles_ms() if sw is not None else None
         tr_delay = sw.delay.percentiles_ms() if sw is not None else None
+        sc_delay = sw.scores_delay.percentiles_ms() if sw is not None else None
         lag = None
         if sw is not None and sw.isRunning() and sw.loaded and t is not None:
             lag = max(0.0, t - sw.position) if sw.position is not None else None
@@ -315,6 +447,8 @@ class LivePipeline(QObject):
             transcript_latency_p95_ms=tr_lat[1] if tr_lat else None,
             transcript_delay_p50_ms=tr_delay[0] if tr_delay else None,
             transcript_delay_p95_ms=tr_delay[1] if tr_delay else None,
+            scores_delay_p50_ms=sc_delay[0] if sc_delay else None,
+            scores_delay_p95_ms=sc_delay[1] if sc_delay else None,
             speech_lag_s=lag,
             media_time=t,
             uptime_s=time.monotonic() - self.started_wall if self.started_wall else 0.0,

@@ -34,6 +34,8 @@ class LiveStats:
     transcript_latency_p95_ms: float | None
     transcript_delay_p50_ms: float | None  # end of the utterance (media clock) → final transcript
     transcript_delay_p95_ms: float | None
+    scores_delay_p50_ms: float | None  # end of the utterance → the later of its voice and text scores
+    scores_delay_p95_ms: float | None
     speech_lag_s: float | None  # how far the speech thread is behind the audio source
     media_time: float | None
     uptime_s: float

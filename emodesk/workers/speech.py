@@ -95,6 +95,7 @@ class SpeechWorker(Worker):
         parent: QObject | None = None,
         *,
         on_score: Callable[[ModalityScores], None] | None = None,
+        on_transcript: Callable[[Transcript], None] | None = None,
         to_wall: Callable[[float], float] | None = None,
         history: int = 200,
         poll_s: float = 0.1,
@@ -104,6 +105,7 @@ class SpeechWorker(Worker):
         self.chunks = chunks
         self.loader = loader
         self.on_score = on_score
+        self.on_transcript = on_transcript
         self.poll_s = poll_s
         self.max_batch = max(1, max_batch)  # 250 chunks of 20 ms: at most 5 s of audio per step
         self.statuses: list[SlotStatus] = [
@@ -113,6 +115,7 @@ class SpeechWorker(Worker):
         self.to_wall = to_wall
         self.latency = LatencyWindow(100)  # utterance cut by the VAD → final transcript (ASR time)
         self.delay = LatencyWindow(100)  # end of the utterance on the media clock → final transcript
+        self.scores_delay = LatencyWindow(100)  # end of the utterance → the later of its voice/text scores
         self.position: float | None = None  # media time up to which audio has been processed
         self.utterances = 0
         self.audio_seconds = 0.0
@@ -193,6 +196,10 @@ class SpeechWorker(Worker):
                 # Includes the VAD's wait for silence and any backlog in the audio queue:
                 # what the user sees between stopping speaking and reading the line.
                 self.delay.add(done - self.to_wall(tr.t1))
+        if self.to_wall is not None:
+            # An utterance's voice and text scores are published together, here: the later of them.
+            for t1 in {s.t1 if s.t1 is not None else s.t for s in out.scores}:
+                self.scores_delay.add(now - self.to_wall(t1))
         if not out.transcripts and not out.scores:
             return
         with self._lock:
@@ -210,6 +217,9 @@ class SpeechWorker(Worker):
         for tr in out.transcripts:
             if not tr.partial:
                 log.info("transcript %.2f–%.2f s: %s", tr.t0, tr.t1, tr.text)
+        if self.on_transcript is not None:
+            for tr in out.transcripts:
+                self.on_transcript(tr)
         if self.on_score is not None:
             for s in out.scores:
                 self.on_score(s)

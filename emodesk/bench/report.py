@@ -1,0 +1,171 @@
+"""The bench report: the CONTRACTS.md JSON, the budgets of this project, and ``docs/performance.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# (key, what, limit, "min" | "max", unit): the budgets on a 2-core machine (issue "Performance")
+BUDGETS: tuple[tuple[str, str, float, str, str], ...] = (
+    ("face.fps", "face path throughput, unpaced", 30.0, "min", "frames/s"),
+    ("face.latency_ms.p95", "frame capture → face scores, p95", 40.0, "max", "ms"),
+    ("baseline.ratio", "face throughput over the fer-style baseline's", 2.0, "min", "×"),
+    ("utterance.transcript_latency_ms.p95", "end of utterance → transcript, p95", 1000.0, "max", "ms"),
+    ("utterance.scores_latency_ms.p95", "end of utterance → voice and text scores, p95", 1000.0, "max", "ms"),
+    ("cpu_percent", "process CPU, live at the source's frame rate", 150.0, "max", "% of one core"),
+    ("rss_mb.peak", "peak resident memory", 1000.0, "max", "MB"),
+    ("rss_mb.growth_pct", "RSS growth from the first quarter of the run to its end", 5.0, "max", "%"),
+    ("first_frame_s", "launch → first scored frame (models warm; headless)", 3.0, "max", "s"),
+)
+
+
+def get(d: Mapping[str, Any], dotted: str) -> Any:
+    cur: Any = d
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def budgets(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, what, limit, kind, unit in BUDGETS:
+        v = get(report, key)
+        met = None if v is None else (v >= limit if kind == "min" else v <= limit)
+        out[key] = {"what": what, "value": v, "limit": limit, "kind": kind, "unit": unit, "met": met}
+    return out
+
+
+def build_report(
+    paced: Mapping[str, Any],
+    unpaced: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    machine: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    ours = unpaced.get("fps")
+    base = baseline.get("fps")
+    report: dict[str, Any] = {
+        "face": {
+            "fps": ours,
+            "latency_ms": paced["face_latency_ms"],
+            "live_fps": paced["face_fps_live"],
+            "capture_fps": paced["capture_fps"],
+            "frames": unpaced.get("frames"),
+            "faces_per_frame": unpaced.get("faces_per_frame"),
+            "members": unpaced.get("members"),
+        },
+        "utterance": {
+            "transcript_latency_ms": paced["transcript_latency_ms"],
+            "scores_latency_ms": paced["scores_latency_ms"],
+            "asr_latency_ms": paced["asr_latency_ms"],
+            "utterances": paced["utterances"],
+        },
+        "baseline": {
+            "fps": base,
+            "ratio": (ours / base) if ours and base else None,
+            **{k: v for k, v in baseline.items() if k != "fps"},
+        },
+        "dropped_frames": paced["dropped_frames"],
+        "audio_overflows": paced["audio_overflows"],
+        "cpu_percent": paced["cpu_percent"],
+        "rss_mb": paced["rss_mb"],
+        "startup_s": paced["startup_s"],
+        "first_frame_s": paced["first_frame_s"],
+        "providers": paced["providers"],
+        "machine": dict(machine),
+        "settings": dict(settings),
+        "rss_samples": paced["rss_samples"],
+    }
+    report["budgets"] = budgets(report)
+    return report
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        s = f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+    else:
+        s = str(v)
+    return f"{s} {unit}".strip()
+
+
+def text_table(report: Mapping[str, Any]) -> str:
+    lines = [f"{'budget':58s} {'measured':>14s} {'limit':>12s}  met"]
+    for b in report["budgets"].values():
+        sign = "≥" if b["kind"] == "min" else "≤"
+        met = {True: "yes", False: "NO", None: "n/a"}[b["met"]]
+        lines.append(f"{b['what']:58s} {_fmt(b['value']):>14s} {sign + ' ' + _fmt(b['limit']):>12s}  {met}")
+    return "\n".join(lines)
+
+
+def markdown(report: Mapping[str, Any], *, command: str, extra: str = "") -> str:
+    m, st = report["machine"], report["settings"]
+    u = report["utterance"]
+
+    def pct(key: str) -> str:
+        return f"p50 {_fmt(get(report, key + '.p50'), 'ms')}, p95 {_fmt(get(report, key + '.p95'), 'ms')}"
+
+    rss = [_fmt(get(report, f"rss_mb.{k}"), "MB") for k in ("peak", "final")]
+    base_err = report["baseline"].get("error")
+    rows = [
+        (
+            "face path throughput, unpaced (decode, detect, crop, every face member, track)",
+            _fmt(get(report, "face.fps"), "frames/s"),
+        ),
+        (
+            "face path, live: frames scored / captured per second",
+            f"{_fmt(get(report, 'face.live_fps'))} / {_fmt(get(report, 'face.capture_fps'))}",
+        ),
+        ("frame capture → face scores", pct("face.latency_ms")),
+        (
+            "fer-style baseline (Haar + mini-Xception, OpenCV 4), unpaced",
+            _fmt(get(report, "baseline.fps"), "frames/s") + (f" — {base_err}" if base_err else ""),
+        ),
+        ("our throughput / baseline's", _fmt(get(report, "baseline.ratio"), "×")),
+        (
+            f"end of utterance → transcript ({u['utterances']} utterances)",
+            pct("utterance.transcript_latency_ms"),
+        ),
+        ("end of utterance → voice and text scores", pct("utterance.scores_latency_ms")),
+        ("of which ASR alone (utterance cut → text)", pct("utterance.asr_latency_ms")),
+        ("dropped frames / audio overflows", f"{report['dropped_frames']} / {report['audio_overflows']}"),
+        ("process CPU (100% = one core)", _fmt(report["cpu_percent"], "%")),
+        ("RSS peak / final / growth", f"{rss[0]} / {rss[1]} / {_fmt(get(report, 'rss_mb.growth_pct'), '%')}"),
+        (
+            "launch → models loaded / → first scored frame",
+            f"{_fmt(report['startup_s'], 's')} / {_fmt(report['first_frame_s'], 's')}",
+        ),
+    ]
+    providers = ", ".join(f"`{k}` {v}" for k, v in sorted(report["providers"].items()))
+    out = [
+        "# Performance",
+        "",
+        f"Regenerate: `{command}`",
+        "",
+        f"Machine: {m.get('cpu')}, {m.get('cpus')} logical CPUs, {m.get('os')}; Python "
+        f"{m.get('python')}, ONNX Runtime {m.get('onnxruntime')}. Source: {st.get('source')}, paced "
+        f"pass {_fmt(st.get('seconds'), 's')}, unpaced pass {st.get('frames')} frames. "
+        f"Providers: {providers}.",
+        "",
+        "| what | measured |",
+        "|---|---|",
+        *[f"| {a} | {b} |" for a, b in rows],
+        "",
+        "## Budgets (2 CPU cores)",
+        "",
+        "| budget | measured | limit | met |",
+        "|---|---|---|---|",
+    ]
+    for b in report["budgets"].values():
+        sign = "≥" if b["kind"] == "min" else "≤"
+        met = {True: "yes", False: "**no**", None: "not measured"}[b["met"]]
+        out.append(
+            f"| {b['what']} | {_fmt(b['value'], b['unit'])} | {sign} {_fmt(b['limit'], b['unit'])} | {met} |"
+        )
+    if extra:
+        out += ["", extra.strip()]
+    out.append("")
+    return "\n".join(out)

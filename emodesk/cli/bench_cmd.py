@@ -1,0 +1,142 @@
+"""``emodesk bench SOURCE [--audio FILE] --json OUT``: measure the real pipeline (CONTRACTS.md).
+
+Exit status: 0 measured (budgets missed or not: the report says which), 1 the
+measurement failed, 2 bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from emodesk.errors import EmodeskError, InputError
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="emodesk bench",
+        description="Replay SOURCE through the real pipeline and models, headless: once paced in real time "
+        "(latency, CPU, memory, start-up), once unpaced (face throughput), and the fer-style baseline "
+        "pipeline in its own environment (speed ratio). Prints the budgets table; --json writes the "
+        "report of CONTRACTS.md.",
+    )
+    p.add_argument(
+        "source", metavar="SOURCE", help="a video file or demo (a camera works for the paced pass)"
+    )
+    p.add_argument("--audio", metavar="FILE", help="a separate audio file for the speech path")
+    p.add_argument("--json", required=True, metavar="OUT", help="where to write the report")
+    p.add_argument(
+        "--markdown", metavar="OUT.md", help="also write the performance page (docs/performance.md)"
+    )
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the paced pass (default 60)")
+    p.add_argument("--frames", type=int, default=600, help="frames of the unpaced pass (default 600)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--asr-model", metavar="NAME|DIR", help="faster-whisper model (default: bundled tiny.en)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the fer-style baseline")
+    p.add_argument("--baseline-env", metavar="DIR", help="the baseline's environment (created on first use)")
+    return p
+
+
+def _log(msg: str) -> None:
+    print(f"emodesk: {msg}", file=sys.stderr, flush=True)
+
+
+def run(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    from emodesk.bench import report as rep
+    from emodesk.bench.run import machine_info, unpaced_pass
+    from emodesk.capture.sources import demo_clip_path, parse_camera
+    from emodesk.workers.measure import paced_pass
+
+    if args.seconds <= 0 or args.frames < 1:
+        raise UsageError("--seconds must be positive and --frames at least 1")
+    out = Path(args.json)
+    if not out.parent.is_dir():
+        raise UsageError(f"--json {args.json}: folder {out.parent} does not exist")
+    md = Path(args.markdown) if args.markdown else None
+    if md is not None and not md.parent.is_dir():
+        raise UsageError(f"--markdown {args.markdown}: folder {md.parent} does not exist")
+    camera = parse_camera(args.source) is not None
+    video = None if camera else (demo_clip_path() if args.source == "demo" else Path(args.source))
+    if video is not None and not video.is_file():
+        raise InputError(f"input file {video} does not exist")
+    if args.audio and not Path(args.audio).is_file():
+        raise InputError(f"--audio {args.audio}: no such file")
+
+    _log(f"paced pass: {args.seconds:.0f} s of {args.source} in real time, every model loaded")
+    paced = paced_pass(
+        args.source,
+        audio=args.audio,
+        seconds=args.seconds,
+        device=args.device,
+        asr_model=args.asr_model,
+        log=_log,
+    )
+    _log(f"unpaced pass: {args.frames} frames through the face path")
+    unpaced = unpaced_pass(args.source, frames=args.frames, device=args.device, log=_log)
+    baseline: dict[str, object] = {"pipeline": "fer 25.10.3 defaults: OpenCV 4 Haar cascade + mini-Xception"}
+    if args.no_baseline:
+        baseline["error"] = "skipped (--no-baseline)"
+    elif video is None:
+        baseline["error"] = "not run: the baseline replays a video file, not a camera"
+    else:
+        from emodesk.bench.baseline import BaselineUnavailable, run_baseline
+        from emodesk.inference.registry import find_model
+
+        try:
+            model = find_model("face-fer-minixception").model_path
+            _log(f"baseline: {args.frames} frames through the fer-style pipeline")
+            baseline.update(
+                run_baseline(
+                    video,
+                    model,
+                    args.frames,
+                    env=Path(args.baseline_env) if args.baseline_env else None,
+                    log=_log,
+                )
+            )
+        except (BaselineUnavailable, EmodeskError) as e:
+            baseline["error"] = str(e)
+            _log(f"baseline unavailable: {e}")
+    command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
+    settings = {"source": args.source, "audio": args.audio, "seconds": args.seconds, "frames": args.frames}
+    settings["device"] = args.device
+    settings["command"] = command
+    report = rep.build_report(paced, unpaced, baseline, machine_info(), settings)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if md is not None:
+        md.write_text(rep.markdown(report, command=command), encoding="utf-8")
+    print(rep.text_table(report))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except UsageError as e:
+        print(f"emodesk: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    except InputError as e:
+        print(f"emodesk: {e}", file=sys.stderr)
+        return 2
+    except EmodeskError as e:
+        print(f"emodesk: bench failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

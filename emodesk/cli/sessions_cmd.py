@@ -1,0 +1,162 @@
+"""``emodesk record`` and ``emodesk sessions list|check|repair|export`` (CONTRACTS.md, "Command-line").
+
+Exit status: 0 success (``check``: the session is sound), 1 the work failed
+(``check``: problems found; ``record``: the recording stopped on an error),
+2 bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from emodesk.errors import EmodeskError, InputError
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def default_parent() -> Path:
+    from emodesk.resources import sessions_dir
+
+    return sessions_dir()
+
+
+def _record_parser() -> _Parser:
+    p = _Parser(
+        prog="emodesk record",
+        description="Record a labeled session headless (every model running, as in the window) and print "
+        "the new session folder's path.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="a video/audio file, camera[:N] or demo")
+    p.add_argument("--out", metavar="PARENT", help="where the session folder is created (default: user data)")
+    p.add_argument(
+        "--duration", type=float, metavar="S", help="stop after S media seconds (default: the end)"
+    )
+    p.add_argument("--label", help="the label from the start (canonical label or alias)")
+    p.add_argument("--audio", metavar="FILE", help="a separate audio file")
+    p.add_argument("--mic", metavar="N|NAME", help="the microphone (with a camera)")
+    p.add_argument("--privacy", choices=("full", "face-crops"), default="full", help="face crops only")
+    p.add_argument("--notes", default="", help="free-text notes stored in session.json")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--asr-model", metavar="NAME|DIR")
+    return p
+
+
+def cmd_record(argv: Sequence[str]) -> int:
+    args = _record_parser().parse_args(argv)
+    from emodesk.labels import canonical_label
+    from emodesk.workers.record import record_headless
+
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be positive")
+    label = canonical_label(args.label) if args.label else None
+    parent = Path(args.out) if args.out else default_parent()
+    path = record_headless(
+        args.source,
+        parent,
+        duration=args.duration,
+        label=label,
+        audio=args.audio,
+        privacy=args.privacy,
+        notes=args.notes,
+        device=args.device,
+        asr_model=args.asr_model,
+        on_started=lambda p: print(f"emodesk: recording to {p}", file=sys.stderr, flush=True),
+    )
+    print(path)
+    return 0
+
+
+def _fmt_report(rep: object) -> str:
+    from emodesk.recording.session import SessionReport
+
+    assert isinstance(rep, SessionReport)
+    i = rep.info
+    dur = f"{i['duration_s']:.1f} s" if i.get("duration_s") is not None else "?"
+    return (
+        f"{i.get('id', rep.path.name)}  {i.get('state')}  {dur}  {i.get('frames', 0)} frames  "
+        f"{i.get('audio_s', 0):.1f} s audio  {i.get('scores', 0)} records  {i.get('labels', 0)} label changes"
+    )
+
+
+def cmd_sessions(argv: Sequence[str]) -> int:
+    p = _Parser(prog="emodesk sessions", description="List, check, repair and export recorded sessions.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    ls = sub.add_parser("list", help="the sessions under PARENT (default: the user data folder)")
+    ls.add_argument("parent", nargs="?")
+    ck = sub.add_parser("check", help="exit 0 if the session is sound, 1 with its problems otherwise")
+    ck.add_argument("path")
+    rp = sub.add_parser("repair", help="make a killed or interrupted session readable again")
+    rp.add_argument("path")
+    ex = sub.add_parser("export", help="unimodal and paired manifests of the labeled parts")
+    ex.add_argument("path")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    ex.add_argument("--face-every", type=float, default=0.5, metavar="S", help="face crop interval (0.5 s)")
+    args = p.parse_args(argv)
+    from emodesk.recording.session import check_session, list_sessions, repair_session
+
+    if args.cmd == "list":
+        parent = Path(args.parent) if args.parent else default_parent()
+        if not parent.is_dir():
+            print(f"no sessions: {parent} does not exist")
+            return 0
+        reps = list_sessions(parent)
+        for r in reps:
+            flag = "" if r.ok else f"  ! {len(r.problems)} problem(s): emodesk sessions check {r.path}"
+            print(_fmt_report(r) + flag)
+        print(f"{len(reps)} session(s) in {parent}")
+        return 0
+    path = Path(args.path)
+    if not path.is_dir():
+        raise InputError(f"{path} is not a session folder")
+    if args.cmd == "check":
+        rep = check_session(path)
+        print(_fmt_report(rep))
+        for prob in rep.problems:
+            print(f"  problem: {prob}")
+        if rep.problems:
+            print(f"  fix: emodesk sessions repair {path}")
+        return 0 if rep.ok else 1
+    if args.cmd == "repair":
+        rep = repair_session(path)
+        for line in rep.repairs or ["nothing to repair"]:
+            print(f"  {line}")
+        print(_fmt_report(rep))
+        for prob in rep.problems:
+            print(f"  still: {prob}")
+        return 0 if rep.ok else 1
+    from emodesk.recording.export import export_session
+
+    out = Path(args.out)
+    s = export_session(path, out, face_every=args.face_every)
+    print(f"{out}: {s.faces} face crops, {s.utterances} utterances, {s.paired} paired rows")
+    return 0
+
+
+def main(argv: Sequence[str] | None, cmd: str) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return cmd_record(argv) if cmd == "record" else cmd_sessions(argv)
+    except UsageError as e:
+        print(f"emodesk: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    except InputError as e:
+        print(f"emodesk: {e}", file=sys.stderr)
+        return 2
+    except (EmodeskError, OSError) as e:
+        print(f"emodesk: {cmd}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,124 @@
+"""What a live session hands the session writer: frames, audio, and every score record.
+
+:class:`SessionRecorder` is called from the capture, face and speech threads
+(``LivePipeline.start_recording`` wires it in) and only enqueues, so
+recording never slows the live view. It writes the score records of
+CONTRACTS.md into ``scores.jsonl``: each face member's scores as scored
+(carried-forward ones are not repeated), each voice and text score, each final
+transcript, and ``fused`` rows through its own :class:`FusionState` with the
+live fusion weights — one per media second while a member is fresh and one
+after every utterance score, as ``emodesk analyze`` writes them.
+
+Privacy mode ``face-crops`` records the largest face's crop (square, 224×224,
+the last box the face path found) instead of the full frame, and a grey frame
+when there is no face, so the video keeps its clock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import cv2
+import numpy as np
+
+from emodesk.fusion.config import FusionConfig
+from emodesk.fusion.state import FusionState
+from emodesk.labels import LABELS
+from emodesk.recording.writer import SessionWriter
+from emodesk.records import fused_record, score_record, transcript_record
+from emodesk.types import AudioChunk, FaceFrameResult, Frame, ModalityScores, Transcript
+
+CROP_SIZE = 224
+PRIVACY_MODES = ("full", "face-crops")
+
+
+class SessionRecorder:
+    def __init__(self, writer: SessionWriter, fusion: FusionConfig, *, privacy: str = "full") -> None:
+        if privacy not in PRIVACY_MODES:
+            raise ValueError(f"privacy must be one of {PRIVACY_MODES}, got {privacy!r}")
+        self.writer = writer
+        self.privacy = privacy
+        self._state = FusionState(fusion)
+        self._lock = threading.Lock()
+        self._next_second: float | None = None
+        self._box: tuple[float, float, float, float] | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.writer.label
+
+    def set_label(self, label: str | None, t: float, source: str = "hotkey") -> None:
+        self.writer.set_label(label, t, source)
+
+    def hotkey(self, key: int, t: float) -> str | None:
+        """1–7 set the canonical labels in order, 0 clears; returns the label now in force."""
+        if not 0 <= key <= len(LABELS):
+            raise ValueError(f"label hotkeys are 0–{len(LABELS)}, got {key}")
+        label = None if key == 0 else LABELS[key - 1]
+        self.set_label(label, t)
+        return label
+
+    # ------------------------------------------------------- capture taps
+
+    def on_frame(self, frame: Frame) -> None:
+        image = frame.image
+        if self.privacy == "face-crops":
+            image = self._crop(image)
+        self.writer.add_frame(image, frame.t)
+
+    def on_audio(self, chunk: AudioChunk) -> None:
+        self.writer.add_audio(chunk.samples, chunk.t0)
+
+    def _crop(self, image: np.ndarray) -> np.ndarray:
+        box = self._box
+        if box is None:
+            return np.full((CROP_SIZE, CROP_SIZE, 3), 128, np.uint8)
+        x, y, w, h = box
+        side = max(w, h) * 1.2
+        cx, cy = x + w / 2, y + h / 2
+        m = np.array(
+            [
+                [CROP_SIZE / side, 0, CROP_SIZE / 2 - cx * CROP_SIZE / side],
+                [0, CROP_SIZE / side, CROP_SIZE / 2 - cy * CROP_SIZE / side],
+            ],
+            dtype=np.float64,
+        )
+        return cv2.warpAffine(
+            image, m, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+
+    # ------------------------------------------------------------ scores
+
+    def on_face(self, result: FaceFrameResult) -> None:
+        if result.faces:
+            largest = max(result.faces, key=lambda s: (s.box[2] * s.box[3]) if s.box else 0.0)
+            self._box = largest.box
+        for s in result.scored():
+            self.writer.add_record(score_record(s))
+        with self._lock:
+            self._state.update_face(result)
+            self._tick(result.t)
+
+    def on_score(self, score: ModalityScores) -> None:
+        self.writer.add_record(score_record(score))
+        with self._lock:
+            self._state.update_score(score)
+            t = score.t1 if score.t1 is not None else score.t
+            fused = self._state.fused(t)
+            if fused is not None:
+                self.writer.add_record(fused_record(fused))
+
+    def on_transcript(self, tr: Transcript) -> None:
+        if not tr.partial:
+            self.writer.add_record(transcript_record(tr))
+
+    def _tick(self, t: float) -> None:
+        """A fused row at each whole media second the face path passes (at least one a second)."""
+        if self._next_second is None:
+            self._next_second = float(math.floor(t))
+        while t >= self._next_second:
+            fused = self._state.fused(t)
+            if fused is not None:
+                self.writer.add_record(fused_record(fused))
+            self._next_second += 1.0

@@ -1,0 +1,336 @@
+"""Reading, checking and repairing session folders (``emodesk sessions list|check|repair``).
+
+``check`` never writes. ``repair`` makes a session that a killed process, a
+full disk or a torn write left behind readable again, and is idempotent:
+
+- ``audio.wav`` whose header lags the data (the writer refreshes it every
+  0.5 s): the header is rewritten to cover every whole sample in the file;
+- a torn last line in ``scores.jsonl`` / ``labels.jsonl`` is cut, any other
+  unparsable line dropped;
+- ``session.json`` gets ``state: repaired``, the counts and end time measured
+  from the files, and a ``repairs`` list of what was done.
+
+``video.mp4`` is a fragmented MP4: a kill leaves it readable up to its last
+complete fragment, so it needs no repair; only its frame count and end are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emodesk.errors import InputError
+from emodesk.labels import LABELS
+from emodesk.recording import files
+from emodesk.recording.format import (
+    AUDIO_FILE,
+    LABELS_FILE,
+    LOCK_FILE,
+    SAMPLE_RATE,
+    SCHEMA_VERSION,
+    SCORES_FILE,
+    SESSION_FILE,
+    STATES,
+    VIDEO_FILE,
+    read_session_json,
+    write_session_json,
+)
+
+
+@dataclass
+class SessionReport:
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _alive(folder: Path, doc: dict[str, Any]) -> bool:
+    """A writer has the session open: it holds the lock file (or, without flock, its pid runs)."""
+    try:
+        import fcntl
+    except ImportError:
+        return _pid_alive(doc)
+    lock = folder / LOCK_FILE
+    if not lock.exists():
+        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing releases a lock we took
+    return False
+
+
+def _pid_alive(doc: dict[str, Any]) -> bool:
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or doc.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wav_status(path: Path) -> tuple[int, int]:
+    """(samples the header declares, whole samples in the file)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(files.WAV_HEADER_BYTES)
+    if len(head) < files.WAV_HEADER_BYTES or head[:4] != b"RIFF" or head[36:40] != b"data":
+        raise InputError(f"{path.name} is not the WAV emodesk writes")
+    declared = struct.unpack("<I", head[40:44])[0] // 2
+    return declared, (size - files.WAV_HEADER_BYTES) // 2
+
+
+def read_audio(folder: Path) -> tuple[np.ndarray, float | None]:
+    """All whole samples of ``audio.wav`` (float32, header or not) and its start media time."""
+    doc = read_session_json(folder)
+    raw = (folder / AUDIO_FILE).read_bytes()[files.WAV_HEADER_BYTES :]
+    pcm = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float32) / 32767.0
+    start = doc.get("audio", {}).get("start_t")
+    return pcm, (float(start) if start is not None else None)
+
+
+def iter_video(folder: Path) -> Iterator[tuple[float, np.ndarray]]:
+    """(media time, BGR image) of every readable frame of ``video.mp4``."""
+    import av
+
+    doc = read_session_json(folder)
+    start = float(doc.get("video", {}).get("start_t") or 0.0)
+    try:
+        with av.open(str(folder / VIDEO_FILE)) as c:
+            for fr in c.decode(video=0):
+                try:
+                    yield start + float(fr.time or 0.0), fr.to_ndarray(format="bgr24")
+                except (av.error.FFmpegError, ValueError):
+                    return
+    except av.error.FFmpegError:
+        return
+
+
+def _video_summary(folder: Path) -> tuple[int, float | None, str | None]:
+    """(frames, last frame's media time, error) without decoding pixels."""
+    import av
+
+    p = folder / VIDEO_FILE
+    if not p.exists():
+        return 0, None, None
+    n, last = 0, None
+    try:
+        with av.open(str(p)) as c:
+            for pkt in c.demux(video=0):
+                if pkt.pts is None:
+                    continue
+                n += 1
+                t = float(pkt.pts * pkt.time_base)
+                last = t if last is None else max(last, t)
+    except av.error.FFmpegError as e:
+        if n == 0:
+            return 0, None, f"{VIDEO_FILE} is unreadable ({e})"
+    return n, last, None
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int], bool]:
+    """(objects, 1-based numbers of bad lines, whether the last line is torn)."""
+    if not path.exists():
+        return [], [], False
+    data = path.read_bytes()
+    torn = bool(data) and not data.endswith(b"\n")
+    out: list[dict[str, Any]] = []
+    bad: list[int] = []
+    lines = data.split(b"\n")
+    if not torn:
+        lines = lines[:-1]
+    for i, line in enumerate(lines, start=1):
+        if torn and i == len(lines):
+            break
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError
+            out.append(obj)
+        except ValueError:
+            bad.append(i)
+    return out, bad, torn
+
+
+def read_labels(folder: Path) -> list[dict[str, Any]]:
+    return read_jsonl(folder / LABELS_FILE)[0]
+
+
+def read_records(folder: Path) -> list[dict[str, Any]]:
+    return read_jsonl(folder / SCORES_FILE)[0]
+
+
+def inspect(folder: Path | str) -> SessionReport:
+    """Everything ``check`` reports, and what ``repair`` would need to fix, without writing."""
+    f = Path(folder)
+    rep = SessionReport(f)
+    try:
+        doc = read_session_json(f)
+    except (OSError, ValueError) as e:
+        rep.problems.append(f"{SESSION_FILE} is missing or unreadable ({e})")
+        return rep
+    if doc.get("schema") != SCHEMA_VERSION:
+        rep.problems.append(f"schema {doc.get('schema')!r} is not {SCHEMA_VERSION}")
+    state = doc.get("state")
+    if state not in STATES:
+        rep.problems.append(f"state {state!r} is not one of {', '.join(STATES)}")
+    live = state == "recording" and _alive(f, doc)
+    rep.info.update(
+        {
+            "id": doc.get("id", f.name),
+            "state": state,
+            "created": doc.get("created"),
+            "notes": doc.get("notes", ""),
+            "live": live,
+        }
+    )
+    if state == "recording" and not live:
+        rep.problems.append("the recording was never closed (the process ended without stopping it)")
+    ends: list[float] = []
+    # audio
+    a = f / AUDIO_FILE
+    a_start = doc.get("audio", {}).get("start_t")
+    if a.exists():
+        try:
+            declared, actual = _wav_status(a)
+            rep.info["audio_s"] = actual / SAMPLE_RATE
+            if declared != actual:
+                rep.problems.append(
+                    f"{AUDIO_FILE}: its header covers {declared / SAMPLE_RATE:.2f} s of the "
+                    f"{actual / SAMPLE_RATE:.2f} s written"
+                )
+            if actual and a_start is None:
+                rep.problems.append(f"{AUDIO_FILE}: start time unknown (session.json has no audio.start_t)")
+            if actual and a_start is not None:
+                ends.append(float(a_start) + actual / SAMPLE_RATE)
+        except (OSError, InputError) as e:
+            rep.problems.append(str(e))
+    # video
+    frames, last, err = _video_summary(f)
+    if err:
+        rep.problems.append(err)
+    rep.info["frames"] = frames
+    v_start = doc.get("video", {}).get("start_t")
+    if frames and last is not None and v_start is not None:
+        ends.append(float(v_start) + last)
+        rep.info["video_s"] = last
+    # jsonl files
+    for name in (SCORES_FILE, LABELS_FILE):
+        objs, bad, torn = read_jsonl(f / name)
+        rep.info[name.split(".")[0]] = len(objs)
+        if torn:
+            rep.problems.append(f"{name}: the last line is torn (cut off mid-write)")
+        if bad:
+            rep.problems.append(f"{name}: unparsable line(s) {', '.join(map(str, bad[:5]))}")
+        if name == LABELS_FILE:
+            wrong = [o for o in objs if o.get("label") is not None and o.get("label") not in LABELS]
+            if wrong:
+                rep.problems.append(
+                    f"{name}: unknown label(s) {sorted({str(o.get('label')) for o in wrong})}"
+                )
+        ts = [float(o["t"]) for o in objs if isinstance(o.get("t"), (int, float))]
+        if ts and name == SCORES_FILE:
+            ends.append(max(ts))
+    start = doc.get("start_t")
+    starts = [x for x in (start, a_start, v_start) if x is not None]
+    if starts and ends:
+        rep.info["duration_s"] = max(ends) - min(float(x) for x in starts)
+    rep.info["end_t"] = max(ends) if ends else None
+    return rep
+
+
+def check_session(folder: Path | str) -> SessionReport:
+    return inspect(folder)
+
+
+def _rewrite_jsonl(path: Path) -> int:
+    objs, bad, torn = read_jsonl(path)
+    if not bad and not torn:
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    with files.opener(tmp, "wb") as fh:
+        for o in objs:
+            fh.write(json.dumps(o, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+    os.replace(tmp, path)
+    return len(bad) + int(torn)
+
+
+def repair_session(folder: Path | str) -> SessionReport:
+    """Fix what :func:`inspect` found; returns the report after repair (``repairs`` lists what was done)."""
+    f = Path(folder)
+    before = inspect(f)
+    if before.info.get("live"):
+        raise InputError(f"{f} is being recorded right now; stop that recording first")
+    try:
+        doc = read_session_json(f)
+    except (OSError, ValueError):
+        raise InputError(f"{f}: {SESSION_FILE} is missing or unreadable; nothing to repair from") from None
+    repairs: list[str] = []
+    a = f / AUDIO_FILE
+    if a.exists():
+        try:
+            declared, actual = _wav_status(a)
+        except InputError as e:
+            raise InputError(f"{f}: {e}; cannot repair it") from None
+        size = a.stat().st_size
+        if size != files.WAV_HEADER_BYTES + 2 * actual:
+            os.truncate(a, files.WAV_HEADER_BYTES + 2 * actual)
+            repairs.append(f"{AUDIO_FILE}: cut a torn last sample")
+        if declared != actual:
+            with open(a, "r+b") as fh:
+                fh.write(files.wav_header(2 * actual))
+            now, was = actual / SAMPLE_RATE, declared / SAMPLE_RATE
+            repairs.append(f"{AUDIO_FILE}: header now covers {now:.2f} s (was {was:.2f} s)")
+        doc.setdefault("audio", {})["samples"] = actual
+    for name in (SCORES_FILE, LABELS_FILE):
+        n = _rewrite_jsonl(f / name)
+        if n:
+            repairs.append(f"{name}: dropped {n} torn or unparsable line(s)")
+    after = inspect(f)
+    if doc.get("state") in ("recording", "stopped") or repairs:
+        if doc.get("state") == "recording":
+            repairs.append("state: recording → repaired (never closed)")
+        doc["state"] = "repaired"
+        doc.pop("pid", None)
+        (f / LOCK_FILE).unlink(missing_ok=True)
+        doc["end_t"] = doc.get("end_t") or after.info.get("end_t")
+        doc.setdefault("video", {})["frames"] = after.info.get("frames", 0)
+        doc.setdefault("scores", {})["records"] = after.info.get("scores", 0)
+        doc.setdefault("labels", {})["changes"] = after.info.get("labels", 0)
+        doc["repairs"] = [*doc.get("repairs", []), *repairs]
+        write_session_json(f, doc)
+    final = inspect(f)
+    final.repairs = repairs
+    return final
+
+
+def list_sessions(parent: Path | str) -> list[SessionReport]:
+    p = Path(parent)
+    if not p.is_dir():
+        raise InputError(f"{p} is not a folder")
+    return [inspect(d) for d in sorted(p.iterdir()) if (d / SESSION_FILE).exists()]

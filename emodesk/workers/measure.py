@@ -1,0 +1,103 @@
+"""The paced pass of ``emodesk bench``: the live worker threads, headless, in real time.
+
+Here because it runs a Qt event loop (STYLE.md: Qt only in ``ui`` and
+``workers``); what it measures is described in :mod:`emodesk.bench.run`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from emodesk.bench.run import Log, _cpu_s, peak_rss_mb, process_age_s, rss_mb
+from emodesk.inference.runtime import Device
+
+
+def paced_pass(
+    spec: str, *, audio: str | None, seconds: float, device: Device, asr_model: str | None, log: Log | None
+) -> dict[str, Any]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QCoreApplication, QTimer
+
+    from emodesk.workers.base import LOADING
+    from emodesk.workers.live import LivePipeline
+
+    app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
+    launched = time.monotonic() - (process_age_s() or 0.0)
+    pipeline = LivePipeline.from_spec(
+        spec,
+        audio=audio,
+        loop=True,
+        use_mic=False,
+        device=device,
+        asr_model=asr_model,
+    )
+    marks: dict[str, float] = {}
+    samples: list[tuple[float, float]] = []
+    cpu_mark: list[float] = []
+
+    def poll() -> None:
+        now = time.monotonic()
+        snap_statuses = pipeline.statuses()
+        if "loaded" not in marks and snap_statuses and all(s.message != LOADING for s in snap_statuses):
+            marks["loaded"] = now
+        face = pipeline.result_slot.peek()
+        if "first_frame" not in marks and face is not None:
+            marks["first_frame"] = now
+            cpu_mark[:] = [_cpu_s(), now]
+            QTimer.singleShot(int(seconds * 1000), app.quit)
+            if log:
+                log(
+                    f"first scored frame after {now - launched:.2f} s; measuring {seconds:.0f} s in real time"
+                )
+        if "first_frame" in marks:
+            samples.append((now - marks["first_frame"], rss_mb()))
+
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(poll)
+    timer.start()
+    pipeline.start()
+    # no scored frame at all (no video, or the face path failed): measure from the start
+    QTimer.singleShot(int((seconds + 60) * 1000), app.quit)
+    app.exec()
+    timer.stop()
+    snap = pipeline.snapshot()
+    end = time.monotonic()
+    cpu = None
+    if cpu_mark:
+        cpu = (_cpu_s() - cpu_mark[0]) / max(1e-9, end - cpu_mark[1]) * 100
+    final = rss_mb()
+    joined = pipeline.stop()
+    s = snap.stats
+    quarter = [r for t, r in samples if t >= 0.25 * seconds]
+    growth = None
+    if quarter:
+        growth = (final - quarter[0]) / quarter[0] * 100
+    return {
+        "source": snap.source,
+        "seconds": seconds,
+        "capture_fps": s.capture_fps,
+        "face_fps_live": s.face_fps,
+        "face_latency_ms": {"p50": s.face_latency_p50_ms, "p95": s.face_latency_p95_ms},
+        "utterances": s.utterances,
+        "transcript_latency_ms": {"p50": s.transcript_delay_p50_ms, "p95": s.transcript_delay_p95_ms},
+        "asr_latency_ms": {"p50": s.transcript_latency_p50_ms, "p95": s.transcript_latency_p95_ms},
+        "scores_latency_ms": {"p50": s.scores_delay_p50_ms, "p95": s.scores_delay_p95_ms},
+        "dropped_frames": s.dropped_frames,
+        "audio_overflows": s.audio_overflows + s.audio_dropped,
+        "cpu_percent": cpu,
+        "rss_mb": {"peak": peak_rss_mb(), "final": final, "growth_pct": growth},
+        "rss_samples": [[round(t, 1), round(r, 1)] for t, r in samples[:: max(1, len(samples) // 120)]],
+        "startup_s": marks["loaded"] - launched if "loaded" in marks else None,
+        "first_frame_s": marks["first_frame"] - launched if "first_frame" in marks else None,
+        "providers": {
+            f"{st.slot}:{m}": st.provider
+            for st in snap.statuses
+            if st.provider
+            for m in (st.models or (st.slot,))
+        },
+        "threads_joined": joined,
+    }

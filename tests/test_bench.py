@@ -1,0 +1,122 @@
+"""``emodesk bench``: the contract JSON from a short real run, the budgets, and the fer-style baseline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emodesk.bench.baseline import SCRIPT, BaselineUnavailable, run_baseline
+from emodesk.bench.report import BUDGETS, budgets
+from emodesk.capture.sources import demo_clip_path
+from emodesk.cli.bench_cmd import main
+from emodesk.resources import shipped_models_dir
+
+FER = shipped_models_dir() / "face-fer-minixception.onnx"
+
+
+@pytest.mark.slow
+def test_short_bench_on_the_demo_clip_writes_the_contract_json(
+    qapp: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``qapp``: the paced pass runs in the test process's QApplication (a QCoreApplication of
+    its own would outlive the test and break every window made after it)."""
+    out, md = tmp_path / "bench.json", tmp_path / "performance.md"
+    argv = [
+        "demo",
+        "--seconds",
+        "8",
+        "--frames",
+        "60",
+        "--no-baseline",
+        "--json",
+        str(out),
+        "--markdown",
+        str(md),
+    ]
+    assert main(argv) == 0
+    r = json.loads(out.read_text())
+    assert (
+        r["face"]["fps"] > 5
+        and r["face"]["frames"] == 60
+        and r["face"]["faces_per_frame"] == pytest.approx(1, abs=0.1)
+    )
+    lat = r["face"]["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] < 1000
+    u = r["utterance"]
+    assert u["utterances"] >= 1  # the clip's first sentence ends at 2.9 s
+    for key in ("transcript_latency_ms", "scores_latency_ms"):
+        assert 0 < u[key]["p50"] <= u[key]["p95"] < 10000, key
+    assert (
+        r["baseline"] == {**r["baseline"], "fps": None, "ratio": None} and "skipped" in r["baseline"]["error"]
+    )
+    assert 0 < r["cpu_percent"] < 100 * 64
+    assert r["rss_mb"]["peak"] >= r["rss_mb"]["final"] * 0.5 > 0
+    assert (
+        0 < r["startup_s"] < 120 and 0 < r["first_frame_s"] < 120
+    )  # the face path may score before ASR loads
+    assert r["dropped_frames"] >= 0 and r["audio_overflows"] >= 0
+    providers = r["providers"]
+    assert any(k.startswith("face:") for k in providers) and "CPUExecutionProvider" in providers.values()
+    assert set(r["budgets"]) == {b[0] for b in BUDGETS}
+    assert r["budgets"]["face.fps"]["value"] == r["face"]["fps"]
+    assert r["machine"]["cpus"] >= 1 and r["settings"]["seconds"] == 8
+    page = md.read_text()
+    assert "## Budgets" in page and "emodesk bench demo" in page
+    assert "face path throughput" in capsys.readouterr().out
+
+
+def test_budgets_say_met_missed_or_not_measured() -> None:
+    report = {
+        "face": {"fps": 12.0, "latency_ms": {"p95": 20.0}},
+        "baseline": {"ratio": None},
+        "cpu_percent": 151.0,
+        "rss_mb": {"peak": 400.0, "growth_pct": 1.0},
+    }
+    b = budgets(report)
+    assert b["face.fps"]["met"] is False and b["face.latency_ms.p95"]["met"] is True
+    assert b["baseline.ratio"]["met"] is None and b["cpu_percent"]["met"] is False
+    assert b["rss_mb.peak"]["met"] is True and b["rss_mb.growth_pct"]["met"] is True
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nope.mp4", "--json", str(tmp_path / "b.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["demo", "--json", str(tmp_path / "no" / "b.json")]) == 2
+    assert main(["demo", "--seconds", "0", "--json", str(tmp_path / "b.json")]) == 2
+
+
+def test_the_baseline_script_refuses_an_opencv_without_haar_cascades() -> None:
+    import cv2
+
+    if int(cv2.__version__.split(".")[0]) < 5:
+        pytest.skip("this environment's OpenCV has the cascades")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(demo_clip_path()), str(FER), "--frames", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Haar" in json.loads(proc.stdout)["error"]
+
+
+@pytest.mark.slow
+def test_baseline_runs_the_fer_pipeline_in_its_own_opencv4_environment(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Creates the environment from PyPI (about a minute), as ``emodesk bench`` does on first use."""
+    env = tmp_path_factory.mktemp("baseline") / "env"
+    try:
+        out = run_baseline(demo_clip_path(), FER, 60, env=env)
+    except BaselineUnavailable as e:
+        offline = ("No matching distribution", "Could not find a version", "connection", "Network")
+        if any(w.lower() in str(e).lower() for w in offline):
+            pytest.skip(f"PyPI unreachable, baseline environment not created: {e}")
+        raise
+    assert out["opencv"].startswith("4.") and out["frames"] == 60
+    assert out["fps"] > 1 and out["faces_per_frame"] == pytest.approx(1, abs=0.2)  # Haar finds the one face
+    again = run_baseline(demo_clip_path(), FER, 20, env=env)  # reused, not recreated
+    assert again["frames"] == 20
