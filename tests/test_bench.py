@@ -32,6 +32,8 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
         "--frames",
         "60",
         "--no-baseline",
+        "--devices",
+        "cpu",
         "--json",
         str(out),
         "--markdown",
@@ -64,7 +66,13 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
     assert set(r["budgets"]) == {b[0] for b in BUDGETS}
     assert r["budgets"]["face.fps"]["value"] == r["face"]["fps"]
     assert r["machine"]["cpus"] >= 1 and r["settings"]["seconds"] == 8
+    stages = r["stages"]["cpu"]
+    assert stages["providers"]["face detector"] == "CPUExecutionProvider" and stages["face_detect_ms"] > 0
+    for m in r["face"]["members"]:
+        assert 0 < stages["face_members"][m]["batch1_ms"] < stages["face_members"][m]["batch8_ms"] * 1.5
+    assert stages["asr_encode_ms"] > 0 and stages["voice_ms"] and stages["text_ms"]
     page = md.read_text()
+    assert "## Stages by device" in page
     assert "## Budgets" in page and "emodesk bench demo" in page
     assert "face path throughput" in capsys.readouterr().out
 
@@ -112,9 +120,8 @@ def test_baseline_runs_the_fer_pipeline_in_its_own_opencv4_environment(
     try:
         out = run_baseline(demo_clip_path(), FER, 60, env=env)
     except BaselineUnavailable as e:
-        offline = ("No matching distribution", "Could not find a version", "connection", "Network")
-        if any(w.lower() in str(e).lower() for w in offline):
-            pytest.skip(f"PyPI unreachable, baseline environment not created: {e}")
+        if "could not create the baseline environment" in str(e):  # pip could not reach an index
+            pytest.skip(f"baseline environment not created (needs PyPI once): {e}")
         raise
     assert out["opencv"].startswith("4.") and out["frames"] == 60
     assert out["fps"] > 1 and out["faces_per_frame"] == pytest.approx(1, abs=0.2)  # Haar finds the one face

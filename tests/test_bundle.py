@@ -24,10 +24,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXE_NAME = "emodesk.exe" if sys.platform == "win32" else "emodesk"
 # A regression ceiling, not the 450 MB budget: the Linux bundle measures
-# 627 MB and these dependencies cannot get under 450 MB (packaging/README.md,
-# "Size"). Torch sneaking in (+700 MB) or the Qt trimming breaking (+100 MB)
-# trips it.
-CEILING_MB = 660
+# 658 MB with the text member (23 MB) and these dependencies cannot get under
+# 450 MB (packaging/README.md, "Size"). Torch sneaking in (+700 MB) or the Qt
+# trimming breaking (+100 MB) trips it.
+CEILING_MB = 690
 BROKEN_MARKERS = ("Traceback", "ModuleNotFoundError", "No module named", "Failed to execute script")
 BUILD_TIMEOUT_S = 900
 

@@ -303,3 +303,49 @@ def test_export_gives_manifests_that_eval_and_fusion_accept(
     args = ["--manifest", str(out / "paired.csv"), "--members", members, "--cache", "none"]
     assert cli(["fusion", "eval", *args]) == 0
     assert "fused" in capsys.readouterr().out
+
+
+def test_a_session_replays_through_the_pipeline_as_a_source(sync_clip: Path, tmp_path: Path) -> None:
+    from emodesk.capture.sources import open_sources
+
+    w = SessionWriter(tmp_path, SessionMeta(source="test"))
+    path = w.start(0.0)
+    img = np.full((120, 160, 3), 90, np.uint8)
+    for k in range(30):
+        w.add_frame(img, k / 30)
+        w.add_audio(np.zeros(SR // 30, np.float32), k / 30)
+    w.stop(1.0)
+    src = open_sources(str(path), paced=False, use_mic=False)
+    assert src.description == f"session {path.name}" and src.video is not None and src.audio is not None
+    src.video.open()
+    n = 0
+    while src.video.read() is not None:
+        n += 1
+    src.video.close()
+    assert n == 30
+    with pytest.raises(Exception, match="is a folder"):
+        open_sources(str(tmp_path), paced=False)
+
+
+def test_labels_are_corrected_after_the_fact_on_a_span(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = _writer(tmp_path)
+    path = w.start(0.0)
+    w.set_label("happy", 1.0)
+    w.set_label("sad", 5.0)
+    w.stop(8.0)
+    assert cli(["sessions", "label", str(path), "angry", "--from", "2", "--to", "6"]) == 0
+    changes = read_labels(path)
+    assert [labels_at(changes, t) for t in (0.5, 1.5, 2.5, 5.5, 6.5)] == [
+        None,
+        "happy",
+        "angry",
+        "angry",
+        "sad",
+    ]
+    assert cli(["sessions", "label", str(path), "none", "--from", "0", "--to", "1.5"]) == 0
+    assert labels_at(read_labels(path), 1.2) is None and labels_at(read_labels(path), 1.7) == "happy"
+    assert cli(["sessions", "label", str(path), "grumpy", "--from", "0", "--to", "1"]) == 2
+    assert cli(["sessions", "label", str(path), "sad", "--from", "3", "--to", "1"]) == 2
+    assert check_session(path).ok

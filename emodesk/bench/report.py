@@ -165,6 +165,42 @@ def markdown(report: Mapping[str, Any], *, command: str, extra: str = "") -> str
         out.append(
             f"| {b['what']} | {_fmt(b['value'], b['unit'])} | {sign} {_fmt(b['limit'], b['unit'])} | {met} |"
         )
+    stages = report.get("stages") or {}
+    devs = [d for d in ("cpu", "cuda") if d in stages]
+    if devs:
+        gpu = stages.get("gpu")
+        out += [
+            "",
+            "## Stages by device (median ms, batch 1; face members also at batch 8)",
+            "",
+            f"GPU: {gpu or 'none found'}. A device a model could not use falls back to the CPU; the "
+            "provider each model really ran on is in the JSON (`stages.<device>.providers`).",
+            "",
+            "| stage | " + " | ".join(devs) + " |",
+            "|---|" + "---|" * len(devs),
+        ]
+
+        def row(name: str, key: str, sub: str | None = None, field: str | None = None) -> None:
+            vals = []
+            for d in devs:
+                v = stages[d].get(key)
+                if sub is not None:
+                    v = (v or {}).get(sub)
+                if field is not None and isinstance(v, Mapping):
+                    v = v.get(field)
+                vals.append(_fmt(v))
+            out.append(f"| {name} | " + " | ".join(vals) + " |")
+
+        row("face detection", "face_detect_ms")
+        for m in sorted(stages[devs[0]].get("face_members", {})):
+            row(f"`{m}`, 1 face", "face_members", m, "batch1_ms")
+            row(f"`{m}`, 8 faces", "face_members", m, "batch8_ms")
+        row("whisper encoder pass (3 s utterance)", "asr_encode_ms")
+        row("whisper decode", "asr_decode_ms")
+        for m in sorted(stages[devs[0]].get("voice_ms", {})):
+            row(f"`{m}`", "voice_ms", m)
+        for m in sorted(stages[devs[0]].get("text_ms", {})):
+            row(f"`{m}`", "text_ms", m)
     if extra:
         out += ["", extra.strip()]
     out.append("")

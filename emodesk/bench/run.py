@@ -24,6 +24,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,97 @@ def unpaced_pass(spec: str, *, frames: int, device: Device, log: Log | None) -> 
         "faces_per_frame": faces / n if n else None,
         "members": [m for s in statuses if s.slot == "face" for m in s.models],
     }
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (first-call allocations, CUDA kernels)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(sorted(times)[len(times) // 2])
+
+
+def gpu_name() -> str | None:
+    """The NVIDIA card's name (nvidia-smi), or None."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.splitlines()[0] if out else None
+
+
+def stage_timings(
+    video: Path, *, device: Device, repeats: int = 30, log: Log | None = None
+) -> dict[str, Any]:
+    """Median ms of every stage at batch 1 on ``device``, each model on the provider it really got.
+
+    Face: detection and each face member on one frame of ``video`` (its largest
+    face), plus each member on a batch of 8 faces (batching pays on a GPU).
+    Utterance: the whisper encoder pass, the decode, each voice and text member,
+    on a 3 s utterance of the clip's audio.
+    """
+    from emodesk.evaluation.evaluate import read_audio_16k
+    from emodesk.pipeline.models import load_face_pipeline, load_speech_processor, load_utterance_scorers
+
+    out: dict[str, Any] = {"device": device, "providers": {}}
+    import av
+
+    with av.open(str(video)) as c:
+        frame = next(c.decode(video=0)).to_ndarray(format="bgr24")
+    pipe, _ = load_face_pipeline(device=device)
+    if pipe is not None:
+        det = pipe.detector
+        boxes = det.detect(frame)[:1]
+        out["providers"]["face detector"] = det.model.provider
+        out["face_detect_ms"] = _median_ms(lambda: det.detect(frame), repeats)
+        members: dict[str, Any] = {}
+        for sc in pipe.scorers:
+            out["providers"][sc.model.id] = sc.model.provider
+            if boxes:
+                crops = [sc.crop(frame, boxes[0])] * 8
+                members[sc.model.id] = {
+                    "batch1_ms": _median_ms(partial(sc.score, frame, boxes), repeats),
+                    "batch8_ms": _median_ms(partial(sc.score_crops, crops), repeats),
+                }
+        out["face_members"] = members
+    try:
+        audio = read_audio_16k(video)[16000 : 16000 * 4]
+    except Exception:  # noqa: BLE001 - a clip without audio: no utterance stages
+        audio = None
+    if audio is not None and len(audio) > 16000:
+        speech, _ = load_speech_processor(device=device)
+        if speech is not None:
+            asr: Any = speech.transcriber
+            out["providers"]["asr"] = asr.device
+            enc = asr.encode(audio)
+            out["asr_encode_ms"] = _median_ms(lambda: asr.encode(audio), max(3, repeats // 5))
+            out["asr_decode_ms"] = _median_ms(
+                lambda: asr.transcribe(audio, encoded=enc), max(3, repeats // 5)
+            )
+            voice, text, _ = load_utterance_scorers(device=device)
+            for v in voice:
+                out["providers"][v.id] = v.model.provider
+                v.reset_session()
+                ok = v.accepts(asr)
+                out.setdefault("voice_ms", {})[v.id] = _median_ms(
+                    partial(v.score, audio, encoded=enc if ok else None), max(3, repeats // 5)
+                )
+            sentence = "I am so happy to see you today."
+            for tx in text:
+                out["providers"][tx.id] = tx.model.provider
+                out.setdefault("text_ms", {})[tx.id] = _median_ms(partial(tx.score, sentence), repeats)
+    if log:
+        log(f"stage timings on {device}: done")
+    return out

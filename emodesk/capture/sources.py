@@ -92,6 +92,17 @@ def open_sources(
     loop = loop or (demo and paced)
     if not path.exists():
         raise InputError(f"input file {path} does not exist")
+    if path.is_dir() and (path / "session.json").is_file():  # a recorded session replays as a source
+        if audio is not None:
+            raise InputError("--audio given with a session SOURCE, which has its own audio")
+        v, a = path / "video.mp4", path / "audio.wav"
+        if not v.is_file() and not a.is_file():
+            raise InputError(f"session {path} has neither video.mp4 nor audio.wav")
+        vs = VideoFileSource(v, paced=paced, clock=clock, loop=loop, stop=stop) if v.is_file() else None
+        as_ = AudioFileSource(a, paced=paced, clock=clock, loop=loop, stop=stop) if a.is_file() else None
+        return SourceSet(vs, as_, f"session {path.name}", clock, stop)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a video/audio file or a recorded session")
     if path.suffix.lower() in AUDIO_EXTENSIONS:
         if audio is not None:
             raise InputError("--audio given with an audio-only SOURCE; pass one of them")

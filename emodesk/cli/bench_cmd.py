@@ -47,6 +47,12 @@ def _parser() -> _Parser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--asr-model", metavar="NAME|DIR", help="faster-whisper model (default: bundled tiny.en)")
     p.add_argument("--no-baseline", action="store_true", help="skip the fer-style baseline")
+    p.add_argument(
+        "--devices",
+        metavar="cpu,cuda",
+        help="also time every stage at batch 1 (and face members at batch 8) on each of these devices, "
+        "in this invocation (a GPU machine: --devices cpu,cuda)",
+    )
     p.add_argument("--baseline-env", metavar="DIR", help="the baseline's environment (created on first use)")
     return p
 
@@ -112,11 +118,24 @@ def run(argv: Sequence[str]) -> int:
         except (BaselineUnavailable, EmodeskError) as e:
             baseline["error"] = str(e)
             _log(f"baseline unavailable: {e}")
+    stages: dict[str, object] = {}
+    if args.devices:
+        from emodesk.bench.run import gpu_name, stage_timings
+
+        clip = video if video is not None else demo_clip_path()
+        for dev in [d.strip() for d in args.devices.split(",") if d.strip()]:
+            if dev not in ("cpu", "cuda"):
+                raise UsageError(f"--devices: {dev!r} is not cpu or cuda")
+            _log(f"stage timings on {dev}")
+            stages[dev] = stage_timings(clip, device=dev, log=_log)  # type: ignore[arg-type]
+        stages["gpu"] = gpu_name()
     command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
     settings = {"source": args.source, "audio": args.audio, "seconds": args.seconds, "frames": args.frames}
     settings["device"] = args.device
     settings["command"] = command
     report = rep.build_report(paced, unpaced, baseline, machine_info(), settings)
+    if stages:
+        report["stages"] = stages
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if md is not None:
         md.write_text(rep.markdown(report, command=command), encoding="utf-8")

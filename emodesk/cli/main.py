@@ -27,6 +27,7 @@ SUBCOMMANDS = (
     "bench",
     "record",
     "sessions",
+    "retrain",
 )
 
 
@@ -216,6 +217,12 @@ def cmd_sessions(argv: Sequence[str]) -> int:
     return sessions_main(argv, "sessions")
 
 
+def cmd_retrain(argv: Sequence[str]) -> int:
+    from emodesk.cli.sessions_cmd import main as sessions_main
+
+    return sessions_main(argv, "retrain")
+
+
 def cmd_bench(argv: Sequence[str]) -> int:
     from emodesk.cli.bench_cmd import main as bench_main
 
@@ -265,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "bench": cmd_bench,
                 "record": cmd_record,
                 "sessions": cmd_sessions,
+                "retrain": cmd_retrain,
             }
             return commands[cmd](rest)
         except KeyboardInterrupt:

@@ -98,6 +98,11 @@ def cmd_sessions(argv: Sequence[str]) -> int:
     ck.add_argument("path")
     rp = sub.add_parser("repair", help="make a killed or interrupted session readable again")
     rp.add_argument("path")
+    lb = sub.add_parser("label", help="set or correct the label of a time span after recording")
+    lb.add_argument("path")
+    lb.add_argument("label", help="a canonical label or alias, or none to clear")
+    lb.add_argument("--from", dest="t0", type=float, required=True, metavar="S", help="media seconds")
+    lb.add_argument("--to", dest="t1", type=float, required=True, metavar="S", help="media seconds")
     ex = sub.add_parser("export", help="unimodal and paired manifests of the labeled parts")
     ex.add_argument("path")
     ex.add_argument("--out", required=True, metavar="DIR")
@@ -135,6 +140,13 @@ def cmd_sessions(argv: Sequence[str]) -> int:
         for prob in rep.problems:
             print(f"  still: {prob}")
         return 0 if rep.ok else 1
+    if args.cmd == "label":
+        from emodesk.recording.session import relabel
+
+        lab = None if args.label.strip().lower() in ("none", "-", "") else args.label
+        changes = relabel(path, args.t0, args.t1, lab)
+        print(f"{path.name}: {lab or 'no label'} on {args.t0:g}–{args.t1:g} s; {len(changes)} label changes")
+        return 0
     from emodesk.recording.export import export_session
 
     out = Path(args.out)
@@ -143,9 +155,55 @@ def cmd_sessions(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_retrain(argv: Sequence[str]) -> int:
+    p = _Parser(
+        prog="emodesk retrain",
+        description="Re-optimise the fusion weights on your labeled sessions (split by session), compare "
+        "with the active set on held-out sessions, and install the new set only if it is better beyond "
+        "the bootstrap noise. --rollback restores the previous set.",
+    )
+    p.add_argument("--sessions", nargs="+", metavar="DIR", help="sessions, or folders of sessions")
+    p.add_argument("--base-data", metavar="DIR", help="(not supported yet) mix in a base dataset")
+    p.add_argument("--optimizer", default="ao", choices=("ao", "ao-levy-ls", "de", "pso", "random"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-rows", type=int, default=20, help="labeled utterances needed (default 20)")
+    p.add_argument("--rollback", action="store_true", help="make the previous model set active again")
+    args = p.parse_args(argv)
+    from emodesk.recording.retrain import retrain, rollback
+
+    if args.rollback:
+        now = rollback()
+        print(f"active model set: {now}")
+        return 0
+    if not args.sessions:
+        raise UsageError("emodesk retrain needs --sessions DIR... (or --rollback)")
+    r = retrain(
+        args.sessions,
+        optimizer=args.optimizer,
+        seed=args.seed,
+        min_rows=args.min_rows,
+        base_data=Path(args.base_data) if args.base_data else None,
+        log=lambda m: print(f"emodesk: {m}", file=sys.stderr, flush=True),
+    )
+    print(
+        f"sessions: train {', '.join(r.sessions['train'])} ({r.rows['train']} utterances); "
+        f"held out {', '.join(r.sessions['held_out'])} ({r.rows['held_out']})"
+    )
+    print(f"{'held-out macro-F1':24s} {'active':>8s} {'new':>8s}")
+    for k in r.old:
+        print(f"{k:24s} {r.old[k]:8.3f} {r.new.get(k, float('nan')):8.3f}")
+    if r.diff_ci95:
+        print(f"fused gain 95% interval: [{r.diff_ci95[0]:+.3f}, {r.diff_ci95[1]:+.3f}]")
+    print(r.reason)
+    print("members were not fine-tuned (this version re-optimises the fusion weights only)")
+    return 0
+
+
 def main(argv: Sequence[str] | None, cmd: str) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if cmd == "retrain":
+            return cmd_retrain(argv)
         return cmd_record(argv) if cmd == "record" else cmd_sessions(argv)
     except UsageError as e:
         print(f"emodesk: {e}", file=sys.stderr)

@@ -74,7 +74,7 @@ class MemberScores:
         """``(m, n)``: member m scored row n."""
         return ~np.isnan(self.P).any(axis=2)
 
-    def weight_array(self, weights: Mapping[str, Weight] | None) -> np.ndarray:
+    def weight_array(self, weights: Mapping[str, Any] | None) -> np.ndarray:
         """``(m, 7)`` weights in member order; members missing from ``weights`` weigh 0 (as live)."""
         if weights is None:
             return np.ones((len(self.ids), N_LABELS))
@@ -319,7 +319,7 @@ def fusion_document(
     }
 
 
-def fused_probs(scores: MemberScores, weights: Mapping[str, Weight] | None) -> np.ndarray:
+def fused_probs(scores: MemberScores, weights: Mapping[str, Any] | None) -> np.ndarray:
     """``(n, 7)`` fused probabilities of every row under ``weights`` (None: equal per member)."""
     return fuse_population(scores.P, scores.weight_array(weights)[None])[0]
 

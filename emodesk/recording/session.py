@@ -334,3 +334,39 @@ def list_sessions(parent: Path | str) -> list[SessionReport]:
     if not p.is_dir():
         raise InputError(f"{p} is not a folder")
     return [inspect(d) for d in sorted(p.iterdir()) if (d / SESSION_FILE).exists()]
+
+
+def relabel(folder: Path | str, t0: float, t1: float, label: str | None) -> list[dict[str, Any]]:
+    """Set ``label`` (None: no label) on media time [t0, t1) after the fact; the rest is kept.
+
+    Rewrites ``labels.jsonl`` atomically: changes before ``t0`` stay, the span
+    gets one change at ``t0``, the label that was in force at ``t1`` resumes
+    there, and later changes stay. Refused while the session is being recorded.
+    """
+    from emodesk.labels import canonical_label
+    from emodesk.recording.writer import labels_at
+
+    f = Path(folder)
+    if not t1 > t0 >= 0:
+        raise InputError(f"need 0 <= FROM < TO, got {t0} and {t1}")
+    doc = read_session_json(f)
+    if doc.get("state") == "recording" and _alive(f, doc):
+        raise InputError(f"{f} is being recorded right now; relabel it after it stops")
+    name = None if label is None else canonical_label(label)
+    objs, bad, torn = read_jsonl(f / LABELS_FILE)
+    if bad or torn:
+        raise InputError(f"{f / LABELS_FILE} has torn or unparsable lines; run emodesk sessions repair {f}")
+    changes = sorted(objs, key=lambda c: c["t"])
+    resume = labels_at(changes, t1)
+    out = [c for c in changes if c["t"] < t0]
+    out.append({"t": round(t0, 3), "label": name, "source": "edit"})
+    out.append({"t": round(t1, 3), "label": resume, "source": "edit"})
+    out += [c for c in changes if c["t"] > t1]
+    tmp = f / f".{LABELS_FILE}.tmp"
+    with files.opener(tmp, "wb") as fh:
+        for c in out:
+            fh.write(json.dumps(c, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+    os.replace(tmp, f / LABELS_FILE)
+    doc.setdefault("labels", {})["changes"] = len(out)
+    write_session_json(f, doc)
+    return out

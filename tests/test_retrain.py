@@ -1,0 +1,120 @@
+"""``emodesk retrain`` on a tiny synthetic session set: end to end on the CPU, refusals, install, rollback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emodesk.cli.main import main as cli
+from emodesk.inference.face_detector import FaceDetector
+from emodesk.labels import LABELS
+from emodesk.recording.retrain import TooLittleData, install_fusion, retrain, rollback
+from emodesk.recording.writer import SessionMeta, SessionWriter
+from tests.media import face_image
+
+SENTENCES = {
+    "angry": "I am so angry and furious right now",
+    "happy": "I am so happy and glad to see you",
+    "sad": "I feel so sad and lonely today",
+    "surprise": "wow I did not expect that at all",
+}
+
+
+def _session(parent: Path, seed: int, utterances: int = 8) -> Path:
+    rng = np.random.default_rng(seed)
+    face = face_image()
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    h, w = face.shape[:2]
+    scale = 300 / max(h, w)
+    small = cv2.resize(face, (int(w * scale), int(h * scale)))
+    frame[90 : 90 + small.shape[0], 170 : 170 + small.shape[1]] = small
+    box = FaceDetector.load(device="cpu").detect(frame)[0].box
+    writer = SessionWriter(parent, SessionMeta(source="synthetic"), fps=10)
+    path = writer.start(0.0)
+    labels = list(SENTENCES)
+    t = 0.0
+    for k in range(utterances):
+        lab = labels[(k + seed) % len(labels)]
+        writer.set_label(lab, t)
+        for i in range(15):  # 1.5 s at 10 fps, with audio
+            ft = t + i / 10
+            writer.add_frame(frame, ft)
+            writer.add_audio((0.05 * rng.standard_normal(1600)).astype(np.float32), ft)
+            writer.add_record(
+                {"t": round(ft, 3), "kind": "face", "model": "m", "probs": {}, "track": 1, "box": list(box)}
+            )
+        writer.add_record(
+            {"t": t + 1.2, "kind": "transcript", "t0": t + 0.2, "t1": t + 1.2, "text": SENTENCES[lab]}
+        )
+        t += 1.5
+    writer.stop(t)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    parent = tmp_path_factory.mktemp("sessions")
+    for seed in range(4):
+        _session(parent, seed)
+    return parent
+
+
+@pytest.mark.slow
+def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
+    sessions: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r = retrain([sessions], seed=0)
+    assert len(r.sessions["held_out"]) == 1 and len(r.sessions["train"]) == 3  # split by session
+    assert r.rows == {"train": 24, "held_out": 8}
+    assert set(r.old) >= {"fused", "face", "voice", "text"} and r.diff_ci95 is not None
+    lo, hi = r.diff_ci95
+    assert lo <= r.new["fused"] - r.old["fused"] <= hi
+    # 8 held-out utterances cannot show a gain beyond the bootstrap noise: nothing is installed
+    assert not r.installed and "does not clear the bootstrap noise" in r.reason
+    from emodesk.resources import active_models_dir
+
+    assert active_models_dir() is None
+    assert cli(["retrain", "--sessions", str(sessions)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out macro-F1" in out and "not installed" in out
+
+
+def test_too_little_labeled_data_is_refused_with_the_numbers(
+    sessions: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = sorted(sessions.iterdir())[0]
+    with pytest.raises(TooLittleData, match=r"1 labeled session\(s\) of 1, 8 labeled utterance"):
+        retrain([one])
+    assert cli(["retrain", "--sessions", str(one)]) == 1
+    assert "too little labeled data" in capsys.readouterr().err
+    with pytest.raises(TooLittleData, match="need at least 2 sessions and 100"):
+        retrain([sessions], min_rows=100)
+
+
+def test_install_and_rollback_of_model_sets(emodesk_home: Path) -> None:
+    from emodesk.inference.registry import installed_manifests
+    from emodesk.pipeline.models import load_fusion
+    from emodesk.resources import active_models_dir
+
+    ms = [m for m in installed_manifests().values() if m.modality in ("face", "voice", "text")]
+    doc = {
+        "version": 1,
+        "classes": list(LABELS),
+        "members": [{"id": m.id, "sha256": m.sha256, "modality": m.modality} for m in ms],
+        "weights": {m.id: (1.0 if m.modality == "text" else 0.0) for m in ms},
+    }
+    v1 = install_fusion(doc)
+    assert active_models_dir() == emodesk_home / "models" / v1
+    cfg = load_fusion()
+    assert cfg.path == emodesk_home / "models" / v1 / "fusion.json" and not cfg.dropped
+    v2 = install_fusion({**doc, "weights": {m.id: 1.0 for m in ms}})
+    assert active_models_dir() == emodesk_home / "models" / v2 and v2 != v1
+    assert rollback() == v1 and active_models_dir() == emodesk_home / "models" / v1
+    assert rollback() == "shipped" and active_models_dir() is None
+    with pytest.raises(Exception, match="nothing to roll back"):
+        rollback()
+    assert json.loads((emodesk_home / "models" / "history.json").read_text()) == []
