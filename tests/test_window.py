@@ -252,3 +252,39 @@ def test_record_from_the_window_with_label_hotkeys_while_the_view_keeps_running(
     finally:
         win.close()
     assert not pipe.running
+
+
+def test_sessions_browser_lists_replays_repairs_and_deletes(
+    qtbot: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from emodesk.recording.format import read_session_json, write_session_json
+    from emodesk.recording.writer import SessionMeta, SessionWriter
+    from emodesk.ui import sessions_dialog as sd
+
+    paths = []
+    for k in range(2):
+        w = SessionWriter(tmp_path, SessionMeta(source="test", notes=f"note {k}"))
+        p = w.start(0.0)
+        w.add_audio(np.zeros(16000, np.float32), 0.0)
+        w.stop(1.0)
+        paths.append(p)
+    doc = read_session_json(paths[0])
+    write_session_json(paths[0], {**doc, "state": "recording"})  # as a killed recording leaves it
+    dlg = sd.SessionsDialog(tmp_path)
+    qtbot.addWidget(dlg)  # type: ignore[attr-defined]
+    assert dlg.table.rowCount() == 2
+    assert "never closed" in dlg.table.item(0, 7).text() and dlg.table.item(1, 6).text() == "note 1"
+    launched: list[list[str]] = []
+    monkeypatch.setattr(sd.subprocess, "Popen", lambda cmd: launched.append(cmd))
+    monkeypatch.setattr(sd.QMessageBox, "information", lambda *a, **k: None)
+    dlg.table.selectRow(0)
+    dlg.replay()
+    assert launched and launched[0][-1] == str(paths[0])
+    dlg.repair()
+    assert read_session_json(paths[0])["state"] == "repaired" and dlg.table.item(0, 7).text() == ""
+    monkeypatch.setattr(sd.QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    dlg.table.selectRow(1)
+    dlg.delete()
+    assert not paths[1].exists() and dlg.table.rowCount() == 1

@@ -1,5 +1,4 @@
-"""Recording labeled sessions (issue: "Record labeled sessions, and retrain from them").
-
-Not built yet: this package is where the session writer, reader, checker and
-repairer will live. Nothing imports it today.
-"""
+"""Recorded sessions: the writer (:mod:`.writer`, :mod:`.files`), the format (:mod:`.format`,
+``docs/sessions.md``), check/repair/relabel (:mod:`.session`), export to manifests
+(:mod:`.export`), what a live session hands the writer (:mod:`.recorder`) and retraining
+from sessions (:mod:`.retrain`)."""

@@ -237,6 +237,13 @@ class MainWindow(QMainWindow):
             self.record_action.setText("Stop recording")
         self._update_recording()
 
+    def browse_sessions(self) -> None:
+        from emodesk.resources import sessions_dir
+        from emodesk.ui.sessions_dialog import SessionsDialog
+
+        self.sessions_dialog = SessionsDialog(self.sessions_dir or sessions_dir(), self)
+        self.sessions_dialog.show()
+
     def label_hotkey(self, key: int) -> None:
         rec = self.pipeline.recorder
         if rec is None:

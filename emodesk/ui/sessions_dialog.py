@@ -1,0 +1,140 @@
+"""The sessions browser: list recorded sessions, replay, repair, export, relabel from the CLI, delete."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from emodesk.errors import EmodeskError
+from emodesk.recording.session import SessionReport, list_sessions, repair_session
+
+COLUMNS = ("session", "state", "duration", "frames", "audio", "label changes", "notes", "problems")
+
+
+class SessionsDialog(QDialog):
+    def __init__(self, parent_dir: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.parent_dir = parent_dir
+        self.setWindowTitle(f"Sessions — {parent_dir}")
+        self.resize(900, 360)
+        lay = QVBoxLayout(self)
+        self.info = QLabel("")
+        lay.addWidget(self.info)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        lay.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        self.buttons: dict[str, QPushButton] = {}
+        for name, slot in (
+            ("Replay", self.replay),
+            ("Repair", self.repair),
+            ("Export…", self.export),
+            ("Delete", self.delete),
+            ("Refresh", self.refresh),
+        ):
+            b = QPushButton(name)
+            b.clicked.connect(slot)
+            row.addWidget(b)
+            self.buttons[name] = b
+        lay.addLayout(row)
+        self.reports: list[SessionReport] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.reports = list_sessions(self.parent_dir) if self.parent_dir.is_dir() else []
+        self.table.setRowCount(len(self.reports))
+        for r, rep in enumerate(self.reports):
+            i = rep.info
+            dur = f"{i['duration_s']:.1f} s" if i.get("duration_s") is not None else "?"
+            cells = (
+                str(i.get("id", rep.path.name)),
+                str(i.get("state")),
+                dur,
+                str(i.get("frames", 0)),
+                f"{i.get('audio_s', 0):.1f} s",
+                str(i.get("labels", 0)),
+                str(i.get("notes", ""))[:60],
+                "; ".join(rep.problems)[:120],
+            )
+            for c, text in enumerate(cells):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self.info.setText(
+            f"{len(self.reports)} session(s) in {self.parent_dir}. Relabel a span: "
+            "emodesk sessions label PATH LABEL --from S --to S"
+        )
+
+    def selected(self) -> SessionReport | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.reports[rows[0].row()] if rows else None
+
+    def replay(self) -> None:
+        rep = self.selected()
+        if rep is None:
+            return
+        cmd = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "emodesk"]
+        subprocess.Popen([*cmd, str(rep.path)])  # a second window replays it through the pipeline
+
+    def repair(self) -> None:
+        rep = self.selected()
+        if rep is None:
+            return
+        try:
+            done = repair_session(rep.path)
+        except EmodeskError as e:
+            QMessageBox.warning(self, "Repair", str(e))
+            return
+        QMessageBox.information(self, "Repair", "\n".join(done.repairs) or "nothing to repair")
+        self.refresh()
+
+    def export(self) -> None:
+        rep = self.selected()
+        if rep is None:
+            return
+        out = QFileDialog.getExistingDirectory(self, "Export the labeled parts to…")
+        if not out:
+            return
+        from emodesk.recording.export import export_session
+
+        try:
+            s = export_session(rep.path, Path(out) / rep.path.name)
+        except (EmodeskError, OSError) as e:
+            QMessageBox.warning(self, "Export", str(e))
+            return
+        QMessageBox.information(
+            self,
+            "Export",
+            f"{s.faces} face crops, {s.utterances} utterances, {s.paired} paired rows in {s.out}",
+        )
+
+    def delete(self) -> None:
+        rep = self.selected()
+        if rep is None:
+            return
+        if rep.info.get("live"):
+            QMessageBox.warning(self, "Delete", "this session is being recorded; stop the recording first")
+            return
+        answer = QMessageBox.question(
+            self, "Delete", f"Delete {rep.path.name} and everything recorded in it? This cannot be undone."
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            shutil.rmtree(rep.path)
+            self.refresh()
