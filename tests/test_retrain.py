@@ -12,8 +12,8 @@ import pytest
 from emodesk.cli.main import main as cli
 from emodesk.inference.face_detector import FaceDetector
 from emodesk.labels import LABELS
-from emodesk.recording.retrain import TooLittleData, install_fusion, retrain, rollback
 from emodesk.recording.writer import SessionMeta, SessionWriter
+from emodesk.training.retrain import TooLittleData, install_fusion, retrain, rollback
 from tests.media import face_image
 
 SENTENCES = {
@@ -71,6 +71,8 @@ def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
     assert len(r.sessions["held_out"]) == 1 and len(r.sessions["train"]) == 3  # split by session
     assert r.rows == {"train": 24, "held_out": 8}
     assert set(r.old) >= {"fused", "face", "voice", "text"} and r.diff_ci95 is not None
+    # the voice member was re-fitted on the training sessions' utterances and compared as part of the new set
+    assert r.fine_tuned == "voice: voice-tinyen-ravdess re-fitted on 24 session utterances", r.fine_tuned
     lo, hi = r.diff_ci95
     assert lo <= r.new["fused"] - r.old["fused"] <= hi
     # 8 held-out utterances cannot show a gain beyond the bootstrap noise: nothing is installed
@@ -118,3 +120,27 @@ def test_install_and_rollback_of_model_sets(emodesk_home: Path) -> None:
     with pytest.raises(Exception, match="nothing to roll back"):
         rollback()
     assert json.loads((emodesk_home / "models" / "history.json").read_text()) == []
+
+
+@pytest.mark.slow
+def test_the_voice_member_is_refitted_on_session_utterances(sessions: Path, tmp_path: Path) -> None:
+    from emodesk.evaluation.datasets import load_manifest
+    from emodesk.inference.registry import installed_manifests
+    from emodesk.inference.utterance_scorers import VoiceScorer
+    from emodesk.recording.export import export_session
+    from emodesk.training.voice_finetune import finetune_voice
+
+    rows = []
+    for s in sorted(sessions.iterdir())[:2]:
+        export_session(s, tmp_path / s.name)
+        rows += load_manifest(tmp_path / s.name / "voice.csv", column="path")
+    old = next(m for m in installed_manifests().values() if m.modality == "voice")
+    new = finetune_voice(old, rows, tmp_path / "set", cache=tmp_path / "f.npz", note="test")
+    assert new.id == old.id and new.sha256 != old.sha256 and new.path.parent == tmp_path / "set"
+    src = json.loads(new.path.read_text())["source"]["fine_tuned"]
+    assert src["from_sha256"] == old.sha256 and src["rows"] == len(rows) == 16
+    assert src["onnx_vs_torch_max_abs_diff"] < 1e-5
+    scorer = VoiceScorer.load(new, device="cpu")
+    scorer.prepare()
+    p = scorer.score(np.zeros(16000, np.float32))
+    assert p.shape == (7,) and abs(float(p.sum()) - 1) < 1e-5

@@ -275,16 +275,21 @@ def test_sessions_browser_lists_replays_repairs_and_deletes(
     dlg = sd.SessionsDialog(tmp_path)
     qtbot.addWidget(dlg)  # type: ignore[attr-defined]
     assert dlg.table.rowCount() == 2
-    assert "never closed" in dlg.table.item(0, 7).text() and dlg.table.item(1, 6).text() == "note 1"
+    row = {r.path: i for i, r in enumerate(dlg.reports)}  # rows are sorted by folder name
+    killed, fine = row[paths[0]], row[paths[1]]
+    assert "never closed" in dlg.table.item(killed, 7).text() and dlg.table.item(fine, 6).text() == "note 1"
     launched: list[list[str]] = []
     monkeypatch.setattr(sd.subprocess, "Popen", lambda cmd: launched.append(cmd))
     monkeypatch.setattr(sd.QMessageBox, "information", lambda *a, **k: None)
-    dlg.table.selectRow(0)
+    dlg.table.selectRow(killed)
     dlg.replay()
     assert launched and launched[0][-1] == str(paths[0])
     dlg.repair()
-    assert read_session_json(paths[0])["state"] == "repaired" and dlg.table.item(0, 7).text() == ""
+    row = {r.path: i for i, r in enumerate(dlg.reports)}
+    assert (
+        read_session_json(paths[0])["state"] == "repaired" and dlg.table.item(row[paths[0]], 7).text() == ""
+    )
     monkeypatch.setattr(sd.QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    dlg.table.selectRow(1)
+    dlg.table.selectRow(row[paths[1]])
     dlg.delete()
     assert not paths[1].exists() and dlg.table.rowCount() == 1

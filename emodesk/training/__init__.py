@@ -1,5 +1,7 @@
 """Training and export (the ``train`` extra). The only place torch may be imported.
 
-Not built yet: the model-zoo issue adds ``emodesk train``; today the shipped
-face models are converted by ``scripts/convert_*.py`` without torch.
+``emodesk train face|voice|text`` (:mod:`.face`, :mod:`.voice`, :mod:`.text`),
+retraining from recorded sessions (:mod:`.retrain`, :mod:`.voice_finetune`).
+Reached from the command line through ``importlib`` only, so the bundle, which
+leaves this package out, never imports torch.
 """

@@ -18,10 +18,11 @@ What this version does, honestly scoped:
    (the first place the app looks), records the previous one, and can roll
    back (``emodesk retrain --rollback``).
 
-Not yet: fine-tuning the members themselves on the sessions (the face, voice
-and text models stay as shipped; ``emodesk train`` retrains them from a source
-install), and mixing in the base datasets (``--base-data`` is refused).
-It refuses, with the numbers, when there is too little labeled data.
+The voice member is fine-tuned (its head re-fitted on the training sessions'
+utterances, optionally with a RAVDESS-layout ``--base-data``; needs the
+``train`` extra) and compared as part of the new set. Not yet: fine-tuning the
+face and text members on sessions. It refuses, with the numbers, when there is
+too little labeled data.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class RetrainResult:
     diff_ci95: tuple[float, float] | None = None
     sessions: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    fine_tuned: str = ""
 
 
 def find_sessions(paths: Sequence[Path | str]) -> list[Path]:
@@ -119,6 +121,62 @@ def paired_bootstrap_diff(
     return float(lo), float(hi)
 
 
+def _finetune_voice(
+    scores: MemberScores,
+    rows: Sequence[PairedRow],
+    groups: Sequence[str],
+    is_held: np.ndarray,
+    work: Path,
+    base_data: Path | None,
+    seed: int,
+    log: Callable[[str], None] | None,
+) -> tuple[MemberScores, list[Path], str]:
+    """Scores with the voice member re-fitted on the training sessions (and ``base_data``), its files,
+    and what was done; the unchanged scores when fine-tuning cannot run here."""
+    from emodesk.evaluation.datasets import Row, load_split
+    from emodesk.fusion.search import ScoreCache, score_paired
+    from emodesk.inference.registry import installed_manifests
+
+    voice = [m for m in installed_manifests().values() if m.modality == "voice"]
+    if len(voice) != 1:
+        return scores, [], "voice: not fine-tuned (needs exactly one installed voice member)"
+    try:
+        from emodesk.training.voice_finetune import finetune_voice
+    except ImportError:
+        return scores, [], "voice: not fine-tuned (needs the train extra: pip install -e '.[train]')"
+    train_rows = [
+        Row(r.audio, r.label, g) for r, g, h in zip(rows, groups, is_held, strict=True) if r.audio and not h
+    ]
+    base = load_split(base_data, "train") if base_data is not None else []
+    if len(train_rows) < 5:
+        return scores, [], f"voice: not fine-tuned ({len(train_rows)} training utterances with audio)"
+    if log:
+        log(f"fine-tuning {voice[0].id} on {len(train_rows)} session utterances + {len(base)} base clips")
+    new = finetune_voice(
+        voice[0],
+        train_rows,
+        work / "new-set",
+        base=base,
+        cache=work / "voice-features.npz",
+        seed=seed,
+        note="emodesk retrain: training sessions " + ", ".join(sorted({r.group for r in train_rows})),
+    )
+    fresh = score_paired(list(rows), [new], cache=ScoreCache(work / "scores-new.npz"))
+    k = scores.ids.index(new.id)
+    P = scores.P.copy()
+    P[k] = fresh.P[0]
+    sha = list(scores.sha256)
+    sha[k] = new.sha256
+    what = f"voice: {new.id} re-fitted on {len(train_rows)} session utterances" + (
+        f" + {len(base)} clips of {base_data}" if base else ""
+    )
+    return (
+        MemberScores(scores.ids, scores.modalities, tuple(sha), P, scores.y),
+        [new.model_path, new.path],
+        what,
+    )
+
+
 def retrain(
     session_paths: Sequence[Path | str],
     *,
@@ -127,14 +185,17 @@ def retrain(
     holdout: float = 0.3,
     min_rows: int = MIN_ROWS,
     base_data: Path | None = None,
+    fine_tune: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> RetrainResult:
     from emodesk.fusion.search import ScoreCache, score_paired
     from emodesk.inference.registry import installed_manifests
     from emodesk.pipeline.models import MEMBER_MODALITIES, load_fusion
 
-    if base_data is not None:
-        raise InputError("--base-data is not supported yet: retrain learns from the sessions alone")
+    if base_data is not None and not any(Path(base_data).glob("Actor_*")):
+        raise InputError(
+            f"--base-data {base_data}: only a RAVDESS-layout folder (for the voice member) is supported"
+        )
     sessions = find_sessions(session_paths)
     with tempfile.TemporaryDirectory(prefix="emodesk-retrain-") as tmp:
         work = Path(tmp)
@@ -151,7 +212,8 @@ def retrain(
         n_hold = max(1, round(holdout * len(order)))
         held, train = sorted(order[:n_hold]), sorted(order[n_hold:])
         rows = [r for s in train + held for r in per_session[s]]
-        is_held = np.array([s in held for s in train + held for _ in per_session[s]])
+        groups = [s for s in train + held for _ in per_session[s]]
+        is_held = np.array([g in held for g in groups])
         if is_held.sum() < MIN_HELDOUT_ROWS:
             raise TooLittleData(
                 f"too little held-out data: {int(is_held.sum())} utterance(s) in the held-out session(s) "
@@ -163,33 +225,54 @@ def retrain(
         if log:
             log(f"{len(rows)} labeled utterances from {len(names)} sessions; held out: {', '.join(held)}")
         scores = score_paired(rows, members, cache=ScoreCache(work / "scores.npz"), log=log)
-    tr, te = _subset(scores, np.flatnonzero(~is_held)), _subset(scores, np.flatnonzero(is_held))
-    old_cfg = load_fusion()
-    problem = FusionProblem(tr)
-    res, weights = optimize_weights(problem, optimizer=optimizer, seed=seed)
-    old_p, new_p = fused_probs(te, old_cfg.weights), fused_probs(te, weights)
-    result = RetrainResult(
-        installed=False,
-        reason="",
-        old={"fused": _macro_f1(te.y, old_p)},
-        new={"fused": _macro_f1(te.y, new_p)},
-        sessions={"train": train, "held_out": held},
-        rows={"train": int((~is_held).sum()), "held_out": int(is_held.sum())},
+        new_files: list[Path] = []
+        new_scores, tuned = scores, "members: not fine-tuned (--no-fine-tune)"
+        if fine_tune:
+            new_scores, new_files, tuned = _finetune_voice(
+                scores, rows, groups, is_held, work, base_data, seed, log
+            )
+        result = _compare_and_install(
+            scores, new_scores, is_held, load_fusion().weights, optimizer, seed, new_files
+        )
+        result.sessions = {"train": train, "held_out": held}
+        result.rows = {"train": int((~is_held).sum()), "held_out": int(is_held.sum())}
+        result.fine_tuned = tuned
+        return result
+
+
+def _compare_and_install(
+    old_scores: MemberScores,
+    new_scores: MemberScores,
+    is_held: np.ndarray,
+    old_weights: Any,
+    optimizer: str,
+    seed: int,
+    new_files: Sequence[Path],
+) -> RetrainResult:
+    tr_new = _subset(new_scores, np.flatnonzero(~is_held))
+    te_old, te_new = (
+        _subset(old_scores, np.flatnonzero(is_held)),
+        _subset(new_scores, np.flatnonzero(is_held)),
     )
-    lo, hi = paired_bootstrap_diff(te.y, old_p, new_p, seed=seed)
+    problem = FusionProblem(tr_new)
+    res, weights = optimize_weights(problem, optimizer=optimizer, seed=seed)
+    old_p, new_p = fused_probs(te_old, old_weights), fused_probs(te_new, weights)
+    y = te_old.y
+    result = RetrainResult(
+        installed=False, reason="", old={"fused": _macro_f1(y, old_p)}, new={"fused": _macro_f1(y, new_p)}
+    )
+    lo, hi = paired_bootstrap_diff(y, old_p, new_p, seed=seed)
     result.diff_ci95 = (lo, hi)
     worse: list[str] = []
     for mod in ("face", "voice", "text"):
-        idx = [i for i, m in enumerate(te.modalities) if m == mod]
+        idx = [i for i, m in enumerate(te_old.modalities) if m == mod]
         if not idx:
             continue
-        sub = MemberScores(tuple(te.ids[i] for i in idx), (mod,) * len(idx), (), te.P[idx], te.y)
-        sub_old = {k: v for k, v in old_cfg.weights.items() if k in sub.ids}
-        sub_new = {k: v for k, v in weights.items() if k in sub.ids}
-        a, b = fused_probs(sub, sub_old or None), fused_probs(sub, sub_new or None)
+        a = fused_probs(_modality(te_old, idx), None)
+        b = fused_probs(_modality(te_new, idx), None)
         if np.isnan(a).all():
             continue
-        result.old[mod], result.new[mod] = _macro_f1(te.y, a), _macro_f1(te.y, b)
+        result.old[mod], result.new[mod] = _macro_f1(y, a), _macro_f1(y, b)
         if result.new[mod] < result.old[mod] - MAX_MODALITY_DROP:
             worse.append(mod)
     if lo <= 0:
@@ -201,14 +284,21 @@ def retrain(
     if worse:
         result.reason = f"not installed: {', '.join(worse)} worse by more than {MAX_MODALITY_DROP:.0%}"
         return result
-    doc = fusion_document(
-        problem, res, weights, optimizer=optimizer, manifest=None, rows=result.rows["train"]
-    )
-    doc["data"]["sessions"] = train
-    result.version = install_fusion(doc)
+    doc = fusion_document(problem, res, weights, optimizer=optimizer, manifest=None, rows=len(tr_new.y))
+    result.version = install_fusion(doc, new_files)
     result.installed = True
     result.reason = f"installed as model set {result.version}"
     return result
+
+
+def _modality(s: MemberScores, idx: list[int]) -> MemberScores:
+    return MemberScores(
+        tuple(s.ids[i] for i in idx),
+        tuple(s.modalities[i] for i in idx),
+        tuple(s.sha256[i] for i in idx),
+        s.P[idx],
+        s.y,
+    )
 
 
 # ------------------------------------------------------------------ model sets
@@ -234,8 +324,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def install_fusion(doc: dict[str, Any]) -> str:
-    """A new model set = the active one (if any) with this ``fusion.json``; make it active."""
+def install_fusion(doc: dict[str, Any], files: Sequence[Path] = ()) -> str:
+    """A new model set = the active one (if any) + ``files`` (re-fitted members) + this ``fusion.json``;
+    make it active."""
     from emodesk.resources import active_models_dir
 
     root = _root()
@@ -247,6 +338,8 @@ def install_fusion(doc: dict[str, Any]) -> str:
         shutil.copytree(current, new)
     else:
         new.mkdir()
+    for f in files:
+        shutil.copy2(f, new / f.name)
     _write_atomic(new / "fusion.json", json.dumps(doc, indent=2) + "\n")
     previous = current.name if current is not None else "shipped"
     _write_atomic(root / "history.json", json.dumps([*_history(), previous]) + "\n")
