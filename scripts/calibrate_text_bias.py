@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from emodesk.evaluation.datasets import load_split  # noqa: E402
-from emodesk.evaluation.metrics import confusion_scores  # noqa: E402
+from emodesk.evaluation.metrics import batch_confusions, confusion_scores  # noqa: E402
 from emodesk.fusion.optimize import FunctionProblem, minimize  # noqa: E402
 from emodesk.fusion.search import make_fusion_optimizer  # noqa: E402
 from emodesk.inference.manifest import ModelManifest, sha256_file, write_manifest  # noqa: E402
@@ -38,11 +38,7 @@ def logp(scorer: TextScorer, texts: list[str]) -> np.ndarray:
 
 
 def scores(lp: np.ndarray, y: np.ndarray, B: np.ndarray) -> dict[str, np.ndarray]:
-    pred = np.argmax(lp[None] + B[:, None, :], axis=2)
-    k = len(B)
-    codes = (np.arange(k)[:, None] * 49 + y[None] * 7 + pred).ravel()
-    conf = np.bincount(codes, minlength=k * 49).reshape(k, 7, 7)
-    return confusion_scores(conf)
+    return confusion_scores(batch_confusions(y, np.argmax(lp[None] + B[:, None, :], axis=2)))
 
 
 def bake(onnx_path: Path, bias: np.ndarray) -> None:

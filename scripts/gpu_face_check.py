@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emodesk import machine
 from emodesk.capture.files import VideoFileSource
 from emodesk.capture.sources import demo_clip_path
 from emodesk.pipeline.models import load_face_pipeline
@@ -83,18 +84,7 @@ def main() -> None:
     frames = _frames(args.frames)
     cuda, cpu = run("cuda", frames), run("cpu", frames)
     diff = float(np.nanmax(np.abs(cuda.pop("probs") - cpu.pop("probs"))))
-    gpu_name = ""
-    try:
-        import subprocess
-
-        gpu_name = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    gpu_name = machine.gpu_name() or ""
     report = {
         "gpu": gpu_name,
         "onnxruntime": ort.__version__,

@@ -52,9 +52,8 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
     assert u["utterances"] >= 1  # the clip's first sentence ends at 2.9 s
     for key in ("transcript_latency_ms", "scores_latency_ms"):
         assert 0 < u[key]["p50"] <= u[key]["p95"] < 10000, key
-    assert (
-        r["baseline"] == {**r["baseline"], "fps": None, "ratio": None} and "skipped" in r["baseline"]["error"]
-    )
+    b = r["baseline"]
+    assert b["fps"] is None and b["ratio"] is None and "skipped" in b["error"]
     assert 0 < r["cpu_percent"] < 100 * 64
     assert r["rss_mb"]["peak"] >= r["rss_mb"]["final"] * 0.5 > 0
     assert (

@@ -119,3 +119,16 @@ def test_bootstrap_of_a_full_test_set_is_fast() -> None:
 def test_bad_input_is_refused(y: list[int], p: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         compute_metrics(y, p)
+
+
+def test_batch_confusions_match_compute_metrics_row_by_row() -> None:
+    from emodesk.evaluation.metrics import batch_confusions, compute_metrics
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 7, 300)
+    preds = rng.integers(0, 7, (4, 300))
+    shared = batch_confusions(y, preds)
+    per_row_y = batch_confusions(np.stack([y] * 4), preds)
+    for k in range(4):
+        want = compute_metrics(y, np.eye(7)[preds[k]], bootstrap=0)["confusion"]
+        assert shared[k].tolist() == want == per_row_y[k].tolist()

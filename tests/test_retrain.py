@@ -144,3 +144,14 @@ def test_the_voice_member_is_refitted_on_session_utterances(sessions: Path, tmp_
     scorer.prepare()
     p = scorer.score(np.zeros(16000, np.float32))
     assert p.shape == (7,) and abs(float(p.sum()) - 1) < 1e-5
+
+
+def test_paired_bootstrap_interval_of_the_gain() -> None:
+    from emodesk.training.retrain import paired_bootstrap_diff
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 200)
+    noisy = np.eye(7)[np.where(rng.random(200) < 0.5, y, rng.integers(0, 7, 200))]
+    assert paired_bootstrap_diff(y, noisy, noisy) == (0.0, 0.0)
+    lo, hi = paired_bootstrap_diff(y, noisy, np.eye(7)[y])  # perfect predictions: a clear gain
+    assert 0.3 < lo <= hi < 0.8

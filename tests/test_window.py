@@ -84,15 +84,20 @@ def test_window_on_demo_clip(qtbot: object, face_only_models: Path) -> None:
     assert not pipe.running and not running_workers()
 
 
-def test_window_shows_voice_and_words_bars_when_members_exist(qtbot: object) -> None:
+def _fake_microphone_pipeline() -> LivePipeline:
+    """A minute of noise as a paced microphone, and fake voice/text members (no video)."""
     clock, stop = MonotonicClock(), threading.Event()
     speechy = (0.05 * np.random.default_rng(2).standard_normal(16000 * 60)).astype(np.float32)
     audio = ArrayAudioSource(speechy, paced=True, clock=clock, stop=stop)
-    pipe = LivePipeline(
+    return LivePipeline(
         SourceSet(None, audio, "fake microphone", clock, stop),
         fusion=FusionConfig.equal(["fake-voice", "fake-text"]),
         speech_loader=fake_speech_loader(),
     )
+
+
+def test_window_shows_voice_and_words_bars_when_members_exist(qtbot: object) -> None:
+    pipe = _fake_microphone_pipeline()
     win = MainWindow(pipe)
     qtbot.addWidget(win)  # type: ignore[attr-defined]
     win.show()
@@ -218,14 +223,7 @@ def test_record_from_the_window_with_label_hotkeys_while_the_view_keeps_running(
 ) -> None:
     from emodesk.recording.session import check_session, read_audio, read_labels
 
-    clock, stop = MonotonicClock(), threading.Event()
-    speechy = (0.05 * np.random.default_rng(2).standard_normal(16000 * 60)).astype(np.float32)
-    audio = ArrayAudioSource(speechy, paced=True, clock=clock, stop=stop)
-    pipe = LivePipeline(
-        SourceSet(None, audio, "fake microphone", clock, stop),
-        fusion=FusionConfig.equal(["fake-voice", "fake-text"]),
-        speech_loader=fake_speech_loader(),
-    )
+    pipe = _fake_microphone_pipeline()
     win = MainWindow(pipe)
     qtbot.addWidget(win)  # type: ignore[attr-defined]
     win.show()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from emodesk.inference.runtime import Device
+from emodesk.machine import cpu_name
 
 Log = Callable[[str], None]
 
@@ -63,18 +64,10 @@ def _cpu_s() -> float:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import onnxruntime as ort
 
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpus": os.cpu_count(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -90,7 +83,9 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def unpaced_pass(spec: str, *, frames: int, device: Device, log: Log | None) -> dict[str, Any]:
+def unpaced_pass(
+    spec: str, *, frames: int, device: Device, log: Log | None, rotate: bool = True
+) -> dict[str, Any]:
     """The face path over ``frames`` frames (after 10 warm-up frames) as fast as it goes."""
     from emodesk.capture.sources import open_sources
     from emodesk.pipeline.models import load_face_pipeline
@@ -98,7 +93,7 @@ def unpaced_pass(spec: str, *, frames: int, device: Device, log: Log | None) -> 
     sources = open_sources(spec, paced=False, loop=True, use_mic=False)
     if sources.video is None:
         return {"fps": None, "frames": 0, "why": "the source has no video"}
-    pipeline, statuses = load_face_pipeline(device=device)
+    pipeline, statuses = load_face_pipeline(device=device, rotate=rotate)
     if pipeline is None:
         return {"fps": None, "frames": 0, "why": "; ".join(s.message for s in statuses if not s.ok)}
     video = sources.video
@@ -135,25 +130,6 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1000)
     return float(sorted(times)[len(times) // 2])
-
-
-def gpu_name() -> str | None:
-    """The NVIDIA card's name (nvidia-smi), or None."""
-    import shutil
-    import subprocess
-
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.splitlines()[0] if out else None
 
 
 def stage_timings(

@@ -6,28 +6,18 @@ measurement failed, 2 bad usage or unreadable input.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from emodesk.cli.common import Parser, UsageError, guarded
 from emodesk.errors import EmodeskError, InputError
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> Parser:
+    p = Parser(
         prog="emodesk bench",
         description="Replay SOURCE through the real pipeline and models, headless: once paced in real time "
         "(latency, CPU, memory, start-up), once unpaced (face throughput), and the fer-style baseline "
@@ -47,6 +37,11 @@ def _parser() -> _Parser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--asr-model", metavar="NAME|DIR", help="faster-whisper model (default: bundled tiny.en)")
     p.add_argument("--no-baseline", action="store_true", help="skip the fer-style baseline")
+    p.add_argument(
+        "--every-member-every-frame",
+        action="store_true",
+        help="score every face member on every frame (the schedule off): what the schedule saves",
+    )
     p.add_argument(
         "--devices",
         metavar="cpu,cuda",
@@ -83,9 +78,11 @@ def run(argv: Sequence[str]) -> int:
     if args.audio and not Path(args.audio).is_file():
         raise InputError(f"--audio {args.audio}: no such file")
 
+    rotate = not args.every_member_every_frame
     _log(f"paced pass: {args.seconds:.0f} s of {args.source} in real time, every model loaded")
     paced = paced_pass(
         args.source,
+        rotate=rotate,
         audio=args.audio,
         seconds=args.seconds,
         device=args.device,
@@ -93,7 +90,7 @@ def run(argv: Sequence[str]) -> int:
         log=_log,
     )
     _log(f"unpaced pass: {args.frames} frames through the face path")
-    unpaced = unpaced_pass(args.source, frames=args.frames, device=args.device, log=_log)
+    unpaced = unpaced_pass(args.source, frames=args.frames, device=args.device, log=_log, rotate=rotate)
     baseline: dict[str, object] = {"pipeline": "fer 25.10.3 defaults: OpenCV 4 Haar cascade + mini-Xception"}
     if args.no_baseline:
         baseline["error"] = "skipped (--no-baseline)"
@@ -120,7 +117,8 @@ def run(argv: Sequence[str]) -> int:
             _log(f"baseline unavailable: {e}")
     stages: dict[str, object] = {}
     if args.devices:
-        from emodesk.bench.run import gpu_name, stage_timings
+        from emodesk.bench.run import stage_timings
+        from emodesk.machine import gpu_name
 
         clip = video if video is not None else demo_clip_path()
         for dev in [d.strip() for d in args.devices.split(",") if d.strip()]:
@@ -132,6 +130,9 @@ def run(argv: Sequence[str]) -> int:
     command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
     settings = {"source": args.source, "audio": args.audio, "seconds": args.seconds, "frames": args.frames}
     settings["device"] = args.device
+    settings["face_member_schedule"] = (
+        "every member every frame" if not rotate else "cheapest every frame, others by turns"
+    )
     settings["command"] = command
     report = rep.build_report(paced, unpaced, baseline, machine_info(), settings)
     if stages:
@@ -144,18 +145,4 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run(list(sys.argv[1:] if argv is None else argv))
-    except UsageError as e:
-        print(f"emodesk: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 0
-    except InputError as e:
-        print(f"emodesk: {e}", file=sys.stderr)
-        return 2
-    except EmodeskError as e:
-        print(f"emodesk: bench failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return guarded(run, list(sys.argv[1:] if argv is None else argv), "bench")

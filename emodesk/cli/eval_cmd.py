@@ -6,7 +6,6 @@ not load), 2 bad usage or unreadable input (one line on stderr, no traceback).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -17,7 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import numpy as np
 
-from emodesk.errors import EmodeskError, InputError, ModelError
+from emodesk.cli.common import Parser, UsageError, fail, guarded
+from emodesk.errors import InputError, ModelError
 
 if TYPE_CHECKING:
     from emodesk.inference.manifest import ModelManifest
@@ -32,20 +32,11 @@ _DATASET_MODALITY = {
 }
 
 
-class UsageError(Exception):
-    """Bad arguments: reported on one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (raised, not printed with the usage)."""
+class _Parser(Parser):
+    """Names the subcommand without the ``emodesk`` prefix (``eval face: …``)."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog.removeprefix('emodesk ')}: {message}")
-
-
-def _fail(code: int, msg: str) -> int:
-    print(f"emodesk: {msg}", file=sys.stderr)
-    return code
 
 
 def _parser() -> _Parser:
@@ -346,26 +337,12 @@ def run(argv: Sequence[str]) -> int:
         with open(args.save_scores, "wb") as fh:  # a file handle: np.savez would append ".npz"
             np.savez(fh, **arrays)
     if failed:
-        return _fail(1, f"could not evaluate {', '.join(failed)}")
+        return fail(1, f"could not evaluate {', '.join(failed)}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(argv)
-    except UsageError as e:
-        return _fail(2, str(e))
-    except SystemExit as e:  # --help
-        return e.code if isinstance(e.code, int) else 0
-    except InputError as e:
-        return _fail(2, str(e))
-    except EmodeskError as e:
-        return _fail(1, str(e))
-    except OSError as e:
-        return _fail(1, f"eval: {e}")
-    except KeyboardInterrupt:
-        return 130
+    return guarded(run, list(sys.argv[1:] if argv is None else argv), "eval")
 
 
 if __name__ == "__main__":  # python -m emodesk.cli.eval_cmd … (same as emodesk eval …)

@@ -19,37 +19,20 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from emodesk.errors import ConfigError, EmodeskError, InputError
+from emodesk.cli.common import Parser, UsageError, fail, guarded
 
 SUBCOMMANDS = ("pair", "optimize", "eval", "benchmark-ao")
-
-
-class UsageError(Exception):
-    """Bad arguments: reported on one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (raised, not printed with the usage)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _fail(code: int, msg: str) -> int:
-    print(f"emodesk: {msg}", file=sys.stderr)
-    return code
 
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _benchmark_parser() -> _Parser:
+def _benchmark_parser() -> Parser:
     from emodesk.fusion.benchmark_functions import FUNCTION_NAMES
 
-    p = _Parser(
+    p = Parser(
         prog="emodesk fusion benchmark-ao",
         description="Compare emodesk's Aquila Optimizer with mealpy's OriginalAO and scipy's differential "
         "evolution at the same evaluation budget (30 D, 50 agents). Prints a table; --json writes the "
@@ -169,7 +152,7 @@ def cmd_benchmark_ao(argv: Sequence[str]) -> int:
     return 0
 
 
-def _label_args(p: _Parser) -> None:
+def _label_args(p: Parser) -> None:
     p.add_argument(
         "--label-map", metavar="A=B,…", help="rename labels before checking them (e.g. love=happy)"
     )
@@ -183,8 +166,8 @@ def _out_file(flag: str, value: str) -> Path:
     return p
 
 
-def _pair_parser() -> _Parser:
-    p = _Parser(
+def _pair_parser() -> Parser:
+    p = Parser(
         prog="emodesk fusion pair",
         description=(
             "Build a pseudo-paired manifest (face_path,audio_path,text,label) from unimodal data: "
@@ -229,7 +212,7 @@ def cmd_pair(argv: Sequence[str]) -> int:
     return 0
 
 
-def _member_args(p: _Parser) -> None:
+def _member_args(p: Parser) -> None:
     p.add_argument("--manifest", required=True, metavar="PAIRED.csv", help="paired manifest")
     p.add_argument(
         "--members", type=_csv, metavar="ID,ID", help="ensemble members (default: every installed member)"
@@ -272,10 +255,10 @@ def _scores(args: argparse.Namespace) -> tuple[object, list[object]]:
     return scores, list(rows)
 
 
-def _optimize_parser() -> _Parser:
+def _optimize_parser() -> Parser:
     from emodesk.fusion.search import DEFAULT_AGENTS, DEFAULT_ITERATIONS, DEFAULT_PENALTY, FUSION_OPTIMIZERS
 
-    p = _Parser(
+    p = Parser(
         prog="emodesk fusion optimize",
         description="Search the fusion weights on a paired validation manifest and write fusion.json. "
         "Objective: 1 - macro-F1 (or UAR) of the fused prediction + penalty x distance of the weights from "
@@ -345,8 +328,8 @@ def cmd_optimize(argv: Sequence[str]) -> int:
     return 0
 
 
-def _eval_parser() -> _Parser:
-    p = _Parser(
+def _eval_parser() -> Parser:
+    p = Parser(
         prog="emodesk fusion eval",
         description=(
             "Metrics of the fused result (weights from --weights, default the active fusion.json), "
@@ -390,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         text = f"usage: emodesk fusion {{{','.join(SUBCOMMANDS)}}} ... (emodesk fusion SUBCOMMAND --help)"
         if not argv:
-            return _fail(2, f"fusion needs a subcommand: {', '.join(SUBCOMMANDS)}")
+            return fail(2, f"fusion needs a subcommand: {', '.join(SUBCOMMANDS)}")
         print(text)
         return 0
     cmd, rest = argv[0], argv[1:]
@@ -401,21 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark-ao": cmd_benchmark_ao,
     }
     if cmd not in handlers:
-        return _fail(2, f"unknown fusion subcommand {cmd!r}; choose from {', '.join(SUBCOMMANDS)}")
-    try:
-        return handlers[cmd](rest)
-    except UsageError as e:
-        return _fail(2, str(e))
-    except (InputError, ConfigError) as e:  # unreadable or malformed input (labels included)
-        return _fail(2, str(e))
-    except SystemExit as e:  # --help
-        return e.code if isinstance(e.code, int) else 0
-    except EmodeskError as e:
-        return _fail(1, str(e))
-    except OSError as e:
-        return _fail(1, f"{cmd}: {e}")
-    except KeyboardInterrupt:
-        return 130
+        return fail(2, f"unknown fusion subcommand {cmd!r}; choose from {', '.join(SUBCOMMANDS)}")
+    return guarded(handlers[cmd], rest, cmd)
 
 
 if __name__ == "__main__":  # python -m emodesk.cli.fusion_cmd … (same as emodesk fusion …)

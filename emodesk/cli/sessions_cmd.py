@@ -7,22 +7,12 @@ Exit status: 0 success (``check``: the session is sound), 1 the work failed
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from emodesk.cli.common import Parser, UsageError, guarded
 from emodesk.errors import EmodeskError, InputError
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
 
 
 def default_parent() -> Path:
@@ -31,8 +21,8 @@ def default_parent() -> Path:
     return sessions_dir()
 
 
-def _record_parser() -> _Parser:
-    p = _Parser(
+def _record_parser() -> Parser:
+    p = Parser(
         prog="emodesk record",
         description="Record a labeled session headless (every model running, as in the window) and print "
         "the new session folder's path.",
@@ -90,8 +80,8 @@ def _fmt_report(rep: object) -> str:
 
 
 def cmd_sessions(argv: Sequence[str]) -> int:
-    p = _Parser(prog="emodesk sessions", description="List, check, repair and export recorded sessions.")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = Parser(prog="emodesk sessions", description="List, check, repair and export recorded sessions.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     ls = sub.add_parser("list", help="the sessions under PARENT (default: the user data folder)")
     ls.add_argument("parent", nargs="?")
     ck = sub.add_parser("check", help="exit 0 if the session is sound, 1 with its problems otherwise")
@@ -156,7 +146,7 @@ def cmd_sessions(argv: Sequence[str]) -> int:
 
 
 def cmd_retrain(argv: Sequence[str]) -> int:
-    p = _Parser(
+    p = Parser(
         prog="emodesk retrain",
         description="Re-optimise the fusion weights on your labeled sessions (split by session), compare "
         "with the active set on held-out sessions, and install the new set only if it is better beyond "
@@ -212,21 +202,5 @@ def cmd_retrain(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None, cmd: str) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if cmd == "retrain":
-            return cmd_retrain(argv)
-        return cmd_record(argv) if cmd == "record" else cmd_sessions(argv)
-    except UsageError as e:
-        print(f"emodesk: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 0
-    except InputError as e:
-        print(f"emodesk: {e}", file=sys.stderr)
-        return 2
-    except (EmodeskError, OSError) as e:
-        print(f"emodesk: {cmd}: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    run = {"record": cmd_record, "sessions": cmd_sessions, "retrain": cmd_retrain}[cmd]
+    return guarded(run, list(sys.argv[1:] if argv is None else argv), cmd)

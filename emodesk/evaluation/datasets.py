@@ -245,6 +245,15 @@ def _dair(f: Path, split: Split, lab: _Labeler) -> list[Row]:
     return rows
 
 
+def resolve_row_path(manifest: Path, line: int, value: str, check: bool, column: str = "file") -> str:
+    """A manifest cell's path made absolute (relative to the CSV's folder); an error names the row."""
+    fp = Path(value.strip())
+    fp = fp if fp.is_absolute() else manifest.parent / fp
+    if check and not fp.is_file():
+        raise InputError(f"{manifest}:{line}: {column} {value.strip()} not found (looked at {fp})")
+    return str(fp.resolve())
+
+
 def load_manifest(
     path: Path | str,
     *,
@@ -272,11 +281,7 @@ def load_manifest(
             if column == "path":
                 if not value.strip():
                     raise InputError(f"{p}:{i}: empty path")
-                fp = Path(value.strip())
-                fp = fp if fp.is_absolute() else (p.parent / fp)
-                if check_files and not fp.is_file():
-                    raise InputError(f"{p}:{i}: file {value.strip()} not found (looked at {fp})")
-                value = str(fp.resolve())
+                value = resolve_row_path(p, i, value, check_files)
             y = lab(rec["label"], f"{p}:{i}")
             if y is not None:
                 rows.append(Row(value, y, rec.get("group", "")))

@@ -65,6 +65,19 @@ def confusion_scores(conf: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def batch_confusions(y_true: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """``(k, 7, 7)`` confusion matrices (rows true) of ``k`` prediction vectors ``preds (k, n)``
+    against ``y_true`` (``(n,)`` shared, or ``(k, n)``), from one ``bincount``: a whole
+    population of candidates or a set of bootstrap resamples at once (feed the result to
+    :func:`confusion_scores`)."""
+    preds = np.asarray(preds, dtype=np.int64)
+    y = np.broadcast_to(np.asarray(y_true, np.int64), preds.shape)
+    k = preds.shape[0]
+    cells = N_LABELS * N_LABELS
+    codes = (np.arange(k)[:, None] * cells + y * N_LABELS + preds).ravel()
+    return np.bincount(codes, minlength=k * cells).reshape(k, N_LABELS, N_LABELS)
+
+
 def compute_metrics(
     y_true: Sequence[int] | np.ndarray,
     probs: np.ndarray,

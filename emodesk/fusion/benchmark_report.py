@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emodesk.fusion.benchmark import DE_POPSIZE, DIM, EXTERNAL, POP_SIZE, de_maxiter
+from emodesk.machine import cpu_name
 
 Summary = dict[str, dict[str, dict[str, Any]]]
 
@@ -23,14 +23,7 @@ def no_worse(ours: float, theirs: float) -> bool:
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}"]
     for pkg in ("scipy", "mealpy"):
         try:

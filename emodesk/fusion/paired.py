@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from emodesk.errors import InputError, LabelError
-from emodesk.evaluation.datasets import Row, _Labeler, load_rows
+from emodesk.evaluation.datasets import Row, _Labeler, load_rows, resolve_row_path
 from emodesk.labels import LABELS
 
 COLUMNS = ("face_path", "audio_path", "text", "label")
@@ -73,14 +73,7 @@ def load_paired_manifest(
                 paths: dict[str, str | None] = {}
                 for col in ("face_path", "audio_path"):
                     value = rec[col].strip()
-                    if not value:
-                        paths[col] = None
-                        continue
-                    fp = Path(value)
-                    fp = fp if fp.is_absolute() else p.parent / fp
-                    if check_files and not fp.is_file():
-                        raise InputError(f"{p}:{i}: {col} {value} not found (looked at {fp})")
-                    paths[col] = str(fp.resolve())
+                    paths[col] = resolve_row_path(p, i, value, check_files, col) if value else None
                 text = rec["text"].strip() or None
                 if paths["face_path"] is None and paths["audio_path"] is None and text is None:
                     raise InputError(f"{p}:{i}: face_path, audio_path and text are all empty")

@@ -34,7 +34,7 @@ import numpy as np
 
 from emodesk.errors import InputError
 from emodesk.evaluation.datasets import Row
-from emodesk.evaluation.metrics import compute_metrics, confusion_scores
+from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
 from emodesk.fusion.fuse import Weight, fuse_population, weight_vector
 from emodesk.fusion.optimize import AquilaLevySearch, AquilaOptimizer, Problem, Result, minimize
 from emodesk.fusion.optimize.baselines import DifferentialEvolution, ParticleSwarm, RandomSearch
@@ -73,6 +73,21 @@ class MemberScores:
     def present(self) -> np.ndarray:
         """``(m, n)``: member m scored row n."""
         return ~np.isnan(self.P).any(axis=2)
+
+    def modality(self, modality: str) -> MemberScores:
+        """The members of one modality (all rows)."""
+        idx = [i for i, m in enumerate(self.modalities) if m == modality]
+        return MemberScores(
+            tuple(self.ids[i] for i in idx),
+            tuple(self.modalities[i] for i in idx),
+            tuple(self.sha256[i] for i in idx),
+            self.P[idx],
+            self.y,
+        )
+
+    def rows(self, idx: np.ndarray) -> MemberScores:
+        """These rows (all members)."""
+        return MemberScores(self.ids, self.modalities, self.sha256, self.P[:, idx], self.y[idx])
 
     def weight_array(self, weights: Mapping[str, Any] | None) -> np.ndarray:
         """``(m, 7)`` weights in member order; members missing from ``weights`` weigh 0 (as live)."""
@@ -236,11 +251,7 @@ class FusionProblem(Problem):
     def metric(self, X: np.ndarray) -> np.ndarray:
         """The objective's metric (macro-F1 or UAR) of each candidate's fused predictions."""
         fused = fuse_population(self.P, self.weights(X))
-        pred = np.argmax(fused, axis=2)
-        k = pred.shape[0]
-        codes = (np.arange(k)[:, None] * N_LABELS * N_LABELS + self.y[None] * N_LABELS + pred).ravel()
-        conf = np.bincount(codes, minlength=k * N_LABELS * N_LABELS).reshape(k, N_LABELS, N_LABELS)
-        return confusion_scores(conf)[self.objective]
+        return confusion_scores(batch_confusions(self.y, np.argmax(fused, axis=2)))[self.objective]
 
     def distance_from_equal(self, X: np.ndarray) -> np.ndarray:
         s = self.shares(X).reshape(len(X), -1)
@@ -338,16 +349,9 @@ def evaluate_fusion(
         if present[i].any():
             out[m] = compute_metrics(scores.y[present[i]], scores.P[i, present[i]], bootstrap=bootstrap)
     for mod in ("face", "voice", "text"):
-        idx = [i for i, x in enumerate(scores.modalities) if x == mod]
-        if not idx:
+        sub = scores.modality(mod)
+        if not sub.ids:
             continue
-        sub = MemberScores(
-            tuple(scores.ids[i] for i in idx),
-            tuple(scores.modalities[i] for i in idx),
-            tuple(scores.sha256[i] for i in idx),
-            scores.P[idx],
-            scores.y,
-        )
         r = sub.present.any(axis=0)
         if r.any():
             out[f"modality:{mod}"] = compute_metrics(

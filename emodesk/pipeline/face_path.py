@@ -1,8 +1,8 @@
 """Frame → faces → expression probabilities per face and model, with stable track ids.
 
 **Member schedule.** Several face members on every frame cost a 2-core laptop
-its frame rate (three members: 38 frames/s unpaced and a 57 ms p95 live
-latency, against 30 frames/s and 40 ms budgets). So the cheapest member (the
+its latency budget (three members: 57 ms p95 against 40 ms; ``emodesk bench
+demo --every-member-every-frame`` measures it, README "Performance"). So the cheapest member (the
 smallest model file) scores every frame and the others take turns, one per
 frame by frame index (deterministic, so ``analyze`` gives the same records on
 any machine). Between its turns a member's last score for a track is carried

@@ -56,9 +56,12 @@ def _where(model: OnnxModel) -> str:
 
 
 def load_face_pipeline(
-    *, device: Device = "auto", detector_id: str = DEFAULT_DETECTOR
+    *, device: Device = "auto", detector_id: str = DEFAULT_DETECTOR, rotate: bool = True
 ) -> tuple[FacePipeline | None, list[SlotStatus]]:
-    """Detector + every installed face model; None when the path cannot run."""
+    """Detector + every installed face model; None when the path cannot run.
+
+    ``rotate=False`` scores every member on every frame (``FacePipeline``'s schedule off).
+    """
     from emodesk.inference.face_detector import FaceDetector
     from emodesk.inference.face_scorer import FaceExpressionScorer
     from emodesk.inference.registry import find_model
@@ -101,7 +104,7 @@ def load_face_pipeline(
     statuses.append(
         SlotStatus("face", "ok", msg, tuple(s.model.id for s in scorers), prov, failed=tuple(errors))
     )
-    return FacePipeline(detector, scorers), statuses
+    return FacePipeline(detector, scorers, rotate=rotate), statuses
 
 
 def load_utterance_scorers(

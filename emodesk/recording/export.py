@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import csv
 import os
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 
 from emodesk.errors import InputError
+from emodesk.recording import files
 from emodesk.recording.format import SAMPLE_RATE, read_session_json
 from emodesk.recording.session import iter_video, read_audio, read_labels, read_records
 from emodesk.recording.writer import labels_at
@@ -51,15 +51,6 @@ def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
     if side > CROP_MAX:
         patch = cv2.resize(patch, (CROP_MAX, CROP_MAX), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(patch)
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).round().astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
 
 
 def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0.5) -> ExportSummary:
@@ -149,7 +140,7 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
             i0, i1 = max(0, round((t0 - a_start) * SAMPLE_RATE)), round((t1 - a_start) * SAMPLE_RATE)
             if i1 - i0 > SAMPLE_RATE // 10 and i1 <= len(audio):
                 audio_name = f"voice/{sid}-{k:04d}.wav"
-                _write_wav(o / audio_name, audio[i0:i1])
+                files.write_wav(o / audio_name, audio[i0:i1])
                 rows_voice.append((audio_name, lab))
         text = str(u.get("text", "")).strip()
         if text:

@@ -83,6 +83,18 @@ def wav_header(data_bytes: int, rate: int = 16000, channels: int = 1, bits: int 
 WAV_HEADER_BYTES = 44
 
 
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as little-endian 16-bit PCM (clipped)."""
+    return (np.clip(np.asarray(samples, np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> None:
+    """A whole mono WAV in one go (exports; a recording uses :class:`WavWriter`)."""
+    data = pcm16(samples)
+    with opener(path, "wb") as fh:
+        fh.write(wav_header(len(data), rate) + data)
+
+
 class WavWriter:
     def __init__(self, path: Path, rate: int = 16000, refresh_s: float = 0.5) -> None:
         self.path, self.rate = path, rate
@@ -94,11 +106,10 @@ class WavWriter:
 
     @_named
     def write(self, samples: np.ndarray) -> None:
-        pcm = np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
-        data = (pcm * 32767.0).round().astype("<i2").tobytes()
+        data = pcm16(samples)
         self._fh.write(data)
-        self.samples += len(pcm)
-        self._since += len(pcm)
+        self.samples += len(data) // 2
+        self._since += len(data) // 2
         if self._since >= self._refresh:
             self.refresh()
 

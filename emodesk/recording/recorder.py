@@ -5,9 +5,11 @@
 recording never slows the live view. It writes the score records of
 CONTRACTS.md into ``scores.jsonl``: each face member's scores as scored
 (carried-forward ones are not repeated), each voice and text score, each final
-transcript, and ``fused`` rows through its own :class:`FusionState` with the
-live fusion weights — one per media second while a member is fresh and one
-after every utterance score, as ``emodesk analyze`` writes them.
+transcript, and ``fused`` rows read from the live fusion (``fused(t)``, the
+pipeline's own state, so a reloaded ``fusion.json`` is recorded as shown) —
+one per media second while a member is fresh and one after every utterance
+score, as ``emodesk analyze`` writes them. The caller updates that state
+before handing the recorder a result.
 
 Privacy mode ``face-crops`` records the largest face's crop (square, 224×224,
 the last box the face path found) instead of the full frame, and a grey frame
@@ -18,28 +20,29 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 
-from emodesk.fusion.config import FusionConfig
-from emodesk.fusion.state import FusionState
 from emodesk.labels import LABELS
 from emodesk.recording.writer import SessionWriter
 from emodesk.records import fused_record, score_record, transcript_record
-from emodesk.types import AudioChunk, FaceFrameResult, Frame, ModalityScores, Transcript
+from emodesk.types import AudioChunk, FaceFrameResult, Frame, FusedScores, ModalityScores, Transcript
 
 CROP_SIZE = 224
 PRIVACY_MODES = ("full", "face-crops")
 
 
 class SessionRecorder:
-    def __init__(self, writer: SessionWriter, fusion: FusionConfig, *, privacy: str = "full") -> None:
+    def __init__(
+        self, writer: SessionWriter, fused: Callable[[float], FusedScores | None], *, privacy: str = "full"
+    ) -> None:
         if privacy not in PRIVACY_MODES:
             raise ValueError(f"privacy must be one of {PRIVACY_MODES}, got {privacy!r}")
         self.writer = writer
         self.privacy = privacy
-        self._state = FusionState(fusion)
+        self._fused = fused
         self._lock = threading.Lock()
         self._next_second: float | None = None
         self._box: tuple[float, float, float, float] | None = None
@@ -97,17 +100,13 @@ class SessionRecorder:
         for s in result.scored():
             self.writer.add_record(score_record(s))
         with self._lock:
-            self._state.update_face(result)
             self._tick(result.t)
 
     def on_score(self, score: ModalityScores) -> None:
         self.writer.add_record(score_record(score))
-        with self._lock:
-            self._state.update_score(score)
-            t = score.t1 if score.t1 is not None else score.t
-            fused = self._state.fused(t)
-            if fused is not None:
-                self.writer.add_record(fused_record(fused))
+        fused = self._fused(score.t1 if score.t1 is not None else score.t)
+        if fused is not None:
+            self.writer.add_record(fused_record(fused))
 
     def on_transcript(self, tr: Transcript) -> None:
         if not tr.partial:
@@ -118,7 +117,7 @@ class SessionRecorder:
         if self._next_second is None:
             self._next_second = float(math.floor(t))
         while t >= self._next_second:
-            fused = self._state.fused(t)
+            fused = self._fused(t)
             if fused is not None:
                 self.writer.add_record(fused_record(fused))
             self._next_second += 1.0

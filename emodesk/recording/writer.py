@@ -224,9 +224,7 @@ class SessionWriter:
             if not self.recording:
                 return False
             if len(self._data) >= DATA_QUEUE:
-                if kind == "audio":  # never drop audio silently: its gap becomes silence
-                    self.stats.audio_gap_s += len(item[0]) / SAMPLE_RATE
-                else:
+                if kind != "audio":  # dropped audio becomes silence, counted as a gap when written
                     self.stats.dropped_records += 1
                 return False
             self._data.append((kind, item))

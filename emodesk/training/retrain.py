@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
-from emodesk.evaluation.metrics import compute_metrics
+from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
 from emodesk.fusion.paired import PairedRow, load_paired_manifest
 from emodesk.fusion.search import FusionProblem, MemberScores, fused_probs, fusion_document, optimize_weights
 
@@ -99,10 +99,6 @@ def _paired_rows(sessions: Sequence[Path], work: Path) -> dict[str, list[PairedR
     return rows
 
 
-def _subset(s: MemberScores, idx: np.ndarray) -> MemberScores:
-    return MemberScores(s.ids, s.modalities, s.sha256, s.P[:, idx], s.y[idx])
-
-
 def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     ok = ~np.isnan(p).any(axis=1)
     return float(compute_metrics(y[ok], p[ok], bootstrap=0)["macro_f1"])
@@ -111,13 +107,13 @@ def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
 def paired_bootstrap_diff(
     y: np.ndarray, old: np.ndarray, new: np.ndarray, *, n: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% interval of macro-F1(new) − macro-F1(old) over row resamples."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        diffs.append(_macro_f1(y[i], new[i]) - _macro_f1(y[i], old[i]))
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    """95% interval of macro-F1(new) − macro-F1(old) over ``n`` row resamples (the same rows for both)."""
+    ok = ~(np.isnan(old).any(axis=1) | np.isnan(new).any(axis=1))
+    y, p_old, p_new = y[ok], np.argmax(old[ok], axis=1), np.argmax(new[ok], axis=1)
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(n, len(y)))
+    f1_old = confusion_scores(batch_confusions(y[idx], p_old[idx]))["macro_f1"]
+    f1_new = confusion_scores(batch_confusions(y[idx], p_new[idx]))["macro_f1"]
+    lo, hi = np.percentile(f1_new - f1_old, [2.5, 97.5])
     return float(lo), float(hi)
 
 
@@ -249,10 +245,10 @@ def _compare_and_install(
     seed: int,
     new_files: Sequence[Path],
 ) -> RetrainResult:
-    tr_new = _subset(new_scores, np.flatnonzero(~is_held))
+    tr_new = new_scores.rows(np.flatnonzero(~is_held))
     te_old, te_new = (
-        _subset(old_scores, np.flatnonzero(is_held)),
-        _subset(new_scores, np.flatnonzero(is_held)),
+        old_scores.rows(np.flatnonzero(is_held)),
+        new_scores.rows(np.flatnonzero(is_held)),
     )
     problem = FusionProblem(tr_new)
     res, weights = optimize_weights(problem, optimizer=optimizer, seed=seed)
@@ -265,11 +261,10 @@ def _compare_and_install(
     result.diff_ci95 = (lo, hi)
     worse: list[str] = []
     for mod in ("face", "voice", "text"):
-        idx = [i for i, m in enumerate(te_old.modalities) if m == mod]
-        if not idx:
+        if mod not in te_old.modalities:
             continue
-        a = fused_probs(_modality(te_old, idx), None)
-        b = fused_probs(_modality(te_new, idx), None)
+        a = fused_probs(te_old.modality(mod), None)
+        b = fused_probs(te_new.modality(mod), None)
         if np.isnan(a).all():
             continue
         result.old[mod], result.new[mod] = _macro_f1(y, a), _macro_f1(y, b)
@@ -289,16 +284,6 @@ def _compare_and_install(
     result.installed = True
     result.reason = f"installed as model set {result.version}"
     return result
-
-
-def _modality(s: MemberScores, idx: list[int]) -> MemberScores:
-    return MemberScores(
-        tuple(s.ids[i] for i in idx),
-        tuple(s.modalities[i] for i in idx),
-        tuple(s.sha256[i] for i in idx),
-        s.P[idx],
-        s.y,
-    )
 
 
 # ------------------------------------------------------------------ model sets

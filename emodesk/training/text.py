@@ -45,6 +45,7 @@ from emodesk.evaluation.datasets import dataset_kind, load_split
 from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.manifest import sha256_file
 from emodesk.labels import LABELS, N_LABELS
+from emodesk.machine import cpu_name
 from emodesk.training.common import (
     EarlyStopping,
     History,
@@ -523,19 +524,6 @@ def seconds_per_sentence(path: Path, tokenizer: Any, texts: Sequence[str]) -> fl
         one(t)
         times.append(time.perf_counter() - t0)
     return float(statistics.median(times))
-
-
-def cpu_name() -> str:
-    """The CPU that ``seconds_per_sentence_cpu1`` was measured on (the number depends on it)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _license(kinds: set[str]) -> str:

@@ -123,11 +123,13 @@ class LivePipeline(QObject):
         loop: bool = False,
         device: Device = "auto",
         asr_model: str | None = None,
+        rotate_face_members: bool = True,
         parent: QObject | None = None,
     ) -> LivePipeline:
         """Paced sources for ``spec`` (path, ``camera[:N]``, ``demo``); InputError if unreadable."""
         sources = open_sources(spec, audio=audio, mic=mic, paced=True, loop=loop, use_mic=use_mic)
-        return cls(sources, device=device, asr_model=asr_model, parent=parent)
+        face_loader = default_face_loader(device, rotate=rotate_face_members)
+        return cls(sources, device=device, asr_model=asr_model, face_loader=face_loader, parent=parent)
 
     # ------------------------------------------------------------ control
 
@@ -256,7 +258,8 @@ class LivePipeline(QObject):
             privacy=privacy,
         )
         writer = SessionWriter(parent, meta, on_error=self._recording_failed)
-        recorder = SessionRecorder(writer, cfg or FusionConfig.equal([]), privacy=privacy)
+        assert self._hub is not None
+        recorder = SessionRecorder(writer, self._hub.fused, privacy=privacy)
         t = self._media_time()
         path = writer.start(t)
         if label is not None:

@@ -16,7 +16,14 @@ from emodesk.inference.runtime import Device
 
 
 def paced_pass(
-    spec: str, *, audio: str | None, seconds: float, device: Device, asr_model: str | None, log: Log | None
+    spec: str,
+    *,
+    audio: str | None,
+    seconds: float,
+    device: Device,
+    asr_model: str | None,
+    log: Log | None,
+    rotate: bool = True,
 ) -> dict[str, Any]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QCoreApplication, QTimer
@@ -33,6 +40,7 @@ def paced_pass(
         use_mic=False,
         device=device,
         asr_model=asr_model,
+        rotate_face_members=rotate,
     )
     marks: dict[str, float] = {}
     samples: list[tuple[float, float]] = []
