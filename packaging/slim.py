@@ -22,6 +22,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -49,6 +50,16 @@ DROP_PLUGIN_FILES = (
     "platforms/libqvkkhrdisplay.so",
     "platforms/libqvnc.so",
     "platformthemes/libqgtk3.so",
+    # Image formats: the window paints NumPy frames and Qt's built-in PNG; only SVG
+    # (icon themes, through the SVG icon engine) is read from files.
+    "imageformats/libqgif.so",
+    "imageformats/libqicns.so",
+    "imageformats/libqico.so",
+    "imageformats/libqjpeg.so",
+    "imageformats/libqtga.so",
+    "imageformats/libqtiff.so",
+    "imageformats/libqwbmp.so",
+    "imageformats/libqwebp.so",
 )
 # Folders of package data the app never reads.
 DROP_DATA_DIRS = ("cv2/data/",)  # Haar cascades; faces are found by BlazeFace
@@ -69,12 +80,21 @@ def drop(dest: str) -> bool:
 # Libraries left to the user's system even when something links to them:
 # ALSA's libasound loads the distribution's own plugins (PipeWire,
 # PulseAudio), which need the libasound they were built with; every Linux
-# desktop has it, and PortAudio (bundled) links to it. NVIDIA's CUDA, cuBLAS,
+# desktop has it, and PortAudio (bundled) links to it. libdbus-1 talks to the
+# system's own bus daemon (every desktop session has both; bundling it also
+# dragged in libsystemd and libgcrypt). libmvec is part of glibc (x265 in
+# PyAV's FFmpeg links it) and must match the system's glibc, like libc itself.
+# Fontconfig must read the system's own font configuration (an older bundled
+# copy fails on a newer config: "Fontconfig error: Cannot load default config
+# file"), and FreeType goes with it; libX11 is the X server's client library.
+# All of these are what Qt's own PySide6 wheel expects from the system (it ships
+# none of them); the xcb helper libraries a minimal X install lacks stay bundled. NVIDIA's CUDA, cuBLAS,
 # cuDNN, cuFFT, cuRAND, NVRTC and TensorRT libraries are the GPU user's to
 # install (packaging/README.md, "GPU build"): bundling them would add gigabytes
 # and tie the bundle to one CUDA release. Matched on the file name.
 SYSTEM_PROVIDED = re.compile(
-    r"^(libasound\.so\.2"
+    r"^(libasound\.so\.2|libdbus-1\.so\.3|libmvec\.so\.1|libfontconfig\.so\.1|libfreetype\.so\.6"
+    r"|libX11\.so\.6|libX11-xcb\.so\.1"
     r"|(lib)?(cuda|cudart|cublas|cublasLt|cudnn\w*|cufft|curand|cusparse|cusolver|nvrtc\w*|nvJitLink"
     r"|nvinfer\w*|nvonnxparser)(64)?([._-].*)?\.(so(\..*)?|dll|dylib))$"
 )
@@ -107,13 +127,28 @@ def _prunable(entry: Entry, keep: set[str]) -> bool:
     return src.startswith(_SYSTEM_DIRS) and "-packages/" not in src
 
 
+def needed(path: str) -> list[str]:
+    """The libraries an ELF file names in its dynamic section (``objdump -p``), [] for other files."""
+    try:
+        out = subprocess.run(["objdump", "-p", path], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return []
+    return [line.split()[1] for line in out.splitlines() if line.strip().startswith("NEEDED")]
+
+
 def prune_unlinked(binaries: Iterable[Entry], keep: set[str], imports_of=None) -> list[Entry]:
     """Keep what a kept binary links to, transitively; drop prunable libraries nothing links to.
 
-    ``imports_of(path)`` returns the library names a binary links to; by
-    default PyInstaller's own ``bindepend.get_imports``.
+    ``imports_of(path)`` returns the library names a binary links to
+    directly: on Linux its ELF ``DT_NEEDED`` entries (:func:`needed`), not PyInstaller's
+    ``get_imports``: on Linux that asks ``ldd``, which lists the whole
+    transitive closure as the build machine resolves it, so a library left to
+    the system (libdbus-1) would keep everything it links to (libsystemd,
+    libgcrypt) in the bundle for nothing.
     """
-    if imports_of is None:
+    if imports_of is None and sys.platform.startswith("linux"):
+        imports_of = needed
+    elif imports_of is None:  # Windows/macOS: PyInstaller's reader of PE/Mach-O imports
         from PyInstaller.depend.bindepend import get_imports
 
         def imports_of(path: str) -> list[str]:

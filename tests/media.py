@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+
+from emodesk.imaging import read_image
 
 REPO = Path(__file__).resolve().parent.parent
 FACE_PNG = REPO / "assets" / "face_astronaut.png"
@@ -15,7 +16,7 @@ DEMO_CLIP = REPO / "assets" / "demo.mp4"
 
 
 def face_image() -> np.ndarray:
-    img = cv2.imread(str(FACE_PNG))
+    img = read_image(FACE_PNG, gray=False)
     assert img is not None, f"{FACE_PNG} missing"
     return img
 

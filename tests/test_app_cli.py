@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+
+from emodesk.imaging import read_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,7 +55,7 @@ def test_window_on_a_real_x_screen_in_demo_mode(x_screen, tmp_path):
     r = _emodesk("--quit-after", "9", "--screenshot", str(shot), env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
-    img = cv2.imread(str(shot))
+    img = read_image(shot, gray=False)
     assert img is not None and img.shape[1] >= 800
     assert np.std(img) > 20  # a rendered window, not a blank surface
     log = (tmp_path / "logs" / "emodesk.log").read_text()

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from emodesk import imaging
 from emodesk.errors import ModelError
 from emodesk.inference.face_detector import FaceDetector, ssd_anchors
 from emodesk.inference.face_scorer import FaceExpressionScorer
@@ -178,7 +179,7 @@ def test_scorer_remaps_model_order_to_canonical(scorer: FaceExpressionScorer, fa
     )
     probs = scorer.score_crops([gray])
     # … and by hand, straight through the network, in the model's own label order.
-    x = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    x = imaging.resize(gray, (64, 64)).astype(np.float32)
     raw = scorer.model.run({"input": ((x / 255.0 - 0.5) * 2.0)[None, None]})[0]
     model_labels = list(scorer.model.manifest.labels or ())
     assert model_labels == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

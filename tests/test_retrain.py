@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from emodesk import imaging
 from emodesk.cli.main import main as cli
 from emodesk.inference.face_detector import FaceDetector
 from emodesk.labels import LABELS
@@ -30,7 +30,7 @@ def _session(parent: Path, seed: int, utterances: int = 8) -> Path:
     frame = np.full((480, 640, 3), 60, np.uint8)
     h, w = face.shape[:2]
     scale = 300 / max(h, w)
-    small = cv2.resize(face, (int(w * scale), int(h * scale)))
+    small = imaging.resize(face, (int(w * scale), int(h * scale)))
     frame[90 : 90 + small.shape[0], 170 : 170 + small.shape[1]] = small
     box = FaceDetector.load(device="cpu").detect(frame)[0].box
     writer = SessionWriter(parent, SessionMeta(source="synthetic"), fps=10)
@@ -71,18 +71,74 @@ def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
     assert len(r.sessions["held_out"]) == 1 and len(r.sessions["train"]) == 3  # split by session
     assert r.rows == {"train": 24, "held_out": 8}
     assert set(r.old) >= {"fused", "face", "voice", "text"} and r.diff_ci95 is not None
-    # the voice member was re-fitted on the training sessions' utterances and compared as part of the new set
-    assert r.fine_tuned == "voice: voice-tinyen-ravdess re-fitted on 24 session utterances", r.fine_tuned
+    # the voice member was re-fitted on the training sessions' utterances, every face and text member
+    # got an output layer fitted on their rows, and all were compared as part of the new set
+    parts = r.fine_tuned.split("; ")
+    assert parts[0] == "voice: voice-tinyen-ravdess re-fitted on 24 session utterances", r.fine_tuned
+    adapted = {
+        p.split(":")[0]: int(p.split("fitted on ")[1].split()[0]) for p in parts[1:] if "fitted on" in p
+    }
+    assert sorted(adapted) == ["face-fer-minixception", "face-resnet-m", "face-resnet-s", "text-minilm"], (
+        parts
+    )
+    assert adapted["text-minilm"] == 24 and all(10 <= n <= 24 for n in adapted.values())  # rows with scores
     lo, hi = r.diff_ci95
     assert lo <= r.new["fused"] - r.old["fused"] <= hi
-    # 8 held-out utterances cannot show a gain beyond the bootstrap noise: nothing is installed
-    assert not r.installed and "does not clear the bootstrap noise" in r.reason
+    # The rule, whichever way it went (how many face crops a synthetic session yields varies with
+    # the recorder's frame drops on a busy machine): installed exactly when the gain's interval
+    # clears 0 and no modality lost more than 2 points.
     from emodesk.resources import active_models_dir
 
+    worse = [m for m in ("face", "voice", "text") if m in r.new and r.new[m] < r.old[m] - 0.02]
+    if r.installed:
+        assert lo > 0 and not worse, (r.old, r.new)
+        active = active_models_dir()
+        assert active is not None and active.name == r.version
+        # the set carries every re-fitted member, and the app loads it
+        for mid in ("voice-tinyen-ravdess", "face-resnet-s", "text-minilm"):
+            doc = json.loads((active / f"{mid}.json").read_text(encoding="utf-8"))
+            assert "fine_tuned" in doc["source"], mid
+        assert (active / "text-minilm.tokenizer.json").is_file()
+        rollback()
+    elif "does not clear the bootstrap noise" in r.reason:
+        assert lo <= 0
+    else:
+        assert lo > 0 and worse and r.reason == f"not installed: {', '.join(worse)} worse by more than 2%"
     assert active_models_dir() is None
     assert cli(["retrain", "--sessions", str(sessions)]) == 0
     out = capsys.readouterr().out
-    assert "held-out macro-F1" in out and "not installed" in out
+    assert "held-out macro-F1" in out and ("not installed" in out or "installed as model set" in out)
+    if "installed as model set" in out:
+        rollback()
+
+
+def test_a_worse_set_is_refused_and_a_better_one_installed(emodesk_home: Path) -> None:
+    from emodesk.fusion.search import MemberScores
+    from emodesk.resources import active_models_dir
+    from emodesk.training.retrain import _compare_and_install
+
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.integers(0, 7, n)
+
+    def member(acc: float) -> np.ndarray:
+        right = rng.random(n) < acc
+        pred = np.where(right, y, (y + 1 + rng.integers(0, 6, n)) % 7)
+        p = np.full((n, 7), 0.02)
+        p[np.arange(n), pred] = 0.88
+        return p
+
+    ids, mods, sha = ("f", "v", "t"), ("face", "voice", "text"), ("a", "b", "c")
+    good = MemberScores(ids, mods, sha, np.stack([member(0.8), member(0.7), member(0.7)]), y)
+    face_broken = MemberScores(ids, mods, sha, np.stack([member(0.3), member(0.9), member(0.9)]), y)
+    held = np.arange(n) >= n // 2
+    r = _compare_and_install(good, face_broken, held, {"f": 1.0, "v": 1.0, "t": 1.0}, "ao", 0, [])
+    assert not r.installed and r.new["face"] < r.old["face"] - 0.02
+    assert r.reason.startswith("not installed") and active_models_dir() is None
+    better = MemberScores(ids, mods, sha, np.stack([member(0.95), member(0.9), member(0.9)]), y)
+    r = _compare_and_install(good, better, held, {"f": 1.0, "v": 1.0, "t": 1.0}, "ao", 0, [])
+    assert r.installed and r.diff_ci95 is not None and r.diff_ci95[0] > 0
+    assert active_models_dir() is not None and active_models_dir().name == r.version
 
 
 def test_too_little_labeled_data_is_refused_with_the_numbers(
@@ -155,3 +211,32 @@ def test_paired_bootstrap_interval_of_the_gain() -> None:
     assert paired_bootstrap_diff(y, noisy, noisy) == (0.0, 0.0)
     lo, hi = paired_bootstrap_diff(y, noisy, np.eye(7)[y])  # perfect predictions: a clear gain
     assert 0.3 < lo <= hi < 0.8
+
+
+def test_output_adaptation_starts_at_the_member_and_learns_a_bias(tmp_path: Path) -> None:
+    from emodesk.inference.face_scorer import FaceExpressionScorer
+    from emodesk.inference.registry import installed_manifests
+    from emodesk.inference.runtime import OnnxModel
+    from emodesk.training.adapt import adapted, choose_lambda, fit_layer, write_adapted_member
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 300)
+    logits = rng.normal(0, 1, (300, 7))
+    logits[np.arange(300), (y + 1) % 7] += 2.5  # a member that confuses every class with the next one
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert np.allclose(adapted(p, np.eye(7), np.zeros(7)), p)  # the identity layer changes nothing
+    groups = [f"s{i % 3}" for i in range(300)]
+    lam, cv = choose_lambda(p, y, groups)
+    assert set(cv) == {"0.01", "0.1", "1", "10"}
+    a, c = fit_layer(p, y, lam)
+    before = float((p.argmax(1) == y).mean())
+    after = float((adapted(p, a, c).argmax(1) == y).mean())
+    assert before < 0.2 and after > 0.6, (before, after)
+    # the layer appended to a real member's graph computes exactly the fitted map (label order handled)
+    member = installed_manifests()["face-fer-minixception"]  # its own label order differs from canonical
+    new = write_adapted_member(member, a, c, tmp_path, fitted={"rows": 300})
+    assert new.id == member.id and new.sha256 != member.sha256
+    crops = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(5)]
+    old_p = FaceExpressionScorer(OnnxModel(member, device="cpu")).score_crops(crops)
+    new_p = FaceExpressionScorer(OnnxModel(new, device="cpu")).score_crops(crops)
+    assert np.abs(new_p - adapted(old_p, a, c)).max() < 1e-4

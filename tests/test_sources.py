@@ -116,3 +116,48 @@ def test_open_sources_for_video_with_audio_and_audio_only(tmp_path):
     write_wav(wav, np.zeros(16000, np.float32), 16000)
     s = open_sources(str(wav), paced=False)
     assert s.video is None and s.audio is not None
+
+
+def test_camera_source_reads_through_ffmpeg_and_tries_the_next_format(monkeypatch, tmp_path):
+    """The camera path minus FFmpeg's device demuxer: a clip stands in for /dev/videoN."""
+    from emodesk.capture import webcam
+
+    tried = []
+
+    def candidates(index, size):
+        bad = tmp_path / "not-a-camera"
+        bad.write_bytes(b"\0" * 64)
+        tried.append(size)
+        return [
+            (str(bad), "rawvideo", {"video_size": "nonsense"}),  # refused by FFmpeg: the next one is tried
+            (str(DEMO_CLIP), None, {}),
+        ]
+
+    monkeypatch.setattr(webcam, "camera_present", lambda index=0: True)
+    monkeypatch.setattr(webcam, "_candidates", candidates)
+    clock = ManualClock()
+    cam = CameraSource(2, clock=clock, size=(640, 480))
+    cam.open()
+    try:
+        assert tried == [(640, 480)] and cam.size == (640, 480) and cam.fps == 30.0
+        assert "demo.mp4" in cam.opened_with and cam.open_seconds >= 0
+        frames = []
+        for k in range(5):
+            clock.t = 0.1 * k
+            frames.append(cam.read())
+        assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+        assert [f.t for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])  # the shared clock's time
+        assert frames[0].image.shape == (480, 640, 3) and frames[0].image.dtype == np.uint8
+    finally:
+        cam.close()
+
+
+def test_camera_that_opens_nowhere_says_what_was_tried(monkeypatch, tmp_path):
+    from emodesk.capture import webcam
+
+    bad = tmp_path / "x"
+    bad.write_bytes(b"\0" * 64)
+    monkeypatch.setattr(webcam, "camera_present", lambda index=0: True)
+    monkeypatch.setattr(webcam, "_candidates", lambda i, s: [(str(bad), "rawvideo", {"video_size": "bad"})])
+    with pytest.raises(DeviceError, match=r"camera 0 did not open.*video_size"):
+        CameraSource(0).open()

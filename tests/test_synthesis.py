@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import cv2
+import av
 import numpy as np
 import pytest
 
@@ -27,7 +30,8 @@ def _need_espeak() -> None:
         pytest.skip("espeak-ng binary not installed (apt install espeak-ng)")
 
 
-def _read_frames(path: Path) -> tuple[list[np.ndarray], float, int, int, float]:
+def _read_frames(cv2: Any, path: Path) -> tuple[list[np.ndarray], float, int, int, float]:
+    """Read an MP4 back with OpenCV: a decoder independent of the PyAV writer."""
     cap = cv2.VideoCapture(str(path))
     assert cap.isOpened(), f"cv2 cannot open {path}"
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -49,20 +53,25 @@ def _decode_audio(path: Path) -> np.ndarray:
     return faster_whisper.decode_audio(str(path), sampling_rate=SR)
 
 
+def _inside_ellipse(cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
+    ys, xs = np.mgrid[:256, :256]
+    return np.asarray(((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2 <= 1.0)
+
+
 @pytest.fixture(scope="module")
 def face() -> np.ndarray:
     path = ASSETS / "face_astronaut.png"
     if path.exists():
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        assert img is not None
-        return img
+        with av.open(str(path)) as container:
+            return next(container.decode(video=0)).to_ndarray(format="bgr24")
     # Fallback so these tests don't depend on the committed asset: a
-    # cartoon face drawn with cv2.
+    # cartoon face (skin, two eyes, a smile).
     img = np.full((256, 256, 3), 200, np.uint8)
-    cv2.ellipse(img, (128, 128), (80, 105), 0, 0, 360, (150, 180, 220), -1)
-    cv2.circle(img, (98, 110), 10, (40, 40, 40), -1)
-    cv2.circle(img, (158, 110), 10, (40, 40, 40), -1)
-    cv2.ellipse(img, (128, 170), (35, 15), 0, 0, 180, (60, 60, 160), 4)
+    img[_inside_ellipse(128, 128, 80, 105)] = (150, 180, 220)
+    img[_inside_ellipse(98, 110, 10, 10) | _inside_ellipse(158, 110, 10, 10)] = (40, 40, 40)
+    smile = _inside_ellipse(128, 170, 37, 17) & ~_inside_ellipse(128, 170, 33, 13)
+    smile[:170] = False
+    img[smile] = (60, 60, 160)
     return img
 
 
@@ -150,17 +159,91 @@ def test_face_video_frames_is_deterministic(face: np.ndarray) -> None:
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=False))
 
 
+# The OpenCV code synthesis used before OpenCV left the app's run-time
+# dependencies, kept as the reference the NumPy version must reproduce.
+
+
+def _opencv_feather_mask(cv2: Any, h: int, w: int) -> np.ndarray:
+    mask = np.zeros((h, w), dtype=np.float32)
+    r = max(2, min(h, w) // 8)
+    inset = max(2, min(h, w) // 40)
+    cv2.rectangle(mask, (inset + r, inset), (w - 1 - inset - r, h - 1 - inset), 1.0, -1)
+    cv2.rectangle(mask, (inset, inset + r), (w - 1 - inset, h - 1 - inset - r), 1.0, -1)
+    for cx, cy in (
+        (inset + r, inset + r),
+        (w - 1 - inset - r, inset + r),
+        (inset + r, h - 1 - inset - r),
+        (w - 1 - inset - r, h - 1 - inset - r),
+    ):
+        cv2.circle(mask, (cx, cy), r, 1.0, -1, lineType=cv2.LINE_AA)
+    k = max(3, (min(h, w) // 16) | 1)
+    return np.asarray(cv2.GaussianBlur(mask, (k, k), 0))
+
+
+def _opencv_frames(cv2: Any, face: np.ndarray, n_frames: int, faces: int) -> Iterator[np.ndarray]:
+    w, h = 640, 480
+    canvas = synthesis._background((w, h), synthesis.DEFAULT_BACKGROUND).astype(np.float32)
+    fh, fw = face.shape[:2]
+    slot_w = w / faces
+    width_frac = 0.82 if faces == 1 else 0.7
+    drift_x = 0.12 if faces == 1 else 0.08
+    base_scale = min(0.6 * h, width_frac * slot_w * fh / fw) / fh
+    mask = _opencv_feather_mask(cv2, fh, fw)
+    imgs = [
+        np.ascontiguousarray(face if i % 2 == 0 else face[:, ::-1]).astype(np.float32) for i in range(faces)
+    ]
+    for n in range(n_frames):
+        t = n / FPS
+        frame = canvas.copy()
+        for i, img in enumerate(imgs):
+            phase = 1.7 * i
+            scale = base_scale * (1.0 + 0.06 * math.sin(2 * math.pi * t / 9.0 + phase))
+            cx = slot_w * (i + 0.5) + drift_x * slot_w * math.sin(2 * math.pi * t / 11.0 + phase)
+            cy = 0.5 * h + 0.07 * h * math.sin(2 * math.pi * t / 7.0 + 0.5 + phase)
+            m = np.array([[scale, 0.0, cx - scale * fw / 2.0], [0.0, scale, cy - scale * fh / 2.0]])
+            warped = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            frame = frame * (1.0 - alpha[:, :, None]) + warped * alpha[:, :, None]
+        yield np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+
+
+# Sizes whose blur kernels are OpenCV's fixed 3/5/7/9-tap tables, then its
+# sigma formula (17 taps for the 256 px asset).
+@pytest.mark.parametrize("size", [(40, 48), (64, 90), (112, 120), (150, 200), (256, 256), (300, 220)])
+def test_feather_mask_matches_opencv(size: tuple[int, int]) -> None:
+    cv2 = pytest.importorskip("cv2")
+    h, w = size
+    np.testing.assert_allclose(synthesis._feather_mask(h, w), _opencv_feather_mask(cv2, h, w), atol=1e-6)
+
+
+@pytest.mark.parametrize("faces", [1, 2])
+def test_face_video_frames_match_opencv(face: np.ndarray, faces: int) -> None:
+    cv2 = pytest.importorskip("cv2")
+    ours = np.stack(list(face_video_frames(face, n_frames=60, faces=faces, fps=FPS))).astype(np.int16)
+    ref = np.stack(list(_opencv_frames(cv2, face, n_frames=60, faces=faces))).astype(np.int16)
+    diff = np.abs(ours - ref)
+    # With OpenCV 5 only float rounding differs (measured: max 1, mean 4e-5).
+    # OpenCV 4's warpAffine rounds source positions to 1/32 pixel (INTER_BITS),
+    # up to 1/64 px off per axis: at most 2 * 255 / 64 ≈ 8 grey levels at the
+    # sharpest edge, plus 1 for rounding (measured with 4.10 on the asset:
+    # max 5, mean 0.03).
+    max_allowed = 1 if int(cv2.__version__.split(".")[0]) >= 5 else 9
+    assert diff.mean() < 0.05, diff.mean()
+    assert diff.max() <= max_allowed, diff.max()
+
+
 # ---------------------------------------------------------------- MP4 writing
 
 
 def test_written_video_reads_back(tmp_path: Path, face: np.ndarray) -> None:
+    cv2 = pytest.importorskip("cv2")
     n_frames = 75
     audio_s = 2.37
     t = np.arange(int(audio_s * SR)) / SR
     audio = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     path = tmp_path / "clip.mp4"
     write_video_with_audio(path, face_video_frames(face, n_frames=n_frames, fps=FPS), FPS, audio, SR)
-    frames, fps, w, h, count = _read_frames(path)
+    frames, fps, w, h, count = _read_frames(cv2, path)
     assert (w, h) == (640, 480)
     assert fps == pytest.approx(FPS, abs=0.01)
     assert len(frames) == n_frames
@@ -173,10 +256,11 @@ def test_written_video_reads_back(tmp_path: Path, face: np.ndarray) -> None:
 
 
 def test_video_without_audio(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
     path = tmp_path / "silent.mp4"
     frames = [np.full((240, 320, 3), i * 8, np.uint8) for i in range(30)]
     write_video_with_audio(path, frames, 15.0, None)
-    got, fps, w, h, _ = _read_frames(path)
+    got, fps, w, h, _ = _read_frames(cv2, path)
     assert (w, h, len(got)) == (320, 240, 30)
     assert fps == pytest.approx(15.0, abs=0.01)
 
@@ -188,8 +272,7 @@ def test_odd_frame_size_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
 def test_audio_video_alignment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str) -> None:
-    import av
-
+    cv2 = pytest.importorskip("cv2")
     if codec not in av.codecs_available:
         pytest.skip(f"{codec} not in this PyAV build")
     monkeypatch.setattr(synthesis, "_pick_video_codec", lambda: codec)
@@ -205,7 +288,7 @@ def test_audio_video_alignment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     path = tmp_path / "sync.mp4"
     write_video_with_audio(path, frames, FPS, audio, SR)
 
-    got, fps, _, _, _ = _read_frames(path)
+    got, fps, _, _, _ = _read_frames(cv2, path)
     means = np.array([f.mean() for f in got])
     video_t = int(np.argmax(means)) / fps
     decoded = _decode_audio(path)
@@ -218,6 +301,7 @@ def test_audio_video_alignment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_committed_demo_clip() -> None:
+    cv2 = pytest.importorskip("cv2")
     path = ASSETS / "demo.mp4"
     if not path.exists():
         pytest.skip("assets/demo.mp4 not generated (python scripts/make_demo_clip.py)")

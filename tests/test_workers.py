@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -19,6 +18,7 @@ from emodesk.capture.clock import MonotonicClock
 from emodesk.capture.fakes import ArrayAudioSource, ArrayVideoSource
 from emodesk.capture.sources import SourceSet
 from emodesk.fusion.config import FusionConfig
+from emodesk.imaging import read_image
 from emodesk.labels import LABELS, N_LABELS
 from emodesk.pipeline.models import SlotStatus
 from emodesk.types import Transcript
@@ -32,7 +32,7 @@ FACE_MODEL = "face-fer-minixception"
 
 @pytest.fixture(scope="module")
 def face_frame() -> np.ndarray:
-    img = cv2.imread(str(FACE_PNG))
+    img = read_image(FACE_PNG, gray=False)
     assert img is not None, f"cannot read {FACE_PNG}"
     canvas = np.full((480, 640, 3), 90, np.uint8)  # the face on a plain 640x480 frame
     canvas[100:356, 190:446] = img

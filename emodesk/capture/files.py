@@ -1,4 +1,4 @@
-"""File sources: a video file (frames via OpenCV) and an audio track (via PyAV).
+"""File sources: a video file's frames and an audio track, both decoded by PyAV (FFmpeg).
 
 Paced sources release each frame or chunk when the shared media clock reaches
 its timestamp (the live app); unpaced ones run as fast as they can (batch).
@@ -6,10 +6,12 @@ its timestamp (the live app); unpaced ones run as fast as they can (batch).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from emodesk.types import AudioChunk, Frame
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma"}
 SAMPLE_RATE = 16000
+
+log = logging.getLogger(__name__)
 
 
 def _check_file(path: Path) -> None:
@@ -73,7 +77,9 @@ class VideoFileSource:
         self.clock: Clock = clock or MonotonicClock()
         self.loop = loop
         self.stop = stop or threading.Event()
-        self._cap: object | None = None
+        self._container: Any = None
+        self._frames: Iterator[Any] = iter(())
+        self._first: np.ndarray | None = None
         self._fps = 30.0
         self._index = 0  # frames delivered in this pass
         self._offset = 0.0  # media seconds added by earlier loops
@@ -89,40 +95,80 @@ class VideoFileSource:
     def duration(self) -> float:
         return self.frame_count / self._fps if self.frame_count else 0.0
 
+    def _start(self) -> None:
+        """(Re)open the file and position the decoder at its first frame."""
+        import av
+
+        try:
+            container = av.open(str(self.path))
+        except (av.error.FFmpegError, OSError) as e:
+            raise InputError(f"cannot read {self.path} as video: {e}") from None
+        if not container.streams.video:
+            container.close()
+            raise InputError(f"{self.path} has no video track")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: decoding keeps up with any display rate
+        self._container, self._frames = container, container.decode(stream)
+
     def open(self) -> None:
-        import cv2
+        import av
 
         _check_file(self.path)
-        cap = cv2.VideoCapture(str(self.path))
-        if not cap.isOpened():
-            raise InputError(f"cannot read {self.path} as video (OpenCV could not open it)")
-        ok, first = cap.read()
-        if not ok or first is None:
-            cap.release()
+        self._start()
+        stream = self._container.streams.video[0]
+        try:
+            first = self._next_image()
+        except InputError:
+            self.close()
+            raise
+        if first is None:
+            self.close()
             raise InputError(f"{self.path} holds no readable video frames")
-        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self._fps = float(fps) if fps and 1.0 <= fps <= 240.0 else 30.0
-        self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self._first = first
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        self._fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        count = int(stream.frames or 0)
+        if count <= 0 and stream.duration is not None and stream.time_base is not None:
+            count = round(float(stream.duration * stream.time_base) * self._fps)
+        elif count <= 0 and self._container.duration is not None:
+            count = round(self._container.duration / av.time_base * self._fps)
+        self.frame_count = max(0, count)
         self.size = (int(first.shape[1]), int(first.shape[0]))
-        self._cap = cap
+
+    def _next_image(self) -> np.ndarray | None:
+        """The next decoded frame as BGR, None at the end; a file corrupt from the start is an InputError."""
+        import av
+
+        try:
+            return next(self._frames).to_ndarray(format="bgr24")
+        except StopIteration:
+            return None
+        except av.error.FFmpegError as e:
+            if self._index == 0 and self._first is None:
+                raise InputError(f"{self.path} holds no readable video frames: {e}") from None
+            log.warning(
+                "video %s is corrupt after frame %d (%s); treating it as its end", self.path, self._index, e
+            )
+            return None
 
     def read(self) -> Frame | None:
-        import cv2
-
-        cap = self._cap
-        if cap is None:
+        if self._container is None:
             raise RuntimeError("VideoFileSource.read() before open()")
-        assert isinstance(cap, cv2.VideoCapture)
-        ok, img = cap.read()
-        if not ok or img is None:
+        if self._first is not None:
+            img: np.ndarray | None = self._first
+            self._first = None
+        else:
+            img = self._next_image()
+        if img is None:
             if not self.loop or self._index == 0:
                 return None
             self._offset += self._index / self._fps
             self._index = 0
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, img = cap.read()
-            if not ok or img is None:
+            self._container.close()
+            self._start()
+            img = self._next_image()
+            if img is None:
                 return None
         t = self._offset + self._index / self._fps
         self._index += 1
@@ -132,9 +178,9 @@ class VideoFileSource:
         return Frame(t=t, image=img, index=self._total - 1, wall=time.monotonic())
 
     def close(self) -> None:
-        cap, self._cap = self._cap, None
-        if cap is not None:
-            cap.release()  # type: ignore[attr-defined]
+        container, self._container, self._frames = self._container, None, iter(())
+        if container is not None:
+            container.close()
 
 
 class AudioFileSource:

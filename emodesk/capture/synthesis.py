@@ -5,8 +5,9 @@ recordings of real people are not freely redistributable.  Everything here is
 generated from public-domain images and ``espeak-ng`` speech, so the results
 can be committed and regenerated bit-for-bit on any machine with the same tools.
 
-Only numpy, cv2, av (PyAV) and subprocess are used at run time (soundfile is
-imported lazily by :func:`write_wav`).
+Only numpy, av (PyAV) and subprocess are used at run time (soundfile is
+imported lazily by :func:`write_wav`); the mask, blur and placement that used
+OpenCV are done in NumPy so the app bundle need not carry it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import cast
 
 import av
-import cv2
 import numpy as np
 
 from emodesk.capture.resample import resample
@@ -129,22 +129,103 @@ def _background(size: tuple[int, int], background: Color | tuple[Color, Color]) 
     return np.broadcast_to(np.rint(col).astype(np.uint8), (h, w, 3)).copy()
 
 
+#: OpenCV's fixed kernels (in 256ths) for ksize 3 to 9 when sigma is 0;
+#: larger sizes follow its sigma formula below.
+_SMALL_GAUSSIANS = {
+    3: (64, 128, 64),
+    5: (16, 64, 96, 64, 16),
+    7: (8, 28, 56, 72, 56, 28, 8),
+    9: (4, 13, 30, 51, 60, 51, 30, 13, 4),
+}
+
+
+def _gaussian_kernel(k: int) -> np.ndarray:
+    """1-D Gaussian of odd size ``k`` with OpenCV's sigma-0 rule, so the mask
+    feathers as it did with ``cv2.GaussianBlur(mask, (k, k), 0)``."""
+    if k in _SMALL_GAUSSIANS:
+        return np.array(_SMALL_GAUSSIANS[k]) / 256.0
+    sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
+    x = np.arange(k) - (k - 1) / 2
+    g = np.exp(-(x * x) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _blur(img: np.ndarray, k: int) -> np.ndarray:
+    """Separable Gaussian blur with mirrored borders (OpenCV's BORDER_REFLECT_101)."""
+    g = _gaussian_kernel(k)
+    rad = k // 2
+    h, w = img.shape
+    padded = np.pad(img.astype(np.float64), rad, mode="reflect")
+    rows = sum(g[i] * padded[:, i : i + w] for i in range(k))
+    out = sum(g[i] * rows[i : i + h] for i in range(k))
+    return np.asarray(out, dtype=np.float32)
+
+
 def _feather_mask(h: int, w: int) -> np.ndarray:
     """Rounded-rectangle alpha with soft edges so the pasted photo blends in."""
-    mask = np.zeros((h, w), dtype=np.float32)
     r = max(2, min(h, w) // 8)
     inset = max(2, min(h, w) // 40)
-    cv2.rectangle(mask, (inset + r, inset), (w - 1 - inset - r, h - 1 - inset), 1.0, -1)
-    cv2.rectangle(mask, (inset, inset + r), (w - 1 - inset, h - 1 - inset - r), 1.0, -1)
-    for cx, cy in (
-        (inset + r, inset + r),
-        (w - 1 - inset - r, inset + r),
-        (inset + r, h - 1 - inset - r),
-        (w - 1 - inset - r, h - 1 - inset - r),
-    ):
-        cv2.circle(mask, (cx, cy), r, 1.0, -1, lineType=cv2.LINE_AA)
+    # Pixels within r of the rectangle spanned by the corner-circle centres.
+    # Hard-edged, as cv2.circle drew it on a float mask (it ignores LINE_AA
+    # there); the blur below does the feathering.
+    ys = np.arange(h)[:, None]
+    xs = np.arange(w)[None, :]
+    dy = np.maximum(np.maximum(inset + r - ys, ys - (h - 1 - inset - r)), 0)
+    dx = np.maximum(np.maximum(inset + r - xs, xs - (w - 1 - inset - r)), 0)
+    mask = (dx * dx + dy * dy <= r * r).astype(np.float32)
     k = max(3, (min(h, w) // 16) | 1)
-    return cv2.GaussianBlur(mask, (k, k), 0)
+    return _blur(mask, k)
+
+
+def _axis_taps(n_dst: int, n_src: int, scale: float, offset: float) -> tuple[slice, np.ndarray, np.ndarray]:
+    """Bilinear taps along one axis for ``dst = src * scale + offset``.
+
+    Returns the span of destination pixels the source touches, and for each
+    the first of its two source indices (into a source padded by one zero
+    pixel, so edges fade to zero as with BORDER_CONSTANT) and the weight of
+    the second.
+    """
+    src = (np.arange(n_dst) - offset) / scale
+    inside = np.flatnonzero((src > -1.0) & (src < n_src))
+    if inside.size == 0:
+        return slice(0, 0), np.zeros(0, np.intp), np.zeros(0, np.float32)
+    lo, hi = int(inside[0]), int(inside[-1]) + 1
+    src = src[lo:hi]
+    first = np.floor(src)
+    return slice(lo, hi), first.astype(np.intp) + 1, (src - first).astype(np.float32)
+
+
+def _paste(frame: np.ndarray, layers: np.ndarray, scale: float, tx: float, ty: float) -> None:
+    """Alpha-blend ``layers`` into ``frame`` at ``dst = src * scale + (tx, ty)``, in place.
+
+    ``frame`` is channel-first BGR float32 ``(3, H, W)``; ``layers`` is
+    channel-first BGR + alpha ``(4, h + 2, w + 2)`` with a zero border.
+    Why by hand: with no rotation, bilinear interpolation splits into a pass
+    over rows and one over columns, and only the face's bounding box is
+    touched, which is faster than two full-frame ``cv2.warpAffine`` calls.
+    Channel-first keeps the per-row and per-pixel weights broadcasting over
+    contiguous memory.
+    """
+    fh, fw = layers.shape[1] - 2, layers.shape[2] - 2
+    rows, ry, wy = _axis_taps(frame.shape[1], fh, scale, ty)
+    cols, cx, wx = _axis_taps(frame.shape[2], fw, scale, tx)
+    if ry.size == 0 or cx.size == 0:
+        return
+    # a + (b - a) * w, in place: fewer large temporaries per frame.
+    band = layers[:, ry]
+    step = layers[:, ry + 1]
+    step -= band
+    step *= wy[:, None]
+    band += step
+    patch = np.take(band, cx, axis=2)
+    step = np.take(band, cx + 1, axis=2)
+    step -= patch
+    step *= wx
+    patch += step
+    region = frame[:, rows, cols]
+    step = patch[:3] - region
+    step *= patch[3]
+    region += step
 
 
 def face_video_frames(
@@ -169,7 +250,7 @@ def face_video_frames(
     if faces < 1:
         raise ValueError("faces must be >= 1")
     w, h = int(size[0]), int(size[1])
-    canvas = _background((w, h), background).astype(np.float32)
+    canvas = np.ascontiguousarray(_background((w, h), background).transpose(2, 0, 1), dtype=np.float32)
     fh, fw = face.shape[:2]
 
     # Nominal on-screen face-image height: ~60 % of the frame for one face,
@@ -181,40 +262,33 @@ def face_video_frames(
     base_h = min(0.6 * h, width_frac * slot_w * fh / fw)
     base_scale = base_h / fh
 
+    # Each copy as one BGR + alpha stack with a zero border, so one
+    # interpolation places photo and mask together (see _paste).
+    mask = _feather_mask(fh, fw)
     sources = []
     for i in range(faces):
         img = face if i % 2 == 0 else face[:, ::-1]
-        sources.append(
-            (
-                np.ascontiguousarray(img).astype(np.float32),
-                _feather_mask(fh, fw),
-            )
-        )
+        layers = np.zeros((4, fh + 2, fw + 2), dtype=np.float32)
+        layers[:3, 1:-1, 1:-1] = img.transpose(2, 0, 1)
+        layers[3, 1:-1, 1:-1] = mask
+        sources.append(layers)
 
     fps = float(fps)
+    frame = np.empty_like(canvas)  # reused: each yield is a fresh uint8 copy
     for n in range(int(n_frames)):
         t = n / fps
-        frame = canvas.copy()
-        for i, (img, mask) in enumerate(sources):
+        np.copyto(frame, canvas)
+        for i, layers in enumerate(sources):
             phase = 1.7 * i
             # Slow drift (periods of ~7-11 s) and a gentle ±6 % zoom.
             zoom = 1.0 + 0.06 * math.sin(2 * math.pi * t / 9.0 + phase)
             scale = base_scale * zoom
             cx = slot_w * (i + 0.5) + drift_x * slot_w * math.sin(2 * math.pi * t / 11.0 + phase)
             cy = 0.5 * h + 0.07 * h * math.sin(2 * math.pi * t / 7.0 + 0.5 + phase)
-            m = np.array(
-                [
-                    [scale, 0.0, cx - scale * fw / 2.0],
-                    [0.0, scale, cy - scale * fh / 2.0],
-                ],
-                dtype=np.float64,
-            )
-            warped = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[
-                :, :, None
-            ]
-            frame = frame * (1.0 - alpha) + warped * alpha
-        yield np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+            _paste(frame, layers, scale, cx - scale * fw / 2.0, cy - scale * fh / 2.0)
+        np.rint(frame, out=frame)
+        np.clip(frame, 0, 255, out=frame)
+        yield frame.transpose(1, 2, 0).astype(np.uint8, order="C")
 
 
 # --------------------------------------------------------------------------

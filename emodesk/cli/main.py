@@ -153,11 +153,16 @@ def cmd_devices(argv: Sequence[str]) -> int:
         argv
     )
     from emodesk.capture.microphone import list_microphones
-    from emodesk.capture.webcam import list_linux_cameras
+    from emodesk.capture.webcam import list_cameras
 
-    if sys.platform.startswith("linux"):
-        cams = list_linux_cameras()
-        print("cameras:", ", ".join(f"camera:{i}" for i in cams) if cams else "none")
+    try:
+        cams = list_cameras()
+    except EmodeskError as e:
+        print(f"cameras: none ({e})")
+    else:
+        print("cameras:" if cams else "cameras: none")
+        for i, name in cams:
+            print(f"  camera:{i}: {name}")
     try:
         mics = list_microphones()
     except EmodeskError as e:

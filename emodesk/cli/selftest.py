@@ -14,18 +14,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from emodesk.errors import EmodeskError
+from emodesk.errors import EmodeskError, InputError
 from emodesk.inference.runtime import Device
 
 
 def _frame_with_face() -> np.ndarray:
-    import cv2
-
+    from emodesk.imaging import read_image
     from emodesk.resources import assets_dir
 
-    face = cv2.imread(str(assets_dir() / "face_astronaut.png"))
-    if face is None:
-        raise EmodeskError(f"asset {assets_dir() / 'face_astronaut.png'} is missing")
+    try:
+        face = read_image(assets_dir() / "face_astronaut.png", gray=False)
+    except InputError as e:
+        raise EmodeskError(
+            f"asset {assets_dir() / 'face_astronaut.png'} is missing or unreadable: {e}"
+        ) from None
     frame = np.full((480, 640, 3), 120, np.uint8)
     frame[112:368, 192:448] = face
     return frame

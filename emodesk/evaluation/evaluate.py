@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 
+from emodesk import imaging
 from emodesk.errors import InputError, ModelError
 from emodesk.evaluation.datasets import Row
 from emodesk.evaluation.metrics import compute_metrics
@@ -64,10 +64,7 @@ def read_image(path: str | Path) -> np.ndarray:
     Keeping gray files gray avoids a lossy gray → BGR → gray round trip for
     gray models (FER-2013 is gray).
     """
-    img = cv2.imread(str(path), cv2.IMREAD_ANYCOLOR)
-    if img is None or img.size == 0:
-        raise InputError(f"cannot read {path} as an image (OpenCV could not decode it)")
-    return img
+    return imaging.read_image(path)
 
 
 def read_audio_16k(path: str | Path) -> np.ndarray:
@@ -118,7 +115,7 @@ def find_largest_faces(
     out: list[FaceBox | None] = []
     for i, row in enumerate(rows):
         img = read_image(row.x)
-        bgr = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        bgr = imaging.gray_to_bgr(img)
         faces = detector.detect(bgr)  # largest first
         out.append(faces[0] if faces else None)
         if progress is not None:

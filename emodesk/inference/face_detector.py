@@ -15,10 +15,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import cv2
 import numpy as np
 
 from emodesk.errors import ModelError
+from emodesk.imaging import resize
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import Device, OnnxModel
@@ -197,8 +197,7 @@ class FaceDetector:
         w, h = self.input_size
         s = min(w / iw, h / ih)
         nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-        small = cv2.resize(image, (nw, nh), interpolation=interp)
+        small = resize(image, (nw, nh))
         px, py = (w - nw) // 2, (h - nh) // 2
         buf = self._buf
         buf.fill(self._pad_value)

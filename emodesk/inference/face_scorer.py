@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
+from emodesk import imaging
 from emodesk.errors import LabelError, ModelError
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import Device, OnnxModel
@@ -107,14 +107,7 @@ class FaceExpressionScorer:
         side = max(1, round(side_box * self.crop_scale))
         cx = x + w / 2 + self.shift[0] * side_box
         cy = y + h / 2 + self.shift[1] * side_box
-        x0, y0 = round(cx - side / 2), round(cy - side / 2)
-        ih, iw = image_bgr.shape[:2]
-        if x0 >= 0 and y0 >= 0 and x0 + side <= iw and y0 + side <= ih:
-            patch = image_bgr[y0 : y0 + side, x0 : x0 + side]
-        else:  # replicate the border: clip the row and column indices
-            rows = np.clip(np.arange(y0, y0 + side), 0, ih - 1)
-            cols = np.clip(np.arange(x0, x0 + side), 0, iw - 1)
-            patch = image_bgr.take(rows, axis=0).take(cols, axis=1)
+        patch = imaging.crop_square(image_bgr, cx, cy, side)
         if not resize:
             return np.ascontiguousarray(patch)
         return self._resize(patch)
@@ -123,17 +116,16 @@ class FaceExpressionScorer:
         w, h = self.size
         if img.shape[1] == w and img.shape[0] == h:
             return img
-        interp = cv2.INTER_AREA if img.shape[1] > w or img.shape[0] > h else cv2.INTER_LINEAR
-        return cv2.resize(img, (w, h), interpolation=interp)
+        return imaging.resize(img, (w, h))
 
     def _to_input(self, crop: np.ndarray) -> np.ndarray:
         """One crop as (C, H, W) uint8 in the model's colour order and size."""
         if crop.ndim == 3 and crop.shape[2] == 1:
             crop = crop[:, :, 0]
         if self.color == "gray":
-            img = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+            img = imaging.to_gray(crop)
             return self._resize(img)[None]
-        img = crop if crop.ndim == 3 else cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+        img = imaging.gray_to_bgr(crop)
         if self.color == "rgb":
             img = img[:, :, ::-1]
         return self._resize(np.ascontiguousarray(img)).transpose(2, 0, 1)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from emodesk import imaging
 from emodesk.errors import InputError
 from emodesk.recording import files
 from emodesk.recording.format import SAMPLE_RATE, read_session_json
@@ -43,13 +43,9 @@ class ExportSummary:
 def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
     x, y, w, h = box
     side = max(1, round(max(w, h) * CROP_SCALE))
-    cx, cy = x + w / 2, y + h / 2 + CROP_SHIFT_Y * max(w, h)
-    ih, iw = image.shape[:2]
-    rows = np.clip(np.arange(round(cy - side / 2), round(cy - side / 2) + side), 0, ih - 1)
-    cols = np.clip(np.arange(round(cx - side / 2), round(cx - side / 2) + side), 0, iw - 1)
-    patch = image.take(rows, axis=0).take(cols, axis=1)
+    patch = imaging.crop_square(image, x + w / 2, y + h / 2 + CROP_SHIFT_Y * max(w, h), side)
     if side > CROP_MAX:
-        patch = cv2.resize(patch, (CROP_MAX, CROP_MAX), interpolation=cv2.INTER_AREA)
+        patch = imaging.resize(patch, (CROP_MAX, CROP_MAX))
     return np.ascontiguousarray(patch)
 
 
@@ -121,8 +117,7 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
                 ft = times[j]
                 crop = image if privacy else _crop(image, best[ft])
                 name = f"faces/{sid}-{ft:09.3f}.png"
-                if not cv2.imwrite(str(o / name), crop):
-                    raise OSError(f"cannot write {o / name}")
+                imaging.write_png(o / name, crop)
                 saved[ft] = name
                 j += 1
     rows_faces = [(saved[ft], wanted[ft][0]) for ft in sorted(saved) if wanted[ft][1] == "face"]

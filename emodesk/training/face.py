@@ -95,16 +95,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_images(rows: list[Row]) -> np.ndarray:
-    import cv2
+    from emodesk import imaging
 
     x = np.empty((len(rows), SIZE, SIZE), np.uint8)
     for i, r in enumerate(rows):
-        img = cv2.imread(r.x, cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise InputError(f"cannot read image {r.x}")
-        if img.shape != (SIZE, SIZE):
-            img = cv2.resize(img, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        x[i] = img
+        x[i] = imaging.resize(imaging.read_image(r.x, gray=True), (SIZE, SIZE))
     return x
 
 
@@ -392,7 +387,7 @@ def export_face(
         "outputs": [{"name": "probs", "shape": ["N", N_LABELS], "dtype": "float32"}],
         "preprocessing": {
             "color": "gray",
-            "gray": "cv2.COLOR_BGR2GRAY (ITU-R 601 luma)",
+            "gray": "ITU-R 601 luma, as cv2.COLOR_BGR2GRAY",
             "size": [SIZE, SIZE],
             "layout": "NCHW",
             "resize": "bilinear (area when shrinking)",

@@ -18,11 +18,13 @@ What this version does, honestly scoped:
    (the first place the app looks), records the previous one, and can roll
    back (``emodesk retrain --rollback``).
 
-The voice member is fine-tuned (its head re-fitted on the training sessions'
-utterances, optionally with a RAVDESS-layout ``--base-data``; needs the
-``train`` extra) and compared as part of the new set. Not yet: fine-tuning the
-face and text members on sessions. It refuses, with the numbers, when there is
-too little labeled data.
+Every member is fitted to the training sessions and compared as part of the
+new set (needs the ``train`` extra): the voice member's head is re-fitted on
+their utterances (optionally with a RAVDESS-layout ``--base-data``); each face
+and text member gets an output layer fitted on its scores of their rows
+(:mod:`emodesk.training.adapt`: few session rows would overfit the networks
+themselves). It refuses, with the numbers, when there is too little labeled
+data.
 """
 
 from __future__ import annotations
@@ -173,6 +175,69 @@ def _finetune_voice(
     )
 
 
+def _adapt_members(
+    scores: MemberScores,
+    rows: Sequence[PairedRow],
+    groups: Sequence[str],
+    is_held: np.ndarray,
+    work: Path,
+    log: Callable[[str], None] | None,
+) -> tuple[MemberScores, list[Path], list[str]]:
+    """Scores with every face and text member's output layer fitted on the training sessions
+    (:mod:`emodesk.training.adapt`), their files, and what was done."""
+    from emodesk.fusion.search import ScoreCache, score_paired
+    from emodesk.inference.registry import installed_manifests
+
+    try:
+        from emodesk.training.adapt import (
+            adapted,
+            choose_lambda,
+            companion_files,
+            fit_layer,
+            write_adapted_member,
+        )
+    except ImportError:
+        return scores, [], ["face, text: not adapted (needs the train extra: pip install -e '.[train]')"]
+    manifests = installed_manifests()
+    P, sha = scores.P.copy(), list(scores.sha256)
+    files: list[Path] = []
+    done: list[str] = []
+    g = np.asarray(groups)
+    for k, (mid, mod) in enumerate(zip(scores.ids, scores.modalities, strict=True)):
+        if mod not in ("face", "text") or mid not in manifests:
+            continue
+        ok = ~is_held & ~np.isnan(scores.P[k]).any(axis=1)
+        if ok.sum() < MIN_ROWS // 2 or len(set(scores.y[ok])) < 2:
+            done.append(f"{mid}: not adapted ({int(ok.sum())} training rows with its scores)")
+            continue
+        lam, cv = choose_lambda(scores.P[k][ok], scores.y[ok], g[ok])
+        a, c = fit_layer(scores.P[k][ok], scores.y[ok], lam)
+        new = write_adapted_member(
+            manifests[mid],
+            a,
+            c,
+            work / "new-set",
+            fitted={
+                "rows": int(ok.sum()),
+                "sessions": sorted(set(g[ok])),
+                "lambda": lam,
+                "lambda_cv_macro_f1": cv,
+            },
+        )
+        fresh = score_paired(list(rows), [new], cache=ScoreCache(work / f"scores-{mid}.npz"))
+        expect = adapted(scores.P[k], a, c)
+        both = ~np.isnan(fresh.P[0]).any(axis=1) & ~np.isnan(expect).any(axis=1)
+        gap = float(np.abs(fresh.P[0][both] - expect[both]).max()) if both.any() else 0.0
+        if gap > 1e-3:  # the exported graph must compute the fitted layer
+            raise EmodeskError(f"{mid}: the adapted ONNX disagrees with the fitted layer by {gap:.2g}")
+        P[k], sha[k] = fresh.P[0], new.sha256
+        files += [new.model_path, new.path, *companion_files(new)]
+        done.append(f"{mid}: output layer fitted on {int(ok.sum())} session rows (λ={lam:g})")
+        if log:
+            log(done[-1])
+    return MemberScores(scores.ids, scores.modalities, tuple(sha), P, scores.y), files, done
+
+
 def retrain(
     session_paths: Sequence[Path | str],
     *,
@@ -227,6 +292,11 @@ def retrain(
             new_scores, new_files, tuned = _finetune_voice(
                 scores, rows, groups, is_held, work, base_data, seed, log
             )
+            new_scores, adapted_files, adapted_what = _adapt_members(
+                new_scores, rows, groups, is_held, work, log
+            )
+            new_files += adapted_files
+            tuned = "; ".join([tuned, *adapted_what])
         result = _compare_and_install(
             scores, new_scores, is_held, load_fusion().weights, optimizer, seed, new_files
         )

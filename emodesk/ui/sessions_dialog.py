@@ -1,4 +1,4 @@
-"""The sessions browser: list recorded sessions, replay, repair, export, relabel from the CLI, delete."""
+"""The sessions browser: list recorded sessions, replay, repair, edit labels on a timeline, export, delete."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from emodesk.errors import EmodeskError
 from emodesk.recording.session import SessionReport, list_sessions, repair_session
+from emodesk.ui.timeline import ERRORS, LabelTimelineDialog
 
 COLUMNS = ("session", "state", "duration", "frames", "audio", "label changes", "notes", "problems")
 
@@ -46,6 +47,7 @@ class SessionsDialog(QDialog):
         for name, slot in (
             ("Replay", self.replay),
             ("Repair", self.repair),
+            ("Labels…", self.edit_labels),
             ("Export…", self.export),
             ("Delete", self.delete),
             ("Refresh", self.refresh),
@@ -56,6 +58,7 @@ class SessionsDialog(QDialog):
             self.buttons[name] = b
         lay.addLayout(row)
         self.reports: list[SessionReport] = []
+        self.labels_dialog: LabelTimelineDialog | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -78,8 +81,8 @@ class SessionsDialog(QDialog):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self.info.setText(
-            f"{len(self.reports)} session(s) in {self.parent_dir}. Relabel a span: "
-            "emodesk sessions label PATH LABEL --from S --to S"
+            f"{len(self.reports)} session(s) in {self.parent_dir}. Labels… adds or corrects labels on a "
+            "timeline (or: emodesk sessions label PATH LABEL --from S --to S)"
         )
 
     def selected(self) -> SessionReport | None:
@@ -104,6 +107,29 @@ class SessionsDialog(QDialog):
             return
         QMessageBox.information(self, "Repair", "\n".join(done.repairs) or "nothing to repair")
         self.refresh()
+
+    def edit_labels(self) -> None:
+        """Open the label timeline for the selected session; the table refreshes when it closes."""
+        rep = self.selected()
+        if rep is None:
+            return
+        try:
+            dlg = LabelTimelineDialog(rep.path, self)
+        except ERRORS as e:  # being recorded, or session.json unreadable
+            QMessageBox.warning(self, "Labels", str(e))
+            return
+        self.labels_dialog = dlg
+        dlg.finished.connect(lambda _result: self._labels_closed(dlg))
+        dlg.open()
+
+    def _labels_closed(self, dlg: LabelTimelineDialog) -> None:
+        if self.labels_dialog is dlg:
+            self.labels_dialog = None
+        dlg.deleteLater()
+        self.refresh()  # label-change counts (and problems) may have changed
+        for r, rep in enumerate(self.reports):
+            if rep.path == dlg.folder:
+                self.table.selectRow(r)
 
     def export(self) -> None:
         rep = self.selected()
