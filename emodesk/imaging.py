@@ -10,7 +10,6 @@ installed (a development dependency, never a run-time one).
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from functools import lru_cache
@@ -60,58 +59,60 @@ def gray_to_bgr(gray: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ resizing
 
 
-@lru_cache(maxsize=64)
-def _taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights ``(dst, taps)`` for one axis.
+@lru_cache(maxsize=256)
+def _matrix(src: int, dst: int) -> np.ndarray:
+    """One axis's resampling as a dense ``(dst, src)`` matrix of weights.
 
     Shrinking averages the source pixels each output pixel covers, weighted by
     the covered length (OpenCV's INTER_AREA); enlarging interpolates linearly
     between the two nearest pixel centres with edge clamping (INTER_LINEAR).
+    Built with array arithmetic: face crops change size every frame.
     """
-    if dst < src:
-        scale = src / dst
-        n_taps = math.ceil(scale) + 1
-        idx = np.zeros((dst, n_taps), np.int64)
-        wts = np.zeros((dst, n_taps), np.float32)
-        for i in range(dst):
-            lo, hi = i * scale, (i + 1) * scale
-            first = math.floor(lo)
-            for k in range(n_taps):
-                j = first + k
-                if j >= src:
-                    break
-                cover = min(hi, j + 1) - max(lo, j)
-                if cover > 1e-9:
-                    idx[i, k] = j
-                    wts[i, k] = cover / scale
-        return idx, wts
     scale = src / dst
-    x = (np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5
-    x = np.maximum(x, 0.0)
+    if dst < src:
+        lo = np.arange(dst, dtype=np.float64)[:, None] * scale
+        j = np.arange(src, dtype=np.float64)[None, :]
+        cover = np.minimum(lo + scale, j + 1) - np.maximum(lo, j)
+        return (np.clip(cover, 0.0, None) / scale).astype(np.float32)
+    x = np.maximum((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
     x0 = np.minimum(np.floor(x).astype(np.int64), src - 1)
     x1 = np.minimum(x0 + 1, src - 1)
-    frac = (x - x0).astype(np.float32)
-    return np.stack([x0, x1], 1), np.stack([1.0 - frac, frac], 1).astype(np.float32)
+    frac = x - x0
+    m = np.zeros((dst, src), np.float64)
+    rows = np.arange(dst)
+    np.add.at(m, (rows, x0), 1.0 - frac)
+    np.add.at(m, (rows, x1), frac)
+    return m.astype(np.float32)
+
+
+@lru_cache(maxsize=256)
+def _band(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """The matrix's nonzero band: source indices and weights ``(dst, taps)``."""
+    m = _matrix(src, dst)
+    first = np.argmax(m > 0, axis=1)
+    taps = int(((m > 0).sum(axis=1)).max())
+    idx = np.minimum(first[:, None] + np.arange(taps)[None, :], src - 1)
+    wts = np.take_along_axis(m, idx, axis=1)
+    wts[first[:, None] + np.arange(taps)[None, :] > src - 1] = 0.0
+    return idx, wts
 
 
 def _resample_axis(img: np.ndarray, axis: int, dst: int) -> np.ndarray:
-    src = img.shape[axis]
-    if src == dst:
+    """Resample one axis as a weighted sum of a few shifted takes.
+
+    Not a matrix product: NumPy's BLAS would start threads that keep spinning
+    between frames and double the app's CPU use next to ONNX Runtime's own.
+    """
+    if img.shape[axis] == dst:
         return img
-    if dst < src and src % dst == 0:  # whole-number shrink: a box average
-        f = src // dst
-        shape = (*img.shape[:axis], dst, f, *img.shape[axis + 1 :])
-        return img.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
-    idx, wts = _taps(src, dst)
+    idx, wts = _band(img.shape[axis], dst)
+    bcast = [1] * img.ndim
+    bcast[axis] = dst
     out: np.ndarray | None = None
     for k in range(idx.shape[1]):
-        w = wts[:, k]
-        if not w.any():
-            continue
-        bcast = [1] * img.ndim
-        bcast[axis] = dst
-        part = np.take(img, idx[:, k], axis=axis).astype(np.float32, copy=False) * w.reshape(bcast)
-        out = part if out is None else out + part
+        part = np.take(img, idx[:, k], axis=axis).astype(np.float32, copy=False)
+        part *= wts[:, k].reshape(bcast)
+        out = part if out is None else np.add(out, part, out=out)
     assert out is not None
     return out
 
@@ -150,8 +151,7 @@ def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return img
     if img.dtype == np.uint8 and ih % h == 0 and iw % w == 0:  # 640×480 → 128×96 and the like
         return _box_shrink_uint8(img, ih // h, iw // w)
-    out = _resample_axis(img, 0, h)
-    out = _resample_axis(out, 1, w)
+    out = _resample_axis(_resample_axis(img, 0, h), 1, w)
     if img.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return np.asarray(out, dtype=np.float32)

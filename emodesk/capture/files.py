@@ -80,6 +80,7 @@ class VideoFileSource:
         self._container: Any = None
         self._frames: Iterator[Any] = iter(())
         self._first: np.ndarray | None = None
+        self._bgr: Any = None
         self._fps = 30.0
         self._index = 0  # frames delivered in this pass
         self._offset = 0.0  # media seconds added by earlier loops
@@ -109,6 +110,8 @@ class VideoFileSource:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: decoding keeps up with any display rate
         self._container, self._frames = container, container.decode(stream)
+        # One converter for the whole file: PyAV's to_ndarray(format=...) builds a new one per frame.
+        self._bgr = av.video.reformatter.VideoReformatter()
 
     def open(self) -> None:
         import av
@@ -141,7 +144,7 @@ class VideoFileSource:
         import av
 
         try:
-            return next(self._frames).to_ndarray(format="bgr24")
+            return self._bgr.reformat(next(self._frames), format="bgr24").to_ndarray()
         except StopIteration:
             return None
         except av.error.FFmpegError as e:

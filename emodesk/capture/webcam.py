@@ -123,6 +123,7 @@ class CameraSource:
         self._container: Any = None
         self._frames: Iterator[Any] | None = None
         self._first: np.ndarray | None = None
+        self._bgr: Any = None
         self._fps = 30.0
         self._count = 0
         self._failures = 0
@@ -156,8 +157,9 @@ class CameraSource:
                 continue
             stream = container.streams.video[0]
             frames = container.decode(stream)
+            bgr = av.video.reformatter.VideoReformatter()  # one converter, not one per frame
             try:
-                first = next(frames).to_ndarray(format="bgr24")
+                first = bgr.reformat(next(frames), format="bgr24").to_ndarray()
             except (av.error.FFmpegError, OSError, StopIteration) as e:
                 container.close()
                 errors.append(
@@ -168,7 +170,7 @@ class CameraSource:
             fps = float(rate) if rate else 0.0
             self._fps = fps if 1.0 <= fps <= 240.0 else 30.0
             self.size = (int(first.shape[1]), int(first.shape[0]))
-            self._container, self._frames, self._first = container, frames, first
+            self._container, self._frames, self._first, self._bgr = container, frames, first, bgr
             self.opened_with = f"{fmt} {path} {options}"
             self.open_seconds = time.monotonic() - t0
             return
@@ -189,7 +191,7 @@ class CameraSource:
             else:
                 try:
                     assert self._frames is not None
-                    img = next(self._frames).to_ndarray(format="bgr24")
+                    img = self._bgr.reformat(next(self._frames), format="bgr24").to_ndarray()
                 except StopIteration:
                     raise DeviceError(f"camera {self.index} stopped delivering frames (unplugged?)") from None
                 except (av.error.FFmpegError, OSError):
