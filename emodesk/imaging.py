@@ -190,7 +190,7 @@ def read_image(path: str | Path, *, gray: bool | None = None) -> np.ndarray:
             if not c.streams.video:
                 raise InputError(f"{p} holds no image")
             frame = next(c.decode(video=0), None)
-    except (av.error.FFmpegError, OSError, StopIteration) as e:
+    except (av.error.FFmpegError, OSError) as e:
         raise InputError(f"cannot read {p} as an image: {e}") from None
     if frame is None:
         raise InputError(f"cannot read {p} as an image: no picture decoded")

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from emodesk.cli.eval_cmd import main
-from emodesk.evaluation.evaluate import read_audio_16k, read_image
+from emodesk.evaluation.evaluate import read_audio_16k
+from emodesk.imaging import read_image
 from emodesk.inference.face_detector import FaceDetector
 from emodesk.inference.face_scorer import FaceExpressionScorer
 from emodesk.inference.manifest import write_manifest

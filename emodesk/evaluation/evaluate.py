@@ -58,15 +58,6 @@ class ModelEvaluation:
     no_face: int
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """A face image as uint8 gray ``(H, W)`` or BGR ``(H, W, 3)``, whichever the file holds.
-
-    Keeping gray files gray avoids a lossy gray → BGR → gray round trip for
-    gray models (FER-2013 is gray).
-    """
-    return imaging.read_image(path)
-
-
 def read_audio_16k(path: str | Path) -> np.ndarray:
     """The first audio track of ``path`` as 16 kHz mono float32, resampled by PyAV like the app."""
     import av
@@ -114,7 +105,7 @@ def find_largest_faces(
     """The largest detected face of each row's image, or None where the detector found none."""
     out: list[FaceBox | None] = []
     for i, row in enumerate(rows):
-        img = read_image(row.x)
+        img = imaging.read_image(row.x)
         bgr = imaging.gray_to_bgr(img)
         faces = detector.detect(bgr)  # largest first
         out.append(faces[0] if faces else None)
@@ -134,7 +125,7 @@ def _score_faces(
         idx: list[int] = []
         crops: list[np.ndarray] = []
         for i in range(start, min(start + FACE_BATCH, len(rows))):
-            img = read_image(rows[i].x)
+            img = imaging.read_image(rows[i].x)
             if boxes is not None:
                 box = boxes[i]
                 if box is None:

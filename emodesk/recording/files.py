@@ -50,6 +50,21 @@ opener: Callable[[Path, str], IO[Any]] = _open
 """How the session's files are opened (a seam for fault-injection tests)."""
 
 
+def json_line(obj: dict[str, Any]) -> bytes:
+    """One JSON-lines record as the session files store it (compact, UTF-8, newline)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def replace_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data``: a crash leaves the old file or the new, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with opener(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def _named(method: Callable[..., Any]) -> Callable[..., Any]:
     """Re-raise an OSError with the file's path, so the message says which file failed."""
 
@@ -142,7 +157,7 @@ class JsonlWriter:
 
     @_named
     def write(self, obj: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+        self._fh.write(json_line(obj))
         self.count += 1
         now = time.monotonic()
         if now - self._last >= self._flush_s:

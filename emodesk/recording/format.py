@@ -21,7 +21,6 @@ says which), ``repaired`` after ``emodesk sessions repair``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,9 @@ def write_session_json(folder: Path, doc: dict[str, Any]) -> None:
     """``session.json`` written atomically (temp file, fsync, rename), 0600."""
     from emodesk.recording import files
 
-    tmp = folder / f".{SESSION_FILE}.tmp"
-    with files.opener(tmp, "wb") as fh:
-        fh.write((json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, folder / SESSION_FILE)
+    files.replace_atomic(
+        folder / SESSION_FILE, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    )
 
 
 def read_session_json(folder: Path) -> dict[str, Any]:

@@ -272,11 +272,7 @@ def _rewrite_jsonl(path: Path) -> int:
     objs, bad, torn = read_jsonl(path)
     if not bad and not torn:
         return 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with files.opener(tmp, "wb") as fh:
-        for o in objs:
-            fh.write(json.dumps(o, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
-    os.replace(tmp, path)
+    files.replace_atomic(path, b"".join(files.json_line(o) for o in objs))
     return len(bad) + int(torn)
 
 
@@ -362,11 +358,7 @@ def relabel(folder: Path | str, t0: float, t1: float, label: str | None) -> list
     out.append({"t": round(t0, 3), "label": name, "source": "edit"})
     out.append({"t": round(t1, 3), "label": resume, "source": "edit"})
     out += [c for c in changes if c["t"] > t1]
-    tmp = f / f".{LABELS_FILE}.tmp"
-    with files.opener(tmp, "wb") as fh:
-        for c in out:
-            fh.write(json.dumps(c, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
-    os.replace(tmp, f / LABELS_FILE)
+    files.replace_atomic(f / LABELS_FILE, b"".join(files.json_line(c) for c in out))
     doc.setdefault("labels", {})["changes"] = len(out)
     write_session_json(f, doc)
     return out

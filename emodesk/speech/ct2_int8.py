@@ -18,7 +18,6 @@ Only the standard library and NumPy; the model file format is CTranslate2's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import struct
@@ -29,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 
 from emodesk.errors import ModelError
+from emodesk.inference.manifest import sha256_file
 
 DERIVED_FILE = "emodesk-derived.json"
 
@@ -131,14 +131,6 @@ def write_model_bin(
             _write_string(f, name)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def quantize_model_folder(src: Path, dst: Path, *, source_name: str) -> Path:
     """Copy the CTranslate2 folder ``src`` to ``dst`` with int8 weights and a provenance file."""
     src, dst = Path(src), Path(dst)
@@ -167,8 +159,8 @@ def quantize_model_folder(src: Path, dst: Path, *, source_name: str) -> Path:
         json.dumps(
             {
                 "source": source_name,
-                "source_model_bin_sha256": _sha256(src / "model.bin"),
-                "model_bin_sha256": _sha256(dst / "model.bin"),
+                "source_model_bin_sha256": sha256_file(src / "model.bin"),
+                "model_bin_sha256": sha256_file(dst / "model.bin"),
                 "quantization": "int8",
                 "rule": "CTranslate2's: per output row, scale = 127 / max|w|, round half to even",
                 "weights_quantized": quantized,

@@ -13,7 +13,6 @@ back changes inside the span or their ``source``).
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -481,12 +480,7 @@ class LabelTimelineDialog(QDialog):
             elif edit.before is None:
                 path.unlink()
             else:
-                tmp = self.folder / f".{LABELS_FILE}.undo.tmp"
-                with files.opener(tmp, "wb") as fh:
-                    fh.write(edit.before)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
+                files.replace_atomic(path, edit.before)
             if edit.labels_doc is _ABSENT:
                 doc.pop("labels", None)
             else:
