@@ -6,13 +6,14 @@ Until trained models are installed, these slots stay empty and the app says
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emodesk.errors import ModelError
-from emodesk.inference.manifest import ModelManifest
-from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.inference.manifest import ModelManifest, sha256_file
+from emodesk.inference.runtime import CUDA, Device, OnnxModel
 from emodesk.inference.voice_features import POOLINGS, RunningNormalizer, pool_frames
 from emodesk.labels import reorder_indices
 
@@ -57,6 +58,10 @@ class VoiceScorer(_OnnxMember):
     Two input kinds (``preprocessing.input``):
 
     * ``"waveform"``: the model takes the raw audio, ``(1, n_samples)``.
+    * ``"whisper_layers"``: the same kind of head over the states after the first
+      ``blocks`` of the ASR's encoder, computed by the member's own weightless
+      ``encoder_graph`` on the ASR's weights (:mod:`emodesk.speech.whisper_layers`);
+      a second encoder pass per utterance, over the same window.
     * ``"whisper_encoder"``: the model is a head over pooled, session-normalised
       whisper encoder states (:mod:`emodesk.inference.voice_features`). The
       manifest's ``requires`` names the ASR model and the sha256 of its
@@ -74,10 +79,11 @@ class VoiceScorer(_OnnxMember):
         self.kind = str(m.preprocessing.get("input", "waveform"))
         self.asr_device: Device = asr_device
         self._own_encoder: Any = None
+        self._layers: Any = None
         self.normalizer: RunningNormalizer | None = None
         if self.kind == "waveform":
             return
-        if self.kind != "whisper_encoder":
+        if self.kind not in ("whisper_encoder", "whisper_layers"):
             raise ModelError(
                 f"voice model {self.id} expects input {self.kind!r}, which this emodesk version "
                 "cannot compute; upgrade emodesk"
@@ -90,6 +96,21 @@ class VoiceScorer(_OnnxMember):
         self.encoder_sha256 = str(m.requires.get("encoder_sha256", ""))
         if not self.asr_model or not self.encoder_sha256:
             raise ModelError(f"voice model {self.id}: requires must name asr_model and encoder_sha256")
+        if self.kind == "whisper_layers":
+            blocks = m.preprocessing.get("blocks")
+            graph = m.preprocessing.get("encoder_graph")
+            if not isinstance(blocks, list) or not blocks or not graph:
+                raise ModelError(f"voice model {self.id}: preprocessing must name encoder_graph and blocks")
+            self.blocks = tuple(int(b) for b in blocks)
+            self.graph_path = m.path.parent / str(graph)
+            want = str(m.preprocessing.get("encoder_graph_sha256", ""))
+            if not self.graph_path.is_file():
+                raise ModelError(f"voice model {self.id}: its encoder graph {self.graph_path} is missing")
+            if want and sha256_file(self.graph_path) != want:
+                raise ModelError(
+                    f"voice model {self.id}: {self.graph_path} does not match the sha256 in its manifest "
+                    "(corrupt or replaced); reinstall the model"
+                )
         width = m.inputs[0].shape[-1] if m.inputs and m.inputs[0].shape else None
         if isinstance(width, int) and width != self.normalizer.dim:
             raise ModelError(
@@ -102,6 +123,7 @@ class VoiceScorer(_OnnxMember):
 
     @property
     def uses_encoder(self) -> bool:
+        """True if the member's input is the ASR's own encoder pass (it can share it)."""
         return self.kind == "whisper_encoder"
 
     def accepts(self, transcriber: Any) -> bool:
@@ -117,6 +139,31 @@ class VoiceScorer(_OnnxMember):
         """Load this member's own encoder now (ModelError if it is not the one it was trained on)."""
         if self.uses_encoder:
             self._encoder()
+        elif self.kind == "whisper_layers":
+            self._encoder_layers()
+
+    def _encoder_layers(self) -> Any:
+        """The first encoder blocks on the ASR model's weights (``whisper_layers`` members)."""
+        if self._layers is None:
+            from emodesk.speech.asr import encoder_sha256, resolve_asr_model
+            from emodesk.speech.whisper_layers import WhisperLayers
+
+            folder = Path(resolve_asr_model(self.asr_model))
+            if not (folder / "model.bin").is_file():
+                raise ModelError(
+                    f"voice model {self.id} reads the weights of ASR model {self.asr_model}, which is not "
+                    "a local CTranslate2 folder; the voice member is disabled"
+                )
+            sha = encoder_sha256(folder)
+            if sha != self.encoder_sha256:
+                raise ModelError(
+                    f"voice model {self.id} was trained on the encoder of ASR {self.asr_model} with "
+                    f"sha256 {self.encoder_sha256[:12]}…, but {folder} has {sha[:12]}…; "
+                    "the voice member is disabled"
+                )
+            device = "cuda" if self.model.provider == CUDA else "cpu"
+            self._layers = WhisperLayers(self.graph_path, folder / "model.bin", self.blocks, device=device)
+        return self._layers
 
     def _encoder(self) -> Any:
         """This member's own ASR encoder, loaded on first use (in the calling thread)."""
@@ -136,6 +183,9 @@ class VoiceScorer(_OnnxMember):
     def features(self, audio: np.ndarray, *, encoded: Any = None) -> np.ndarray:
         """The head's input for one utterance; updates the session statistics."""
         assert self.normalizer is not None
+        if self.kind == "whisper_layers":
+            frames = self._encoder_layers().frames(np.asarray(audio, dtype=np.float32))
+            return self.normalizer(pool_frames(frames, self.pooling))
         if encoded is None:
             encoded = self._encoder().encode(np.asarray(audio, dtype=np.float32))
         return self.normalizer(pool_frames(encoded.frames(), self.pooling))

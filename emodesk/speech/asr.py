@@ -171,6 +171,32 @@ def _check_audio(audio: np.ndarray) -> np.ndarray:
     return a
 
 
+def encoder_sha256(folder: Path) -> str:
+    """sha256 of a CTranslate2 folder's ``model.bin``, or of its source for an int8 copy made by
+    :mod:`emodesk.speech.ct2_int8` (see :attr:`Transcriber.encoder_sha256`)."""
+    from emodesk.inference.manifest import sha256_file
+    from emodesk.speech.ct2_int8 import derived_from
+
+    own = sha256_file(folder / "model.bin")
+    return derived_from(folder, own) or own
+
+
+def context_frames(n_samples: int, min_context_s: float | None) -> int:
+    """Mel frames the encoder runs over: the audio + 2 s of padding, at least ``min_context_s``
+    (``None``: Whisper's whole 30 s window)."""
+    if min_context_s is None:
+        return _FULL_FRAMES
+    seconds = max(n_samples / SAMPLE_RATE + _CONTEXT_MARGIN_S, min_context_s)
+    frames = int(np.ceil(seconds * SAMPLE_RATE / _HOP))
+    frames += frames % 2  # the encoder's stride-2 convolution
+    return min(frames, _FULL_FRAMES)
+
+
+def n_valid_frames(n_samples: int, window_frames: int) -> int:
+    """Encoder output frames (50 a second) that cover the utterance itself, not the padding."""
+    return max(1, min(window_frames // 2, -(-n_samples // (2 * _HOP))))
+
+
 @dataclass(frozen=True)
 class EncodedAudio:
     """One encoder pass over an utterance: feeds the decoder and the voice members.
@@ -185,7 +211,7 @@ class EncodedAudio:
 
     @property
     def n_valid(self) -> int:
-        return max(1, min(self.window_frames // 2, -(-self.n_samples // (2 * _HOP))))
+        return n_valid_frames(self.n_samples, self.window_frames)
 
     def frames(self) -> np.ndarray:
         """(n_valid, d_model) float32."""
@@ -301,12 +327,7 @@ class Transcriber:
         it computes bit for bit what the source computes (tests/test_asr_int8.py).
         """
         if self._encoder_sha is None:
-            from emodesk.inference.manifest import sha256_file
-            from emodesk.speech.ct2_int8 import derived_from
-
-            folder = Path(self.model_path)
-            own = sha256_file(folder / "model.bin")
-            self._encoder_sha = derived_from(folder, own) or own
+            self._encoder_sha = encoder_sha256(Path(self.model_path))
         return self._encoder_sha
 
     def encode(self, audio: np.ndarray) -> EncodedAudio:
@@ -344,13 +365,7 @@ class Transcriber:
         return " ".join(text.split())
 
     def _context_frames(self, n_samples: int) -> int:
-        """Encoder frames to run: the audio + 2 s of padding, at least min_context_s."""
-        if self.min_context_s is None:
-            return _FULL_FRAMES
-        seconds = max(n_samples / SAMPLE_RATE + _CONTEXT_MARGIN_S, self.min_context_s)
-        frames = int(np.ceil(seconds * SAMPLE_RATE / _HOP))
-        frames += frames % 2  # the encoder's stride-2 convolution
-        return min(frames, _FULL_FRAMES)
+        return context_frames(n_samples, self.min_context_s)
 
     def _encode(self, audio: np.ndarray, frames: int) -> Any:
         """Encoder output (a CTranslate2 StorageView) over ``frames`` mel frames."""

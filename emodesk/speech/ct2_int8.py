@@ -79,7 +79,7 @@ def read_model_bin(path: Path) -> tuple[int, str, int, list[_Variable], list[tup
     return version, spec, revision, variables, aliases
 
 
-def _quantize(v: _Variable) -> tuple[_Variable, _Variable]:
+def quantize_variable(v: _Variable) -> tuple[_Variable, _Variable]:
     """CTranslate2's int8 rule for one weight: per-row scale 127 / max|w| (conv kernels flattened)."""
     w = np.frombuffer(v.data, dtype=np.dtype(v.dtype).newbyteorder("<")).astype(np.float32).reshape(v.shape)
     rows = w.reshape(w.shape[0], -1).copy()
@@ -95,7 +95,7 @@ def _quantize(v: _Variable) -> tuple[_Variable, _Variable]:
     )
 
 
-def _quantizable(v: _Variable) -> bool:
+def quantizable(v: _Variable) -> bool:
     # Linear and embedding weights; CTranslate2's Whisper leaves its convolutions unquantized
     # (layer norms are "gamma"/"beta", position encodings "encodings").
     return (
@@ -143,8 +143,8 @@ def quantize_model_folder(src: Path, dst: Path, *, source_name: str) -> Path:
     out: list[_Variable] = []
     quantized = 0
     for v in variables:
-        if _quantizable(v):
-            q, scale = _quantize(v)
+        if quantizable(v):
+            q, scale = quantize_variable(v)
             out += [q, scale]
             quantized += 1
         else:

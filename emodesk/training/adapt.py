@@ -126,11 +126,16 @@ def _append_layer(model: Any, output: str, a_m: np.ndarray, c_m: np.ndarray, log
 
 
 def companion_files(member: ModelManifest) -> list[Path]:
-    """Files the manifest's preprocessing names that lie beside it (a tokenizer): they travel with it."""
+    """Files the manifest's preprocessing names that lie beside it (a tokenizer, an encoder graph):
+    they travel with it. Other strings there are descriptions, not names."""
     out = []
     for v in member.preprocessing.values():
-        if isinstance(v, str) and "/" not in v and (member.path.parent / v).is_file():
-            out.append(member.path.parent / v)
+        if isinstance(v, str) and "/" not in v and "\\" not in v and len(v) < 200:
+            try:
+                if (member.path.parent / v).is_file():
+                    out.append(member.path.parent / v)
+            except OSError:  # not a possible file name here
+                continue
     return out
 
 

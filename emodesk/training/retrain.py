@@ -129,16 +129,17 @@ def _finetune_voice(
     seed: int,
     log: Callable[[str], None] | None,
 ) -> tuple[MemberScores, list[Path], str]:
-    """Scores with the voice member re-fitted on the training sessions (and ``base_data``), its files,
-    and what was done; the unchanged scores when fine-tuning cannot run here."""
+    """Scores with every voice member re-fitted on the training sessions (and ``base_data``), their
+    files, and what was done; the unchanged scores when fine-tuning cannot run here."""
     from emodesk.evaluation.datasets import Row, load_split
     from emodesk.fusion.search import ScoreCache, score_paired
     from emodesk.inference.registry import installed_manifests
 
-    voice = [m for m in installed_manifests().values() if m.modality == "voice"]
-    if len(voice) != 1:
-        return scores, [], "voice: not fine-tuned (needs exactly one installed voice member)"
+    voice = [m for m in installed_manifests().values() if m.modality == "voice" and m.id in scores.ids]
+    if not voice:
+        return scores, [], "voice: not fine-tuned (no voice member installed)"
     try:
+        from emodesk.training.adapt import companion_files
         from emodesk.training.voice_finetune import finetune_voice
     except ImportError:
         return scores, [], "voice: not fine-tuned (needs the train extra: pip install -e '.[train]')"
@@ -148,31 +149,27 @@ def _finetune_voice(
     base = load_split(base_data, "train") if base_data is not None else []
     if len(train_rows) < 5:
         return scores, [], f"voice: not fine-tuned ({len(train_rows)} training utterances with audio)"
-    if log:
-        log(f"fine-tuning {voice[0].id} on {len(train_rows)} session utterances + {len(base)} base clips")
-    new = finetune_voice(
-        voice[0],
-        train_rows,
-        work / "new-set",
-        base=base,
-        cache=work / "voice-features.npz",
-        seed=seed,
-        note="emodesk retrain: training sessions " + ", ".join(sorted({r.group for r in train_rows})),
-    )
-    fresh = score_paired(list(rows), [new], cache=ScoreCache(work / "scores-new.npz"))
-    k = scores.ids.index(new.id)
-    P = scores.P.copy()
-    P[k] = fresh.P[0]
-    sha = list(scores.sha256)
-    sha[k] = new.sha256
-    what = f"voice: {new.id} re-fitted on {len(train_rows)} session utterances" + (
-        f" + {len(base)} clips of {base_data}" if base else ""
-    )
-    return (
-        MemberScores(scores.ids, scores.modalities, tuple(sha), P, scores.y),
-        [new.model_path, new.path],
-        what,
-    )
+    P, sha, files, done = scores.P.copy(), list(scores.sha256), [], []
+    for member in voice:
+        if log:
+            log(f"fine-tuning {member.id} on {len(train_rows)} session utterances + {len(base)} base clips")
+        new = finetune_voice(
+            member,
+            train_rows,
+            work / "new-set",
+            base=base,
+            cache=work / f"voice-features-{member.id}.npz",
+            seed=seed,
+            note="emodesk retrain: training sessions " + ", ".join(sorted({r.group for r in train_rows})),
+        )
+        fresh = score_paired(list(rows), [new], cache=ScoreCache(work / f"scores-new-{member.id}.npz"))
+        k = scores.ids.index(new.id)
+        P[k] = fresh.P[0]
+        sha[k] = new.sha256
+        files += [new.model_path, new.path, *companion_files(new)]
+        done.append(f"voice: {new.id} re-fitted on {len(train_rows)} session utterances")
+    what = "; ".join(done) + (f" (+ {len(base)} clips of {base_data})" if base else "")
+    return MemberScores(scores.ids, scores.modalities, tuple(sha), P, scores.y), files, what
 
 
 def _adapt_members(

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -66,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--asr-model", default=DEFAULT_ASR, help="whose encoder the member is built on (tiny.en)")
     p.add_argument(
+        "--encoder-blocks",
+        metavar="N[,M…]",
+        help="pool the states after these encoder blocks (1-based), computed by a weightless ONNX graph "
+        "on the ASR's weights (emodesk.speech.whisper_layers), instead of the ASR's own final output",
+    )
+    p.add_argument(
         "--cache",
         type=Path,
         help="pooled encoder features (.npz; default: features-<encoder sha>.npz in the checkpoint dir)",
@@ -91,24 +97,82 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------ features
 
 
-def _cache_key(asr_sha: str, min_context_s: float | None) -> str:
-    return f"{asr_sha}:{min_context_s}"
+def _cache_key(asr_sha: str, min_context_s: float | None, graph_sha: str = "") -> str:
+    return f"{asr_sha}:{min_context_s}" + (f":{graph_sha}" if graph_sha else "")
+
+
+def parse_blocks(spec: str | None) -> tuple[int, ...]:
+    """``"2,3"`` → ``(2, 3)``; None or "" → ``()`` (the ASR's final output)."""
+    if not spec:
+        return ()
+    try:
+        blocks = tuple(sorted({int(b) for b in spec.split(",") if b.strip()}))
+    except ValueError:
+        raise InputError(f"--encoder-blocks {spec!r}: expected block numbers such as 2 or 2,3") from None
+    if not blocks or blocks[0] < 1:
+        raise InputError(f"--encoder-blocks {spec!r}: blocks are numbered from 1")
+    return blocks
+
+
+class _LayerEncoder:
+    """``Transcriber.encode``'s interface over :class:`WhisperLayers` (features of ``whisper_layers``)."""
+
+    def __init__(self, asr_model: str, graph: Path, blocks: tuple[int, ...], device: str) -> None:
+        from emodesk.speech.asr import encoder_sha256, resolve_asr_model
+        from emodesk.speech.whisper_layers import WhisperLayers
+        from emodesk.training.whisper_graph import write_graph
+
+        folder = Path(resolve_asr_model(asr_model))
+        if not (folder / "model.bin").is_file():
+            raise InputError(f"--encoder-blocks needs a local CTranslate2 folder for {asr_model}")
+        write_graph(graph, folder / "model.bin", blocks)
+        self.encoder_sha256 = encoder_sha256(folder)
+        self.min_context_s: float | None = 10.0
+        self.layers = WhisperLayers(
+            graph, folder / "model.bin", blocks, device=device, threads=os.cpu_count() or 1
+        )
+
+    def frames(self, audio: np.ndarray) -> np.ndarray:
+        return self.layers.frames(audio)
 
 
 def extract_features(
-    rows: list[Row], asr_model: str, cache: Path, *, quiet: bool = False, device: str = "auto"
+    rows: list[Row],
+    asr_model: str,
+    cache: Path,
+    *,
+    quiet: bool = False,
+    device: str = "auto",
+    blocks: tuple[int, ...] = (),
+    graph: Path | None = None,
 ) -> tuple[np.ndarray, str]:
     """Pooled encoder features ``(len(rows), 2d)`` and the encoder's sha256; cached by file path.
 
+    ``blocks``: the states after these encoder blocks, computed by the graph written to ``graph``
+    (:mod:`emodesk.speech.whisper_layers`), instead of the ASR's final output.
     The cache is rewritten every 100 clips, so a killed extraction continues where it stopped.
     """
     from emodesk.evaluation.evaluate import read_audio_16k
+    from emodesk.inference.manifest import sha256_file
     from emodesk.speech.asr import Transcriber
 
-    asr = Transcriber(
-        asr_model, device="cuda" if device == "cuda" else "cpu", cpu_threads=os.cpu_count() or 1
-    )
-    key = _cache_key(asr.encoder_sha256, asr.min_context_s)
+    dev: Literal["cuda", "cpu"] = "cuda" if device == "cuda" else "cpu"
+    encode: Callable[[np.ndarray], np.ndarray]
+    if blocks:
+        if graph is None:
+            raise ValueError("encoder blocks need a path for their graph")
+        layer_enc = _LayerEncoder(asr_model, graph, blocks, dev)
+        sha, min_context = layer_enc.encoder_sha256, layer_enc.min_context_s
+        key = _cache_key(sha, min_context, sha256_file(graph))
+        encode = layer_enc.frames
+    else:
+        asr = Transcriber(asr_model, device=dev, cpu_threads=os.cpu_count() or 1)
+        sha, min_context = asr.encoder_sha256, asr.min_context_s
+        key = _cache_key(sha, min_context)
+
+        def encode(audio: np.ndarray) -> np.ndarray:
+            return asr.encode(audio).frames()
+
     done: dict[str, np.ndarray] = {}
     if cache.is_file():
         with np.load(cache) as z:
@@ -126,12 +190,12 @@ def extract_features(
         os.replace(tmp, cache)
 
     for i, path in enumerate(progress(todo, desc="encoder features", quiet=quiet)):
-        done[path] = pool_frames(asr.encode(read_audio_16k(path)).frames())
+        done[path] = pool_frames(encode(read_audio_16k(path)))
         if (i + 1) % 100 == 0:
             save()
     if todo:
         save()
-    return np.stack([done[r.x] for r in rows]), asr.encoder_sha256
+    return np.stack([done[r.x] for r in rows]), sha
 
 
 # ------------------------------------------------------------- normalisation
@@ -356,9 +420,17 @@ def run(args: argparse.Namespace) -> int:
     if not rows["train"] or not rows["val"]:
         raise InputError(f"{args.data}: the train and val splits must both hold clips")
     t0 = time.monotonic()
-    cache: Path = args.cache or ckdir / f"features-{args.asr_model.replace('/', '_')}.npz"
+    blocks = parse_blocks(getattr(args, "encoder_blocks", None))
+    tag = args.asr_model.replace("/", "_") + ("-blocks" + "_".join(map(str, blocks)) if blocks else "")
+    cache: Path = args.cache or ckdir / f"features-{tag}.npz"
     x, sha = extract_features(
-        rows["train"] + rows["val"], args.asr_model, cache, quiet=args.quiet, device=args.device
+        rows["train"] + rows["val"],
+        args.asr_model,
+        cache,
+        quiet=args.quiet,
+        device=args.device,
+        blocks=blocks,
+        graph=encoder_graph_path(args.out) if blocks else None,
     )
     n_tr = len(rows["train"])
 
@@ -406,8 +478,35 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.no_export:
         return 0
-    export_voice(head, prior, best, grid, sha, args, va, history)
+    export_voice(head, prior, best, grid, sha, args, va, history, blocks=blocks)
     return 0
+
+
+def _encoder_preprocessing(out: Path, blocks: tuple[int, ...]) -> dict[str, Any]:
+    window = "the utterance plus 2 s of padding, at least 10 s of window (Transcriber.encode's)"
+    if not blocks:
+        return {
+            "input": "whisper_encoder",
+            "encoder": f"Transcriber.encode: {window}; "
+            "the states of the utterance's own frames (50 per second)",
+        }
+    from emodesk.inference.manifest import sha256_file
+
+    graph = encoder_graph_path(out)
+    return {
+        "input": "whisper_layers",
+        "encoder": f"the residual stream after encoder block(s) {', '.join(map(str, blocks))} of the ASR's "
+        f"whisper encoder over {window}, run by ONNX Runtime on the ASR's model.bin weights "
+        "(linear weights by CTranslate2's int8 rule); the states of the utterance's own frames",
+        "encoder_graph": graph.name,
+        "encoder_graph_sha256": sha256_file(graph),
+        "blocks": list(blocks),
+    }
+
+
+def encoder_graph_path(out: Path) -> Path:
+    """Where a ``whisper_layers`` member's weightless encoder graph lives: beside its head."""
+    return out.with_name(out.stem + ".encoder.onnx")
 
 
 def export_voice(
@@ -419,6 +518,8 @@ def export_voice(
     args: argparse.Namespace,
     va: Split,
     history: History,
+    *,
+    blocks: tuple[int, ...] = (),
 ) -> Path:
     out: Path = args.out
 
@@ -449,9 +550,7 @@ def export_voice(
         "modality": "voice",
         "outputs": [{"name": "probs", "shape": ["N", N_LABELS], "dtype": "float32"}],
         "preprocessing": {
-            "input": "whisper_encoder",
-            "encoder": "Transcriber.encode: the utterance plus 2 s of padding, at least 10 s of window; "
-            "the states of the utterance's own frames (50 per second)",
+            **_encoder_preprocessing(out, blocks),
             "pooling": "mean_std",
             "normalization": {
                 "kind": "running_session",
@@ -465,7 +564,12 @@ def export_voice(
         "requires": {"asr_model": args.asr_model, "encoder_sha256": encoder_sha},
         "source": {
             "architecture": "linear softmax head over pooled whisper encoder states "
-            "(emodesk/training/voice.py); the encoder is the ASR's, run by CTranslate2",
+            + (
+                f"after block(s) {', '.join(map(str, blocks))} (emodesk/training/voice.py); the blocks run "
+                "as a weightless ONNX graph on the ASR's own weights (emodesk/speech/whisper_layers.py)"
+                if blocks
+                else "(emodesk/training/voice.py); the encoder is the ASR's, run by CTranslate2"
+            ),
             "data": "RAVDESS speech (Livingstone & Russo 2018), 7 labels, calm → neutral",
             "protocol": "speaker-independent: the prior weight and epoch count were selected by "
             f"{args.cv_folds}-fold actor-group cross-validation over actors 01–20 (each held-out actor "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from emodesk.evaluation.datasets import Row
-from emodesk.inference.manifest import ModelManifest, write_manifest
+from emodesk.inference.manifest import ModelManifest, sha256_file, write_manifest
 from emodesk.training.common import check_agreement, export_onnx, onnx_outputs
 from emodesk.training.voice import Prior, extract_features, fit_head, simulated_sessions
 
@@ -39,16 +39,28 @@ def finetune_voice(
     raw: dict[str, Any] = json.loads(member.path.read_text(encoding="utf-8"))
     req = raw.get("requires", {})
     pre = raw.get("preprocessing", {})
-    if pre.get("input") != "whisper_encoder":
+    if pre.get("input") not in ("whisper_encoder", "whisper_layers"):
         raise ValueError(f"{member.id} is not a whisper-encoder voice member; cannot fine-tune it here")
+    blocks = tuple(int(b) for b in pre.get("blocks", ())) if pre["input"] == "whisper_layers" else ()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # the same weightless graph, rebuilt beside the new head (it is a function of the blocks only)
+    graph = out_dir / str(pre["encoder_graph"]) if blocks else None
     src = raw.get("source", {})
     selected, settings = src.get("selected", {}), src.get("settings", {})
     weight = float(selected.get("prior_weight", pre["normalization"]["prior_weight"]))
     epochs = int(selected.get("epochs", 200))
     all_rows = [*base, *rows]
     x, sha = extract_features(
-        list(all_rows), str(req.get("asr_model", "tiny.en")), cache, quiet=True, device="cpu"
+        list(all_rows),
+        str(req.get("asr_model", "tiny.en")),
+        cache,
+        quiet=True,
+        device="cpu",
+        blocks=blocks,
+        graph=graph,
     )
+    if graph is not None and sha256_file(graph) != pre.get("encoder_graph_sha256"):
+        raise ValueError(f"the rebuilt encoder graph of {member.id} differs from the shipped one")
     if req.get("encoder_sha256") and sha != req["encoder_sha256"]:
         raise ValueError(f"the ASR's encoder {sha[:12]}… is not the one {member.id} needs")
     y = np.array([r.label for r in all_rows], np.int64)
@@ -76,7 +88,6 @@ def finetune_voice(
             return torch.softmax(self.inner(v), dim=-1)
 
     model = WithSoftmax(head).eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / member.file
     example = torch.as_tensor(z[:4])
     export_onnx(
