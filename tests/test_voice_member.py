@@ -262,3 +262,33 @@ def test_train_voice_then_eval_voice(tmp_path: Path) -> None:
     assert m["n"] == 7 and len(m["confusion"]) == 7
     recorded = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["metrics"]["synthetic-test"]
     assert recorded["accuracy"] == m["accuracy"] and "emodesk eval voice" in recorded["command"]
+
+
+def test_train_voice_on_encoder_blocks_then_eval(tmp_path: Path) -> None:
+    """``--encoder-blocks``: a ``whisper_layers`` member whose weightless graph travels beside it."""
+    pytest.importorskip("torch")
+    from emodesk.cli.eval_cmd import main as eval_main
+    from emodesk.cli.train_cmd import main as train_main
+    from emodesk.speech.asr import Transcriber
+
+    data = _write_ravdess(tmp_path / "ravdess", [1, 2, 19, 21])
+    out = tmp_path / "models" / "voice-blocks.onnx"
+    argv = ["voice", "--data", str(data), "--out", str(out), "--device", "cpu", "--quiet", "--epochs", "20"]
+    argv += ["--prior-weights", "2", "--views", "2", "--cv-folds", "2", "--encoder-blocks", "1"]
+    assert train_main(argv) == 0
+    man = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    pre = man["preprocessing"]
+    graph = out.with_name("voice-blocks.encoder.onnx")
+    assert pre["input"] == "whisper_layers" and pre["blocks"] == [1]
+    assert pre["encoder_graph"] == graph.name and pre["encoder_graph_sha256"] == sha256_file(graph)
+    assert graph.stat().st_size < 50_000  # no weights inside
+    assert man["requires"]["encoder_sha256"] == Transcriber(device="cpu").encoder_sha256
+    assert man["inputs"][0]["shape"] == ["N", 768]
+    report = tmp_path / "eval.json"
+    rc = eval_main(
+        ["voice", "--manifest", str(data), "--model", str(out), "--device", "cpu", "--json", str(report)]
+    )
+    assert rc == 0
+    m = json.loads(report.read_text(encoding="utf-8"))["voice-blocks"]
+    assert m["n"] == 7 and abs(sum(m["per_class_recall"].values()) - 7 * m["uar"]) < 1e-9
+    assert train_main(["voice", "--data", str(data), "--out", str(out), "--encoder-blocks", "0"]) == 2
