@@ -22,7 +22,7 @@ pytest.importorskip("onnx")
 
 from emodesk.cli.train_cmd import main as train_main  # noqa: E402
 from emodesk.errors import InputError  # noqa: E402
-from emodesk.inference.manifest import ModelManifest  # noqa: E402
+from emodesk.inference.manifest import ModelManifest, sha256_file  # noqa: E402
 from emodesk.inference.utterance_scorers import TextScorer  # noqa: E402
 from emodesk.labels import LABELS  # noqa: E402
 from emodesk.training.minilm import (  # noqa: E402
@@ -271,3 +271,36 @@ def test_real_minilm_matches_reference_embeddings() -> None:
     np.testing.assert_allclose(e[0, :5], [-0.034478, 0.03102, 0.00673, 0.02611, -0.039362], atol=2e-4)
     s = encode_sentences(model, tok, ["I am so happy today", "I feel great", "The train leaves at noon"])
     assert float(s[0] @ s[1]) > float(s[0] @ s[2]) + 0.2
+
+
+def test_continue_from_a_checkpoint_with_other_rows_and_selection(
+    tiny: dict[str, Path], trained: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--init-from`` starts from a finished run's weights; ``--train-rows`` cuts a dataset's training
+    rows; ``--select``/``--floor`` choose the epoch, and an impossible floor exports nothing."""
+    root = tiny["root"]
+    best = trained["ckpt"] / "best.pt"
+    out = root / "models2" / "text-cont.onnx"
+    extra = ["--init-from", str(best), "--train-rows", "goemotions-ekman=50", "--epochs", "1"]
+    extra += ["--select", "weighted_f1:goemotions-ekman", "--floor", "goemotions-ekman=0.0"]
+    assert train_main([*_argv(tiny, out, root / "ckC"), *extra]) == 0
+    src = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["source"]
+    t = src["training"]
+    assert t["train_rows"] == "goemotions-ekman=50" and t["init_from_sha256"] == sha256_file(best)
+    assert t["selection"].startswith("goemotions-ekman val weighted_f1; counted only when")
+    assert t["init_from_history"]["settings"]["epochs"] == 4  # where the weights came from
+    row = src["history"][0]
+    assert row["selection_score"] == row["val_weighted_f1:goemotions-ekman"]
+    assert "50" in src["data"][0].split("rows train ")[1].split(" /")[0]
+    # the continued model starts where the first run ended: its first epoch is already good
+    assert row["val_macro_f1:goemotions-ekman"] > 0.5
+    impossible = [*extra[:-1], "goemotions-ekman=1.1"]
+    assert train_main([*_argv(tiny, root / "m3" / "x.onnx", root / "ckD"), *impossible]) == 1
+    assert "no epoch met" in capsys.readouterr().err and not (root / "m3" / "x.onnx").exists()
+    assert (
+        train_main([*_argv(tiny, root / "m4" / "x.onnx", root / "ckE"), "--select", "weighted_f1:meld"]) == 2
+    )
+    assert (
+        train_main([*_argv(tiny, root / "m4" / "x.onnx", root / "ckE"), "--init-from", str(root / "no.pt")])
+        == 2
+    )

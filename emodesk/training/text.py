@@ -118,6 +118,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=2, help="epochs without a better mean val macro-F1")
     p.add_argument("--no-quantize", action="store_true", help="ship float32 (never try int8)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N rows per split (quick runs)")
+    p.add_argument(
+        "--train-rows",
+        metavar="DIR=N[,…]",
+        help="a seeded subset of N training rows from the named dataset folder (e.g. goemotions-ekman=9000): "
+        "weights the smaller spoken-dialogue set up without repeating its rows",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CKPT",
+        help="start from this training checkpoint's weights (best.pt/last.pt of an earlier run): "
+        "continue fine-tuning on other data or with other selection",
+    )
+    p.add_argument(
+        "--select",
+        default="macro_f1:mean",
+        metavar="METRIC:DIR|mean",
+        help="the val score early stopping and selection use: macro_f1:mean (default), or "
+        "weighted_f1:DIR / macro_f1:DIR for one dataset folder's val split",
+    )
+    p.add_argument(
+        "--floor",
+        metavar="DIR=F1",
+        action="append",
+        default=[],
+        help="an epoch counts for selection only if DIR's val macro-F1 is at least F1 (repeatable)",
+    )
     p.add_argument("--no-export", action="store_true", help="stop after training (e.g. on a GPU machine)")
     p.add_argument(
         "--export-only",
@@ -172,6 +199,91 @@ def load_text_splits(
         labels = np.asarray([r.label for r in rows], dtype=np.int64)
         out.append(TextSplit(name, str(kind), texts, labels, _tokenize(tokenizer, texts)))
     return out
+
+
+def parse_train_rows(spec: str | None) -> dict[str, int]:
+    """``"goemotions-ekman=9000"`` → ``{"goemotions-ekman": 9000}``."""
+    out: dict[str, int] = {}
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        name, _, n = part.partition("=")
+        try:
+            out[name.strip()] = int(n)
+        except ValueError:
+            raise InputError(f"--train-rows {spec!r}: expected DIR=N[,DIR=N]") from None
+        if out[name.strip()] < 1:
+            raise InputError(f"--train-rows {spec!r}: N must be at least 1")
+    return out
+
+
+def subsample_train(sets: list[TextSplit], rows: dict[str, int], seed: int) -> list[TextSplit]:
+    """The named training sets cut to a seeded subset of their rows (the others unchanged)."""
+    unknown = sorted(set(rows) - {s.name for s in sets})
+    if unknown:
+        raise InputError(
+            f"--train-rows names {', '.join(unknown)}, not among --data ({[s.name for s in sets]})"
+        )
+    out = []
+    for i, s in enumerate(sets):
+        n = rows.get(s.name)
+        if n is None or n >= len(s.texts):
+            out.append(s)
+            continue
+        keep = np.sort(np.random.default_rng([seed, 1000 + i]).permutation(len(s.texts))[:n])
+        out.append(
+            TextSplit(s.name, s.kind, [s.texts[k] for k in keep], s.labels[keep], [s.ids[k] for k in keep])
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which val score selects the epoch (``--select``), and the macro-F1 floors (``--floor``)."""
+
+    metric: str = "macro_f1"
+    dataset: str = "mean"
+    floors: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def parse(cls, select: str, floors: Sequence[str], names: Sequence[str]) -> Selection:
+        metric, _, dataset = select.partition(":")
+        if metric not in ("macro_f1", "weighted_f1") or not dataset:
+            raise InputError(f"--select {select!r}: expected macro_f1:mean, macro_f1:DIR or weighted_f1:DIR")
+        if dataset == "mean" and metric != "macro_f1":
+            raise InputError("--select: only macro-F1 is averaged over the datasets")
+        parsed = []
+        for f in floors:
+            name, _, value = f.partition("=")
+            try:
+                parsed.append((name, float(value)))
+            except ValueError:
+                raise InputError(f"--floor {f!r}: expected DIR=F1, e.g. goemotions-ekman=0.60") from None
+        for name in [dataset, *(n for n, _ in parsed)]:
+            if name != "mean" and name not in names:
+                raise InputError(f"--select/--floor name {name!r}, not among the val sets {list(names)}")
+        return cls(metric, dataset, tuple(parsed))
+
+    @property
+    def default(self) -> bool:
+        return self == Selection()
+
+    def describe(self) -> str:
+        what = (
+            "mean val macro-F1 over the datasets"
+            if self.dataset == "mean"
+            else f"{self.dataset} val {self.metric}"
+        )
+        floors = "".join(f"; counted only when {n} val macro-F1 ≥ {v:g}" for n, v in self.floors)
+        return what + floors
+
+    def score(self, scores: dict[str, dict[str, float]]) -> float:
+        """The selection score of one epoch's val ``scores[name][metric]``; -inf below a floor."""
+        if any(scores[n]["macro_f1"] < v for n, v in self.floors):
+            return float("-inf")
+        if self.dataset == "mean":
+            return float(np.mean([s["macro_f1"] for s in scores.values()]))
+        return float(scores[self.dataset][self.metric])
 
 
 def pad_batch(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -297,6 +409,19 @@ def _settings(
         "weight_decay": args.weight_decay,
         "patience": args.patience,
         "limit": args.limit,
+        **(
+            {
+                "train_rows": args.train_rows,
+                "init_from_sha256": sha256_file(args.init_from) if args.init_from else None,
+            }
+            if args.train_rows or args.init_from
+            else {}
+        ),
+        **(
+            {"select": args.select, "floors": list(args.floor)}
+            if args.select != "macro_f1:mean" or args.floor
+            else {}
+        ),
     }
 
 
@@ -353,6 +478,9 @@ def train(
     sched = _schedule(opt, epochs * steps_per_epoch)
     w = torch.from_numpy(class_weights(y.numpy(), N_LABELS)).to(device)
     stopper, history, st = EarlyStopping(patience=args.patience), History(), Progress()
+    selection = Selection.parse(
+        settings.get("select", "macro_f1:mean"), settings.get("floors", []), [s.name for s in val_sets]
+    )
     last_path, best_path = ckdir / "last.pt", ckdir / "best.pt"
 
     def save() -> None:
@@ -443,16 +571,18 @@ def train(
                     return TrainResult(history, {}, settings, meta, interrupted=True)
         st.loss_sum = float(loss_acc)
         st.epoch_seconds += time.monotonic() - last_save
-        f1 = {
-            s.name: compute_metrics(s.labels, _softmax(predict_logits(model, s.ids, device)), bootstrap=0)[
-                "macro_f1"
-            ]
+        val = {
+            s.name: compute_metrics(s.labels, _softmax(predict_logits(model, s.ids, device)), bootstrap=0)
             for s in val_sets
         }
-        mean_f1 = float(np.mean(list(f1.values())))
-        improved = stopper.step(mean_f1, st.epoch)
+        mean_f1 = float(np.mean([m["macro_f1"] for m in val.values()]))
+        score = selection.score(val)
+        improved = stopper.step(score, st.epoch) and score > float("-inf")
         row: dict[str, Any] = {"epoch": st.epoch + 1, "train_loss": st.loss_sum / max(1, st.loss_rows)}
-        row.update({f"val_macro_f1:{k}": float(v) for k, v in f1.items()})
+        row.update({f"val_macro_f1:{k}": float(m["macro_f1"]) for k, m in val.items()})
+        if not selection.default:
+            row.update({f"val_weighted_f1:{k}": float(m["weighted_f1"]) for k, m in val.items()})
+            row["selection_score"] = score if score > float("-inf") else None  # None: below a floor
         row.update({"val_macro_f1_mean": mean_f1, "lr": float(sched.get_last_lr()[0])})
         row["seconds"] = st.epoch_seconds
         history.add(row, quiet=args.quiet)
@@ -463,6 +593,8 @@ def train(
     st.finished = True
     save()
     if not best_path.is_file():
+        if selection.floors:
+            raise EmodeskError(f"no epoch met {selection.describe()}; nothing to export ({ckdir})")
         raise EmodeskError(f"{best_path} is missing although training finished; rerun without --resume")
     best = torch.load(best_path, map_location="cpu", weights_only=False)
     return TrainResult(history, best, settings, meta)
@@ -712,9 +844,17 @@ def export_and_describe(
                 "optimizer": f"AdamW, lr {cfg['lr']:g} (encoder) / {cfg['head_lr']:g} (head), weight "
                 f"decay {cfg['weight_decay']:g}, linear warm-up {WARMUP_FRACTION:.0%} then linear decay",
                 "loss": "cross-entropy, inverse-sqrt-frequency class weights",
-                "selection": "mean val macro-F1 over the datasets, early stopping patience "
-                f"{cfg['patience']}",
+                "selection": Selection.parse(
+                    cfg.get("select", "macro_f1:mean"), cfg.get("floors", []), [s.name for s in val_sets]
+                ).describe()
+                + f", early stopping patience {cfg['patience']}",
                 "rows_per_split_limit": cfg["limit"],
+                **({"train_rows": cfg["train_rows"]} if cfg.get("train_rows") else {}),
+                **(
+                    {"init_from_sha256": cfg["init_from_sha256"], "init_from_history": _init_history(args)}
+                    if cfg.get("init_from_sha256")
+                    else {}
+                ),
             },
             "weights": weights,
             "quantization": quant,
@@ -735,6 +875,17 @@ def export_and_describe(
     write_manifest(out, fields)
     _check_in_app(out, sess, shipped_tok, sample[0])
     return fields
+
+
+def _init_history(args: argparse.Namespace) -> Any:
+    """The history of the run ``--init-from`` came from (its checkpoint folder's history.json), if any."""
+    if args.init_from is None:
+        return None
+    hist = Path(args.init_from).parent / "history.json"
+    if not hist.is_file():
+        return None
+    d = json.loads(hist.read_text(encoding="utf-8"))
+    return {"command": d.get("meta", {}).get("command"), "settings": d.get("settings")}
 
 
 def _check_in_app(out: Path, sess: Any, tokenizer: Any, text: str) -> None:
@@ -789,6 +940,17 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"rows train/val: {sizes}; encoder {encoder_dir}", file=sys.stderr)
     model = EmotionClassifier(load_encoder(encoder_dir))
+    if args.train_rows:
+        train_sets = subsample_train(train_sets, parse_train_rows(args.train_rows), args.seed)
+    Selection.parse(args.select, args.floor, [s.name for s in val_sets])  # a typo fails before training
+    if args.init_from is not None and not args.export_only:
+        if not args.init_from.is_file():
+            raise InputError(f"--init-from {args.init_from}: no such checkpoint")
+        state = torch.load(args.init_from, map_location="cpu", weights_only=False)
+        try:
+            model.load_state_dict(state["model"])
+        except (KeyError, RuntimeError) as e:
+            raise InputError(f"--init-from {args.init_from} is not a checkpoint of this model: {e}") from None
     if args.export_only:
         result = load_finished(ckdir)
     else:
