@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import ModelError
-from emodesk.speech.asr import SAMPLE_RATE, context_frames, n_valid_frames
+from emodesk.speech.asr import context_frames, n_valid_frames
 
 MEL_INPUT = "mel"
 #: the external-data file name the graph's weights point to; never read (the weights come from model.bin)
@@ -209,6 +209,3 @@ class WhisperLayers:
         mel = log_mel_window(a, self._extractor, self.min_context_s)
         n = n_valid_frames(a.shape[0], mel.shape[2])
         return np.concatenate([s[:n] for s in self.states(mel)], axis=1)
-
-
-__all__ = ["SAMPLE_RATE", "WhisperLayers", "block_output", "encoder_weights", "weight_names"]
