@@ -104,11 +104,19 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
         return "; ".join(s.message for s in statuses) + f"; heard {texts[0]!r}"
 
     def members() -> str:
-        _voice, _text, statuses = load_utterance_scorers(device=device)
+        voice, text, statuses = load_utterance_scorers(device=device)
         bad = [s.message for s in statuses if s.state == "error"]
         if bad:
             raise EmodeskError("; ".join(bad))
-        return "; ".join(f"{s.slot}: {s.message}" for s in statuses)
+        # every member scores the test utterance (a voice member that runs its own encoder
+        # pass loads it here: the ASR's weights, found and verified as live)
+        audio = _first_utterance_audio()
+        scored = [(v.id, v.score(audio)) for v in voice]
+        scored += [(t.id, t.score("I am so happy to see you today.")) for t in text]
+        for model_id, p in scored:
+            if not (np.isclose(p.sum(), 1.0, atol=1e-3) and np.all(p >= 0)):
+                raise EmodeskError(f"{model_id} probabilities are not a distribution: {p}")
+        return "; ".join(f"{s.slot}: {s.message}" for s in statuses) + f"; {len(scored)} member(s) scored"
 
     def fusion() -> str:
         cfg = load_fusion()
