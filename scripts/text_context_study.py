@@ -36,7 +36,7 @@ from emodesk.evaluation.metrics import compute_metrics  # noqa: E402
 from emodesk.resources import datasets_dir  # noqa: E402
 from emodesk.training.common import class_weights, seed_everything, torch  # noqa: E402
 from emodesk.training.minilm import load_encoder, load_tokenizer, mean_pool, resolve_encoder_dir  # noqa: E402
-from emodesk.training.text import EmotionClassifier  # noqa: E402
+from emodesk.training.text import EmotionClassifier, epoch_batches  # noqa: E402
 
 F = torch.nn.functional
 Item = tuple[np.ndarray, np.ndarray, int]  # ids, token types, label
@@ -151,6 +151,7 @@ def main() -> int:
         weight_decay=0.01,
     )
     bs = 32
+    lengths = np.array([len(i[0]) for i in train])
     steps = args.epochs * math.ceil(len(train) / bs)
     warm = int(0.06 * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -159,15 +160,8 @@ def main() -> int:
     t0 = time.time()
     for ep in range(args.epochs):
         model.train()
-        r = np.random.default_rng([0, ep])
-        order = r.permutation(len(train))
-        batches = []
-        for i in range(0, len(order), bs * 50):  # length-sorted pools of 50 batches, as emodesk train text
-            pool = order[i : i + bs * 50]
-            pool = pool[np.argsort([len(train[j][0]) for j in pool], kind="stable")]
-            batches += [pool[j : j + bs] for j in range(0, len(pool), bs)]
-        for k, bi in enumerate(r.permutation(len(batches))):
-            b = batches[bi]
+        batches = epoch_batches(lengths, bs, 0, ep)  # emodesk train text's length-pooled order
+        for k, b in enumerate(batches):
             loss = F.cross_entropy(
                 forward(model, *batch([train[j] for j in b])), torch.from_numpy(y[b]), weight=w
             )

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from voice_heads import write_voice_head
 
 from emodesk.errors import ModelError
-from emodesk.inference.manifest import ModelManifest, sha256_file
+from emodesk.inference.manifest import sha256_file
 from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.utterance_scorers import VoiceScorer
 from emodesk.inference.voice_features import RunningNormalizer, pool_frames, shrunk_stats
-from emodesk.labels import LABELS
 
 onnx = pytest.importorskip("onnx")
 
@@ -93,47 +93,9 @@ class FakeAsr:
         return "" if partial else "hello"
 
 
-def _write_head(path: Path, sha: str, asr: str = "tiny.en", dim: int = DIM) -> ModelManifest:
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = np.random.default_rng(1).normal(size=(dim, len(LABELS))).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["features", "w"], ["z"]), helper.make_node("Softmax", ["z"], ["probs"])],
-        "head",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", dim])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", len(LABELS)])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    manifest = {
-        "id": path.stem,
-        "modality": "voice",
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "inputs": [{"name": "features", "shape": ["N", dim], "dtype": "float32"}],
-        "labels": list(LABELS),
-        "preprocessing": {
-            "input": "whisper_encoder",
-            "pooling": "mean_std",
-            "normalization": {
-                "kind": "running_session",
-                "prior_mean": [0.0] * dim,
-                "prior_std": [1.0] * dim,
-                "prior_weight": 2.0,
-            },
-            "output": "probs",
-        },
-        "requires": {"asr_model": asr, "encoder_sha256": sha},
-    }
-    path.with_suffix(".json").write_text(json.dumps(manifest), encoding="utf-8")
-    return ModelManifest.load(path.with_suffix(".json"))
-
-
 def test_member_scores_the_encoder_pass_it_is_given(tmp_path: Path) -> None:
     asr = FakeAsr("a" * 64)
-    member = VoiceScorer(OnnxModel(_write_head(tmp_path / "v.onnx", asr.encoder_sha256), device="cpu"))
+    member = VoiceScorer(OnnxModel(write_voice_head(tmp_path / "v.onnx", asr.encoder_sha256), device="cpu"))
     assert member.accepts(asr) and not member.accepts(FakeAsr("b" * 64))
     audio = np.random.default_rng(0).normal(size=16000).astype(np.float32)
     p1 = member.score(audio, encoded=asr.encode(audio))
@@ -145,7 +107,7 @@ def test_member_scores_the_encoder_pass_it_is_given(tmp_path: Path) -> None:
 
 
 def test_member_refuses_an_encoder_it_was_not_trained_on(tmp_path: Path) -> None:
-    member = VoiceScorer(OnnxModel(_write_head(tmp_path / "v.onnx", "0" * 64), device="cpu"))
+    member = VoiceScorer(OnnxModel(write_voice_head(tmp_path / "v.onnx", "0" * 64), device="cpu"))
     with pytest.raises(ModelError, match="disabled"):
         member.prepare()  # the bundled tiny.en's model.bin is not sha 000…
 
@@ -155,7 +117,7 @@ def test_member_with_the_real_encoder_matches_the_shared_pass(tmp_path: Path) ->
 
     asr = Transcriber(device="cpu")
     member = VoiceScorer(
-        OnnxModel(_write_head(tmp_path / "v.onnx", asr.encoder_sha256, dim=768), device="cpu")
+        OnnxModel(write_voice_head(tmp_path / "v.onnx", asr.encoder_sha256, dim=768), device="cpu")
     )
     member.prepare()
     t = np.arange(16000 * 2) / 16000
@@ -171,7 +133,7 @@ def test_pipeline_runs_the_encoder_once_per_utterance(tmp_path: Path) -> None:
     from emodesk.types import Utterance
 
     asr = FakeAsr("c" * 64)
-    member = VoiceScorer(OnnxModel(_write_head(tmp_path / "v.onnx", asr.encoder_sha256), device="cpu"))
+    member = VoiceScorer(OnnxModel(write_voice_head(tmp_path / "v.onnx", asr.encoder_sha256), device="cpu"))
 
     class Segmenter:
         def __init__(self) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from emodesk.inference.manifest import ModelManifest, sha256_file
 from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.utterance_scorers import VoiceScorer
 from emodesk.inference.voice_features import RunningNormalizer
-from emodesk.labels import LABELS
 from emodesk.speech import ct2_int8
 from emodesk.speech.asr import bundled_asr_model, encoder_sha256
 from emodesk.speech.whisper_layers import WhisperLayers, encoder_weights, log_mel_window
@@ -22,6 +20,7 @@ from emodesk.speech.whisper_layers import WhisperLayers, encoder_weights, log_me
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from voice_heads import write_voice_head  # noqa: E402
 from whisper_reference import WhisperEncoder  # noqa: E402
 
 from emodesk.training.whisper_graph import write_graph  # noqa: E402
@@ -110,48 +109,13 @@ def test_graph_holds_no_weights(graph: Path) -> None:
     assert graph.stat().st_size < 50_000  # the 8 M parameters come from model.bin
 
 
-def _layers_member(tmp: Path, sha: str, dim: int = 2 * 384) -> ModelManifest:
-    from onnx import TensorProto, helper, numpy_helper
-
+def _layers_member(tmp: Path, sha: str) -> ModelManifest:
+    """A ``whisper_layers`` member over block 2: a random head, its graph beside it."""
     tmp.mkdir(parents=True, exist_ok=True)
-    head = tmp / "voice-layers.onnx"
-    w = np.random.default_rng(1).normal(size=(dim, len(LABELS))).astype(np.float32) * 0.05
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["features", "w"], ["z"]), helper.make_node("Softmax", ["z"], ["probs"])],
-        "head",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", dim])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", len(LABELS)])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, head)
     enc = write_graph(tmp / "voice-layers.encoder.onnx", bundled_asr_model() / "model.bin", (2,))
-    manifest = {
-        "id": head.stem,
-        "modality": "voice",
-        "file": head.name,
-        "sha256": sha256_file(head),
-        "inputs": [{"name": "features", "shape": ["N", dim], "dtype": "float32"}],
-        "labels": list(LABELS),
-        "preprocessing": {
-            "input": "whisper_layers",
-            "encoder_graph": enc.name,
-            "encoder_graph_sha256": sha256_file(enc),
-            "blocks": [2],
-            "pooling": "mean_std",
-            "normalization": {
-                "kind": "running_session",
-                "prior_mean": [0.0] * dim,
-                "prior_std": [1.0] * dim,
-                "prior_weight": 2.0,
-            },
-            "output": "probs",
-        },
-        "requires": {"asr_model": "tiny.en", "encoder_sha256": sha},
-    }
-    head.with_suffix(".json").write_text(json.dumps(manifest), encoding="utf-8")
-    return ModelManifest.load(head.with_suffix(".json"))
+    pre = {"input": "whisper_layers", "encoder_graph": enc.name, "blocks": [2]}
+    pre["encoder_graph_sha256"] = sha256_file(enc)
+    return write_voice_head(tmp / "voice-layers.onnx", sha, dim=2 * 384, preprocessing=pre)
 
 
 def test_layers_member_scores_and_refuses_what_it_was_not_built_for(tmp_path: Path) -> None:

@@ -41,6 +41,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: ``preprocessing`` keys whose value is the name of a file beside the manifest that travels with it
+COMPANION_KEYS = ("tokenizer", "encoder_graph")
+
+
 @dataclass(frozen=True)
 class ModelManifest:
     id: str
@@ -63,6 +67,14 @@ class ModelManifest:
     @property
     def model_path(self) -> Path:
         return self.path.parent / self.file
+
+    @property
+    def companion_paths(self) -> list[Path]:
+        """Files beside the model that it needs, named in ``preprocessing`` under
+        :data:`COMPANION_KEYS` (a text member's tokenizer, a voice member's encoder graph)."""
+        return [
+            self.path.parent / str(self.preprocessing[k]) for k in COMPANION_KEYS if k in self.preprocessing
+        ]
 
     @classmethod
     def load(cls, json_path: Path | str) -> ModelManifest:

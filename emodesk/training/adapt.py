@@ -125,20 +125,6 @@ def _append_layer(model: Any, output: str, a_m: np.ndarray, c_m: np.ndarray, log
     g.node.extend(nodes)
 
 
-def companion_files(member: ModelManifest) -> list[Path]:
-    """Files the manifest's preprocessing names that lie beside it (a tokenizer, an encoder graph):
-    they travel with it. Other strings there are descriptions, not names."""
-    out = []
-    for v in member.preprocessing.values():
-        if isinstance(v, str) and "/" not in v and "\\" not in v and len(v) < 200:
-            try:
-                if (member.path.parent / v).is_file():
-                    out.append(member.path.parent / v)
-            except OSError:  # not a possible file name here
-                continue
-    return out
-
-
 def write_adapted_member(
     member: ModelManifest,
     a: np.ndarray,
@@ -161,7 +147,7 @@ def write_adapted_member(
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / member.file
     onnx.save(model, str(out))
-    for f in companion_files(member):  # e.g. the text member's tokenizer
+    for f in member.companion_paths:  # e.g. the text member's tokenizer
         shutil.copy2(f, out_dir / f.name)
     raw["source"] = {
         **raw.get("source", {}),

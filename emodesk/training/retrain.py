@@ -139,7 +139,6 @@ def _finetune_voice(
     if not voice:
         return scores, [], "voice: not fine-tuned (no voice member installed)"
     try:
-        from emodesk.training.adapt import companion_files
         from emodesk.training.voice_finetune import finetune_voice
     except ImportError:
         return scores, [], "voice: not fine-tuned (needs the train extra: pip install -e '.[train]')"
@@ -166,7 +165,7 @@ def _finetune_voice(
         k = scores.ids.index(new.id)
         P[k] = fresh.P[0]
         sha[k] = new.sha256
-        files += [new.model_path, new.path, *companion_files(new)]
+        files += [new.model_path, new.path, *new.companion_paths]
         done.append(f"voice: {new.id} re-fitted on {len(train_rows)} session utterances")
     what = "; ".join(done) + (f" (+ {len(base)} clips of {base_data})" if base else "")
     return MemberScores(scores.ids, scores.modalities, tuple(sha), P, scores.y), files, what
@@ -189,7 +188,6 @@ def _adapt_members(
         from emodesk.training.adapt import (
             adapted,
             choose_lambda,
-            companion_files,
             fit_layer,
             write_adapted_member,
         )
@@ -228,7 +226,7 @@ def _adapt_members(
         if gap > 1e-3:  # the exported graph must compute the fitted layer
             raise EmodeskError(f"{mid}: the adapted ONNX disagrees with the fitted layer by {gap:.2g}")
         P[k], sha[k] = fresh.P[0], new.sha256
-        files += [new.model_path, new.path, *companion_files(new)]
+        files += [new.model_path, new.path, *new.companion_paths]
         done.append(f"{mid}: output layer fitted on {int(ok.sum())} session rows (λ={lam:g})")
         if log:
             log(done[-1])

@@ -114,28 +114,6 @@ def parse_blocks(spec: str | None) -> tuple[int, ...]:
     return blocks
 
 
-class _LayerEncoder:
-    """``Transcriber.encode``'s interface over :class:`WhisperLayers` (features of ``whisper_layers``)."""
-
-    def __init__(self, asr_model: str, graph: Path, blocks: tuple[int, ...], device: str) -> None:
-        from emodesk.speech.asr import encoder_sha256, resolve_asr_model
-        from emodesk.speech.whisper_layers import WhisperLayers
-        from emodesk.training.whisper_graph import write_graph
-
-        folder = Path(resolve_asr_model(asr_model))
-        if not (folder / "model.bin").is_file():
-            raise InputError(f"--encoder-blocks needs a local CTranslate2 folder for {asr_model}")
-        write_graph(graph, folder / "model.bin", blocks)
-        self.encoder_sha256 = encoder_sha256(folder)
-        self.min_context_s: float | None = 10.0
-        self.layers = WhisperLayers(
-            graph, folder / "model.bin", blocks, device=device, threads=os.cpu_count() or 1
-        )
-
-    def frames(self, audio: np.ndarray) -> np.ndarray:
-        return self.layers.frames(audio)
-
-
 def extract_features(
     rows: list[Row],
     asr_model: str,
@@ -159,16 +137,24 @@ def extract_features(
     dev: Literal["cuda", "cpu"] = "cuda" if device == "cuda" else "cpu"
     encode: Callable[[np.ndarray], np.ndarray]
     if blocks:
+        from emodesk.speech.asr import encoder_sha256, resolve_asr_model
+        from emodesk.speech.whisper_layers import WhisperLayers
+        from emodesk.training.whisper_graph import write_graph
+
         if graph is None:
             raise ValueError("encoder blocks need a path for their graph")
-        layer_enc = _LayerEncoder(asr_model, graph, blocks, dev)
-        sha, min_context = layer_enc.encoder_sha256, layer_enc.min_context_s
-        key = _cache_key(sha, min_context, sha256_file(graph))
-        encode = layer_enc.frames
+        folder = Path(resolve_asr_model(asr_model))
+        if not (folder / "model.bin").is_file():
+            raise InputError(f"--encoder-blocks needs a local CTranslate2 folder for {asr_model}")
+        write_graph(graph, folder / "model.bin", blocks)
+        layers = WhisperLayers(graph, folder / "model.bin", blocks, device=dev, threads=os.cpu_count() or 1)
+        sha = encoder_sha256(folder)
+        key = _cache_key(sha, layers.min_context_s, sha256_file(graph))
+        encode = layers.frames
     else:
         asr = Transcriber(asr_model, device=dev, cpu_threads=os.cpu_count() or 1)
-        sha, min_context = asr.encoder_sha256, asr.min_context_s
-        key = _cache_key(sha, min_context)
+        sha = asr.encoder_sha256
+        key = _cache_key(sha, asr.min_context_s)
 
         def encode(audio: np.ndarray) -> np.ndarray:
             return asr.encode(audio).frames()
