@@ -114,12 +114,16 @@ def _write_goemotions(d: Path) -> None:
         (d / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("train_text")
+def make_tiny(root: Path) -> dict[str, Path]:
+    """A tiny sentence-transformers encoder folder and a GoEmotions-layout dataset under ``root``."""
     _write_tiny_encoder(root / "encoder")
     _write_goemotions(root / "goemotions-ekman")
     return {"root": root, "encoder": root / "encoder", "data": root / "goemotions-ekman"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_tiny(tmp_path_factory.mktemp("train_text"))
 
 
 def _argv(tiny: dict[str, Path], out: Path, ckpt: Path, *extra: str) -> list[str]:

@@ -46,6 +46,7 @@ from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.manifest import sha256_file
 from emodesk.labels import LABELS, N_LABELS
 from emodesk.machine import cpu_name
+from emodesk.training import text_head
 from emodesk.training.common import (
     EarlyStopping,
     History,
@@ -145,6 +146,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="an epoch counts for selection only if DIR's val macro-F1 is at least F1 (repeatable)",
     )
+    text_head.add_arguments(p)
     p.add_argument("--no-export", action="store_true", help="stop after training (e.g. on a GPU machine)")
     p.add_argument(
         "--export-only",
@@ -738,6 +740,20 @@ def _data_source(d: Path) -> str:
 _TEST_NAMES = {"goemotions": "goemotions-test", "meld": "meld-dev", "dair-ai": "dair-ai-test"}
 
 
+def data_lines(
+    data: Sequence[Path],
+    train_sets: Sequence[TextSplit],
+    val_sets: Sequence[TextSplit],
+    test_sets: Sequence[TextSplit],
+) -> list[str]:
+    """The manifest's ``source.data``: each dataset, where it came from, and its rows per split."""
+    return [
+        f"{_DATA_DESC[t.kind]}: {_data_source(d)}, rows train {len(t.texts)} / val {len(v.texts)} / "
+        f"test {len(s.texts)}"
+        for d, t, v, s in zip(data, train_sets, val_sets, test_sets, strict=True)
+    ]
+
+
 def _test_name(s: TextSplit) -> str:
     """The name ``eval text --record`` uses for the same test split, so a re-record replaces it."""
     return _TEST_NAMES.get(s.kind, f"{s.name}-test")
@@ -827,11 +843,7 @@ def export_and_describe(
             "output": "logits",
         },
         "source": {
-            "data": [
-                f"{_DATA_DESC[t.kind]}: {_data_source(d)}, rows train {len(t.texts)} / val {len(v.texts)} / "
-                f"test {len(s.texts)}"
-                for d, t, v, s in zip(data, train_sets, val_sets, test_sets, strict=True)
-            ],
+            "data": data_lines(data, train_sets, val_sets, test_sets),
             "protocol": _protocol(kinds),
             "encoder": result.meta["encoder"],
             "encoder_weights_sha256": cfg["encoder_sha256"],
@@ -919,6 +931,14 @@ def _summary(fields: dict[str, Any], out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
+    if args.refit_head is not None:
+        if args.resume or args.export_only or args.init_from is not None:
+            raise InputError(
+                "--refit-head re-fits an exported member: drop --resume, --export-only, --init-from"
+            )
+        return text_head.run(args)
+    if args.refit_weights:
+        raise InputError("--refit-weights goes with --refit-head MODEL.onnx")
     if args.batch_size < 1 or args.max_length < 8 or (args.epochs is not None and args.epochs < 1):
         raise InputError("--batch-size and --epochs must be ≥ 1, --max-length ≥ 8")
     if args.export_only and (args.resume or args.no_export):
