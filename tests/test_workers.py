@@ -172,7 +172,9 @@ def test_camera_unplugged_mid_stream_keeps_audio_running(qtbot: object, face_fra
     try:
         _wait(lambda: bool(errors), 10, qtbot)
         assert "unplugged" in errors[0]
-        assert video.closed_in is not None and video.closed_in != threading.main_thread().name
+        # the error is emitted before the worker's cleanup closes the source: wait for the close
+        _wait(lambda: video.closed_in is not None, 5, qtbot)
+        assert video.closed_in != threading.main_thread().name
         lines = len(pipe.snapshot().transcripts)
         _wait(lambda: len(pipe.snapshot().transcripts) >= lines + 2, 10, qtbot)  # speech goes on
     finally:
