@@ -107,3 +107,49 @@ def test_a_held_score_expires_after_hold_s() -> None:
     pipe.process(Frame(t=0.1, image=img, index=1))  # a, c; b carried
     r = pipe.process(Frame(t=2.0, image=img, index=3))  # a, c; b's score is 1.9 s old: dropped
     assert sorted(s.model for s in r.faces) == ["a", "c"]
+
+
+class _CountingDet:
+    def __init__(self, faces: int = 1) -> None:
+        self.calls = 0
+        self.faces = faces
+
+    def detect(self, image):
+        from emodesk.types import FaceBox
+
+        self.calls += 1
+        return [FaceBox((100.0 + self.calls, 80.0, 120.0, 120.0), 0.9)][: self.faces]
+
+
+def test_detector_boxes_serve_the_next_40_ms_of_media_time() -> None:
+    from emodesk.pipeline.face_path import FacePipeline
+    from emodesk.types import Frame
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    det = _CountingDet()
+    pipe = FacePipeline(det, [_Scorer("a", 3)])  # type: ignore[arg-type,list-item]
+    results = [pipe.process(Frame(t=i / 30, image=img, index=i)) for i in range(30)]
+    assert det.calls == pipe.detections == 15  # every other frame at 30 fps
+    assert results[1].faces[0].box == results[0].faces[0].box  # frame 1 reuses frame 0's box
+    assert results[2].faces[0].box != results[1].faces[0].box  # frame 2 detects again
+    assert len({s.track for r in results for s in r.faces}) == 1  # one track throughout
+    slow = _CountingDet()
+    p15 = FacePipeline(slow, [_Scorer("a", 3)])  # type: ignore[arg-type,list-item]
+    for i in range(10):
+        p15.process(Frame(t=i / 15, image=img, index=i))
+    assert slow.calls == 10  # at 15 fps the boxes are too old: every frame
+    none = _CountingDet(faces=0)
+    p0 = FacePipeline(none, [_Scorer("a", 3)])  # type: ignore[arg-type,list-item]
+    for i in range(6):
+        p0.process(Frame(t=i / 30, image=img, index=i))
+    assert none.calls == 6  # no face yet: look on every frame
+    back = _CountingDet()
+    pb = FacePipeline(back, [_Scorer("a", 3)])  # type: ignore[arg-type,list-item]
+    pb.process(Frame(t=5.0, image=img, index=150))
+    pb.process(Frame(t=0.0, image=img, index=0))  # a looped source: time went backwards
+    assert back.calls == 2
+    every = _CountingDet()
+    pe = FacePipeline(every, [_Scorer("a", 3)], reuse_boxes_s=0.0)  # type: ignore[arg-type,list-item]
+    for i in range(6):
+        pe.process(Frame(t=i / 30, image=img, index=i))
+    assert every.calls == 6

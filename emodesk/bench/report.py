@@ -54,6 +54,7 @@ def build_report(
             "capture_fps": paced["capture_fps"],
             "frames": unpaced.get("frames"),
             "faces_per_frame": unpaced.get("faces_per_frame"),
+            "detections_per_frame": unpaced.get("detections_per_frame"),
             "members": unpaced.get("members"),
         },
         "utterance": {
@@ -148,6 +149,9 @@ def markdown(report: Mapping[str, Any], *, command: str, extra: str = "") -> str
         f"Machine: {m.get('cpu')}, {m.get('cpus')} logical CPUs, {m.get('os')}; Python "
         f"{m.get('python')}, ONNX Runtime {m.get('onnxruntime')}. Source: {st.get('source')}, paced "
         f"pass {_fmt(st.get('seconds'), 's')}, unpaced pass {st.get('frames')} frames. "
+        f"Face members: {st.get('face_member_schedule', '?')}; face detector: "
+        f"{st.get('face_detector_schedule', 'every frame')} "
+        f"({_fmt(get(report, 'face.detections_per_frame'))} detections a frame, unpaced). "
         f"Providers: {providers}.",
         "",
         "| what | measured |",

@@ -84,7 +84,13 @@ def machine_info() -> dict[str, Any]:
 
 
 def unpaced_pass(
-    spec: str, *, frames: int, device: Device, log: Log | None, rotate: bool = True
+    spec: str,
+    *,
+    frames: int,
+    device: Device,
+    log: Log | None,
+    rotate: bool = True,
+    reuse_boxes_s: float | None = None,
 ) -> dict[str, Any]:
     """The face path over ``frames`` frames (after 10 warm-up frames) as fast as it goes."""
     from emodesk.capture.sources import open_sources
@@ -93,7 +99,7 @@ def unpaced_pass(
     sources = open_sources(spec, paced=False, loop=True, use_mic=False)
     if sources.video is None:
         return {"fps": None, "frames": 0, "why": "the source has no video"}
-    pipeline, statuses = load_face_pipeline(device=device, rotate=rotate)
+    pipeline, statuses = load_face_pipeline(device=device, rotate=rotate, reuse_boxes_s=reuse_boxes_s)
     if pipeline is None:
         return {"fps": None, "frames": 0, "why": "; ".join(s.message for s in statuses if not s.ok)}
     video = sources.video
@@ -105,6 +111,7 @@ def unpaced_pass(
             if frame is None:
                 break
             pipeline.process(frame)
+        detections0 = pipeline.detections
         t0 = time.perf_counter()
         while n < frames and (frame := video.read()) is not None:
             faces += len({s.track for s in pipeline.process(frame).faces})
@@ -118,6 +125,7 @@ def unpaced_pass(
         "fps": n / seconds if seconds > 0 else None,
         "frames": n,
         "faces_per_frame": faces / n if n else None,
+        "detections_per_frame": (pipeline.detections - detections0) / n if n else None,
         "members": [m for s in statuses if s.slot == "face" for m in s.models],
     }
 

@@ -43,6 +43,11 @@ def _parser() -> Parser:
         help="score every face member on every frame (the schedule off): what the schedule saves",
     )
     p.add_argument(
+        "--detect-every-frame",
+        action="store_true",
+        help="run the face detector on every frame (by default a detection's boxes serve the next 40 ms)",
+    )
+    p.add_argument(
         "--devices",
         metavar="cpu,cuda",
         help="also time every stage at batch 1 (and face members at batch 8) on each of these devices, "
@@ -61,6 +66,7 @@ def run(argv: Sequence[str]) -> int:
     from emodesk.bench import report as rep
     from emodesk.bench.run import machine_info, unpaced_pass
     from emodesk.capture.sources import demo_clip_path, parse_camera
+    from emodesk.pipeline.face_path import REUSE_BOXES_S
     from emodesk.workers.measure import paced_pass
 
     if args.seconds <= 0 or args.frames < 1:
@@ -79,10 +85,12 @@ def run(argv: Sequence[str]) -> int:
         raise InputError(f"--audio {args.audio}: no such file")
 
     rotate = not args.every_member_every_frame
+    reuse = 0.0 if args.detect_every_frame else None
     _log(f"paced pass: {args.seconds:.0f} s of {args.source} in real time, every model loaded")
     paced = paced_pass(
         args.source,
         rotate=rotate,
+        reuse_boxes_s=reuse,
         audio=args.audio,
         seconds=args.seconds,
         device=args.device,
@@ -90,7 +98,9 @@ def run(argv: Sequence[str]) -> int:
         log=_log,
     )
     _log(f"unpaced pass: {args.frames} frames through the face path")
-    unpaced = unpaced_pass(args.source, frames=args.frames, device=args.device, log=_log, rotate=rotate)
+    unpaced = unpaced_pass(
+        args.source, frames=args.frames, device=args.device, log=_log, rotate=rotate, reuse_boxes_s=reuse
+    )
     baseline: dict[str, object] = {"pipeline": "fer 25.10.3 defaults: OpenCV 4 Haar cascade + mini-Xception"}
     if args.no_baseline:
         baseline["error"] = "skipped (--no-baseline)"
@@ -132,6 +142,11 @@ def run(argv: Sequence[str]) -> int:
     settings["device"] = args.device
     settings["face_member_schedule"] = (
         "every member every frame" if not rotate else "cheapest every frame, others by turns"
+    )
+    settings["face_detector_schedule"] = (
+        "every frame"
+        if args.detect_every_frame
+        else f"boxes reused for {REUSE_BOXES_S * 1000:.0f} ms of media time"
     )
     settings["command"] = command
     report = rep.build_report(paced, unpaced, baseline, machine_info(), settings)

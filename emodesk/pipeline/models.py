@@ -56,17 +56,22 @@ def _where(model: OnnxModel) -> str:
 
 
 def load_face_pipeline(
-    *, device: Device = "auto", detector_id: str = DEFAULT_DETECTOR, rotate: bool = True
+    *,
+    device: Device = "auto",
+    detector_id: str = DEFAULT_DETECTOR,
+    rotate: bool = True,
+    reuse_boxes_s: float | None = None,
 ) -> tuple[FacePipeline | None, list[SlotStatus]]:
     """Detector + every installed face model; None when the path cannot run.
 
-    ``rotate=False`` scores every member on every frame (``FacePipeline``'s schedule off).
+    ``rotate=False`` scores every member on every frame (``FacePipeline``'s schedule off);
+    ``reuse_boxes_s=0`` runs the detector on every frame (None: ``FacePipeline``'s default).
     """
     from emodesk.inference.face_detector import FaceDetector
     from emodesk.inference.face_scorer import FaceExpressionScorer
     from emodesk.inference.registry import find_model
     from emodesk.inference.runtime import OnnxModel
-    from emodesk.pipeline.face_path import FacePipeline
+    from emodesk.pipeline.face_path import REUSE_BOXES_S, FacePipeline
 
     statuses: list[SlotStatus] = []
     try:
@@ -104,7 +109,8 @@ def load_face_pipeline(
     statuses.append(
         SlotStatus("face", "ok", msg, tuple(s.model.id for s in scorers), prov, failed=tuple(errors))
     )
-    return FacePipeline(detector, scorers, rotate=rotate), statuses
+    reuse = REUSE_BOXES_S if reuse_boxes_s is None else reuse_boxes_s
+    return FacePipeline(detector, scorers, rotate=rotate, reuse_boxes_s=reuse), statuses
 
 
 def load_utterance_scorers(

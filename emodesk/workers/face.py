@@ -32,13 +32,15 @@ class FaceProcessor(Protocol):
 FaceLoader = Callable[[], tuple[FaceProcessor | None, list[SlotStatus]]]
 
 
-def default_face_loader(device: Device = "auto", *, rotate: bool = True) -> FaceLoader:
+def default_face_loader(
+    device: Device = "auto", *, rotate: bool = True, reuse_boxes_s: float | None = None
+) -> FaceLoader:
     """Loads the installed face models; called inside the face thread."""
 
     def load() -> tuple[FaceProcessor | None, list[SlotStatus]]:
         from emodesk.pipeline.models import load_face_pipeline
 
-        return load_face_pipeline(device=device, rotate=rotate)
+        return load_face_pipeline(device=device, rotate=rotate, reuse_boxes_s=reuse_boxes_s)
 
     return load
 

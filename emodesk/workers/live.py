@@ -124,11 +124,14 @@ class LivePipeline(QObject):
         device: Device = "auto",
         asr_model: str | None = None,
         rotate_face_members: bool = True,
+        reuse_face_boxes_s: float | None = None,
         parent: QObject | None = None,
     ) -> LivePipeline:
         """Paced sources for ``spec`` (path, ``camera[:N]``, ``demo``); InputError if unreadable."""
         sources = open_sources(spec, audio=audio, mic=mic, paced=True, loop=loop, use_mic=use_mic)
-        face_loader = default_face_loader(device, rotate=rotate_face_members)
+        face_loader = default_face_loader(
+            device, rotate=rotate_face_members, reuse_boxes_s=reuse_face_boxes_s
+        )
         return cls(sources, device=device, asr_model=asr_model, face_loader=face_loader, parent=parent)
 
     # ------------------------------------------------------------ control

@@ -24,6 +24,7 @@ def paced_pass(
     asr_model: str | None,
     log: Log | None,
     rotate: bool = True,
+    reuse_boxes_s: float | None = None,
 ) -> dict[str, Any]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QCoreApplication, QTimer
@@ -41,6 +42,7 @@ def paced_pass(
         device=device,
         asr_model=asr_model,
         rotate_face_members=rotate,
+        reuse_face_boxes_s=reuse_boxes_s,
     )
     marks: dict[str, float] = {}
     samples: list[tuple[float, float]] = []
