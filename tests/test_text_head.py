@@ -183,3 +183,24 @@ def test_fit_head_folds_the_standardisation_and_shrinks_with_l2() -> None:
     assert parse_weight_grid(None, ["a"]) == [{}]  # one setting: every dataset weighs 1
     with pytest.raises(InputError):
         parse_weight_grid("a=0", ["a"])
+
+
+def test_refit_replaces_a_session_adaptation_layer(tiny: dict[str, Path], trained: dict[str, Path]) -> None:
+    """``emodesk retrain`` appends a layer after the logits; a re-fit's head replaces it, and the
+    manifest stops describing a layer that is gone."""
+    from emodesk.training.adapt import write_adapted_member
+
+    member = ModelManifest.load(trained["out"].with_suffix(".json"))
+    a, c = np.eye(7) * 1.5, np.linspace(-0.3, 0.3, 7)
+    adapted = write_adapted_member(member, a, c, tiny["root"] / "adapted", fitted={"rows": 3})
+    m = onnx.load(str(adapted.model_path))
+    head = find_head(m, "logits")
+    assert any(
+        "adapt" in m.graph.node[i].name or "adapt" in m.graph.node[i].output[0] for i in head.head_nodes
+    )
+    out = tiny["root"] / "adapted-refit" / "text-tiny.onnx"
+    assert _refit(tiny, adapted.model_path, out) == 0
+    src = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["source"]
+    assert "fine_tuned" not in src
+    assert src["head_refit"]["replaced_session_adaptation"]["rows"] == 3
+    assert not any("adapt" in t.name for t in onnx.load(str(out)).graph.initializer)

@@ -345,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
     source = dict(raw.get("source", {}))
     kinds = {s.kind for s in train_sets}
     prior = source.get("head_refit", {}).get("base_model")  # a re-fit of a re-fit: keep the first base
+    adapted = source.pop("fine_tuned", None)  # `emodesk retrain`'s output layer is part of the old head
     source.update(
         {
             "data": T.data_lines(data, train_sets, val_sets, test_sets),
@@ -361,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
                 "chosen": {"weights": chosen["weights"], "l2": chosen["l2"], "val": chosen["val"]},
                 "train_rows": {s.name: len(s.labels) for s in train_sets},
                 "onnx_vs_fit_max_abs_diff": diff,
+                **({"replaced_session_adaptation": adapted} if adapted else {}),
             },
             "weights": f"{source.get('weights', 'fp32')} encoder, float32 head",
             "seconds_per_sentence_cpu1": per_sentence,
