@@ -14,8 +14,8 @@ from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.utterance_scorers import VoiceScorer
 from emodesk.inference.voice_features import RunningNormalizer
 from emodesk.speech import ct2_int8
-from emodesk.speech.asr import bundled_asr_model, encoder_sha256
-from emodesk.speech.whisper_layers import WhisperLayers, encoder_weights, log_mel_window
+from emodesk.speech.asr import bundled_asr_model, context_frames, encoder_sha256, log_mel_window
+from emodesk.speech.whisper_layers import WhisperLayers, encoder_weights
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -24,6 +24,11 @@ from voice_heads import write_voice_head  # noqa: E402
 from whisper_reference import WhisperEncoder  # noqa: E402
 
 from emodesk.training.whisper_graph import write_graph  # noqa: E402
+
+
+def _window(audio: np.ndarray, extractor: object) -> np.ndarray:
+    """``(1, n_mels, T)``: the window Transcriber.encode feeds its encoder (10 s minimum context)."""
+    return log_mel_window(audio, extractor, context_frames(len(audio), 10.0))[None]
 
 
 def _speech_like(seconds: float = 2.5, seed: int = 0) -> np.ndarray:
@@ -73,7 +78,7 @@ def test_reference_encoder_is_whisper() -> None:
     audio = _speech_like()
     from faster_whisper.feature_extractor import FeatureExtractor
 
-    mel = log_mel_window(audio, FeatureExtractor())
+    mel = _window(audio, FeatureExtractor())
     ct = ctranslate2.models.Whisper(str(src), device="cpu", compute_type="float32", intra_threads=1)
     want = np.asarray(ct.encode(ctranslate2.StorageView.from_array(mel)), dtype=np.float32)
     with torch.no_grad():
@@ -87,7 +92,7 @@ def test_graph_matches_the_reference_blocks(graph: Path) -> None:
     layers = WhisperLayers(graph, mb, (1, 2, 4), device="cpu")
     ref = WhisperEncoder.from_model_bin(mb, int8_rule=True)
     audio = _speech_like(3.7, seed=1)
-    mel = log_mel_window(audio, layers._extractor)
+    mel = _window(audio, layers._extractor)
     got = layers.states(mel)
     with torch.no_grad():
         outs = ref(torch.from_numpy(mel))
@@ -131,7 +136,7 @@ def test_layers_member_scores_and_refuses_what_it_was_not_built_for(tmp_path: Pa
     member.reset_session()
     x = member.features(audio)
     ref = WhisperEncoder.from_model_bin(bundled_asr_model() / "model.bin", int8_rule=True)
-    mel = log_mel_window(audio, member._encoder_layers()._extractor)
+    mel = _window(audio, member._encoder_layers()._extractor)
     with torch.no_grad():
         states = ref(torch.from_numpy(mel))[2][0, : int(np.ceil(len(audio) / 320))].numpy()
     pooled = np.concatenate([states.mean(0), states.std(0)])

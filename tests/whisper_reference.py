@@ -137,21 +137,20 @@ class WhisperEncoder(torch.nn.Module):
             "ln_post.weight": t("encoder/layer_norm/gamma"),
             "ln_post.bias": t("encoder/layer_norm/beta"),
         }
+        # written out independently of emodesk.speech.whisper_layers: this module is the oracle
+        # the graph is checked against, and it is itself checked against CTranslate2's encoder
+        parts = {
+            "ln1": "self_attention/layer_norm",
+            "qkv": "self_attention/linear_0",
+            "out": "self_attention/linear_1",
+            "ln2": "ffn/layer_norm",
+            "fc1": "ffn/linear_0",
+            "fc2": "ffn/linear_1",
+        }
         for i in range(n_layers):
-            p = f"encoder/layer_{i}/"
-            sd |= {
-                f"blocks.{i}.ln1.weight": t(p + "self_attention/layer_norm/gamma"),
-                f"blocks.{i}.ln1.bias": t(p + "self_attention/layer_norm/beta"),
-                f"blocks.{i}.qkv.weight": t(p + "self_attention/linear_0/weight"),
-                f"blocks.{i}.qkv.bias": t(p + "self_attention/linear_0/bias"),
-                f"blocks.{i}.out.weight": t(p + "self_attention/linear_1/weight"),
-                f"blocks.{i}.out.bias": t(p + "self_attention/linear_1/bias"),
-                f"blocks.{i}.ln2.weight": t(p + "ffn/layer_norm/gamma"),
-                f"blocks.{i}.ln2.bias": t(p + "ffn/layer_norm/beta"),
-                f"blocks.{i}.fc1.weight": t(p + "ffn/linear_0/weight"),
-                f"blocks.{i}.fc1.bias": t(p + "ffn/linear_0/bias"),
-                f"blocks.{i}.fc2.weight": t(p + "ffn/linear_1/weight"),
-                f"blocks.{i}.fc2.bias": t(p + "ffn/linear_1/bias"),
-            }
+            for ours, theirs in parts.items():
+                w, b = ("gamma", "beta") if ours.startswith("ln") else ("weight", "bias")
+                sd[f"blocks.{i}.{ours}.weight"] = t(f"encoder/layer_{i}/{theirs}/{w}")
+                sd[f"blocks.{i}.{ours}.bias"] = t(f"encoder/layer_{i}/{theirs}/{b}")
         enc.load_state_dict(sd, strict=True)
         return enc.eval()

@@ -197,6 +197,15 @@ def n_valid_frames(n_samples: int, window_frames: int) -> int:
     return max(1, min(window_frames // 2, -(-n_samples // (2 * _HOP))))
 
 
+def log_mel_window(audio: np.ndarray, extractor: Any, frames: int) -> np.ndarray:
+    """``(n_mels, frames)`` float32: the log-mel of ``audio`` cut or zero-padded to ``frames`` — the
+    encoder's input window (zero padding as faster-whisper pads to 30 s)."""
+    f = extractor(audio)[:, :frames]
+    if f.shape[1] < frames:
+        f = np.pad(f, ((0, 0), (0, frames - f.shape[1])))
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class EncodedAudio:
     """One encoder pass over an utterance: feeds the decoder and the voice members.
@@ -369,10 +378,7 @@ class Transcriber:
 
     def _encode(self, audio: np.ndarray, frames: int) -> Any:
         """Encoder output (a CTranslate2 StorageView) over ``frames`` mel frames."""
-        feats = self._model.feature_extractor(audio)[:, :frames]
-        if feats.shape[1] < frames:  # same zero padding faster-whisper applies to 30 s
-            feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])))
-        return self._model.encode(np.ascontiguousarray(feats, dtype=np.float32))
+        return self._model.encode(log_mel_window(audio, self._model.feature_extractor, frames))
 
     def _decode(self, encoded: Any, n_samples: int, beam: int) -> tuple[str, bool]:
         """One greedy/beam pass over an encoder output; returns (text, looped)."""

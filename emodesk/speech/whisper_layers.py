@@ -23,14 +23,12 @@ at least 10 s, zero-padded); output: the states of the utterance's own frames
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from emodesk.errors import ModelError
-from emodesk.speech.asr import context_frames, n_valid_frames
+from emodesk.speech.asr import context_frames, log_mel_window, n_valid_frames
 
 MEL_INPUT = "mel"
 #: the external-data file name the graph's weights point to; never read (the weights come from model.bin)
@@ -42,61 +40,37 @@ def block_output(block: int) -> str:
     return f"block_{block}"
 
 
-def weight_names(n_blocks: int) -> list[str]:
-    """Graph input names of the weights, in a fixed order."""
-    names = ["conv1_w", "conv1_b", "conv2_w", "conv2_b", "pos"]
+#: graph input → ``model.bin`` variable, for the stem and (prefixed ``b{i}_``) for every block; the
+#: graph's input names, their order and the builder's shapes all come from these two tables
+_STEM = {
+    "conv1_w": "encoder/conv1/weight",
+    "conv1_b": "encoder/conv1/bias",
+    "conv2_w": "encoder/conv2/weight",
+    "conv2_b": "encoder/conv2/bias",
+    "pos": "encoder/position_encodings/encodings",
+}
+_BLOCK = {
+    "ln1_g": "self_attention/layer_norm/gamma",
+    "ln1_b": "self_attention/layer_norm/beta",
+    "qkv_w": "self_attention/linear_0/weight",
+    "qkv_b": "self_attention/linear_0/bias",
+    "out_w": "self_attention/linear_1/weight",
+    "out_b": "self_attention/linear_1/bias",
+    "ln2_g": "ffn/layer_norm/gamma",
+    "ln2_b": "ffn/layer_norm/beta",
+    "fc1_w": "ffn/linear_0/weight",
+    "fc1_b": "ffn/linear_0/bias",
+    "fc2_w": "ffn/linear_1/weight",
+    "fc2_b": "ffn/linear_1/bias",
+}
+
+
+def _sources(n_blocks: int) -> dict[str, str]:
+    """Graph input names of the weights, in a fixed order, each with its ``model.bin`` variable."""
+    out = dict(_STEM)
     for i in range(n_blocks):
-        names += [
-            f"b{i}_{n}"
-            for n in (
-                "ln1_g",
-                "ln1_b",
-                "qkv_w",
-                "qkv_b",
-                "out_w",
-                "out_b",
-                "ln2_g",
-                "ln2_b",
-                "fc1_w",
-                "fc1_b",
-                "fc2_w",
-                "fc2_b",
-            )
-        ]
-    return names
-
-
-def _source(n: str) -> tuple[str, bool]:
-    """``model.bin`` variable behind graph input ``n``, and whether the graph wants it transposed."""
-    fixed = {
-        "conv1_w": "encoder/conv1/weight",
-        "conv1_b": "encoder/conv1/bias",
-        "conv2_w": "encoder/conv2/weight",
-        "conv2_b": "encoder/conv2/bias",
-        "pos": "encoder/position_encodings/encodings",
-    }
-    if n in fixed:
-        return fixed[n], False
-    m = re.fullmatch(r"b(\d+)_(\w+)", n)
-    if m is None:
-        raise ValueError(n)
-    i, part = int(m.group(1)), m.group(2)
-    base = f"encoder/layer_{i}/"
-    table = {
-        "ln1_g": "self_attention/layer_norm/gamma",
-        "ln1_b": "self_attention/layer_norm/beta",
-        "qkv_w": "self_attention/linear_0/weight",
-        "qkv_b": "self_attention/linear_0/bias",
-        "out_w": "self_attention/linear_1/weight",
-        "out_b": "self_attention/linear_1/bias",
-        "ln2_g": "ffn/layer_norm/gamma",
-        "ln2_b": "ffn/layer_norm/beta",
-        "fc1_w": "ffn/linear_0/weight",
-        "fc1_b": "ffn/linear_0/bias",
-        "fc2_w": "ffn/linear_1/weight",
-        "fc2_b": "ffn/linear_1/bias",
-    }
-    return base + table[part], part.endswith("_w")
+        out |= {f"b{i}_{part}": f"encoder/layer_{i}/{src}" for part, src in _BLOCK.items()}
+    return out
 
 
 def encoder_weights(model_bin: Path, n_blocks: int) -> tuple[dict[str, np.ndarray], int]:
@@ -131,20 +105,11 @@ def encoder_weights(model_bin: Path, n_blocks: int) -> tuple[dict[str, np.ndarra
         return (qa / sa.reshape((-1,) + (1,) * (qa.ndim - 1))).astype(np.float32)
 
     out: dict[str, np.ndarray] = {}
-    for n in weight_names(n_blocks):
-        src, transpose = _source(n)
+    for n, src in _sources(n_blocks).items():
         a = array(src)
-        out[n] = np.ascontiguousarray(a.T if transpose else a, dtype=np.float32)
+        linear = n.startswith("b") and n.endswith("_w")  # (out, in) in model.bin, (in, out) for MatMul
+        out[n] = np.ascontiguousarray(a.T if linear else a, dtype=np.float32)
     return out, heads
-
-
-def log_mel_window(audio: np.ndarray, extractor: Any, min_context_s: float | None = 10.0) -> np.ndarray:
-    """``(80, T)`` float32: the window ``Transcriber.encode`` feeds its encoder."""
-    frames = context_frames(audio.shape[0], min_context_s)
-    f = extractor(audio)[:, :frames]
-    if f.shape[1] < frames:
-        f = np.pad(f, ((0, 0), (0, frames - f.shape[1])))
-    return np.ascontiguousarray(f[None], dtype=np.float32)
 
 
 class WhisperLayers:
@@ -206,6 +171,6 @@ class WhisperLayers:
         a = np.asarray(audio, dtype=np.float32).reshape(-1)
         if a.shape[0] == 0:
             raise ValueError("an empty utterance has no encoder frames")
-        mel = log_mel_window(a, self._extractor, self.min_context_s)
+        mel = log_mel_window(a, self._extractor, context_frames(a.shape[0], self.min_context_s))[None]
         n = n_valid_frames(a.shape[0], mel.shape[2])
         return np.concatenate([s[:n] for s in self.states(mel)], axis=1)

@@ -233,11 +233,6 @@ def _val_scores(sets: Sequence[Any], probs: Sequence[np.ndarray]) -> dict[str, d
     return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """Re-fit the head of ``args.refit_head`` and write ``args.out`` with its manifest and tokenizer."""
     import onnx
@@ -292,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
         del sess
     x = np.vstack(feats_tr)
     y = np.concatenate([s.labels for s in train_sets])
-    before = _val_scores(val_sets, [_softmax(o) for _, o in val_pairs])
+    before = _val_scores(val_sets, [T._softmax(o) for _, o in val_pairs])
 
     grid: list[dict[str, Any]] = []
     best: tuple[float, int] = (float("-inf"), -1)
@@ -300,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         w = np.concatenate([np.full(len(s.labels), weights.get(s.name, 1.0)) for s in train_sets])
         for l2 in l2_grid:
             wm, bm = fit_head(x, y, w, l2)
-            scores = _val_scores(val_sets, [_softmax(f @ wm.T + bm) for f, _ in val_pairs])
+            scores = _val_scores(val_sets, [T._softmax(f @ wm.T + bm) for f, _ in val_pairs])
             score = selection.score(scores)
             grid.append({"weights": weights, "l2": l2, "val": scores, "selection_score": score})
             if not args.quiet:
@@ -324,8 +319,8 @@ def run(args: argparse.Namespace) -> int:
     for s, (f, _) in zip(val_sets, val_pairs, strict=True):
         pick = np.arange(min(64, len(s.ids)))
         got = _batch1(sess, [s.ids[i] for i in pick], [output])[0]
-        ref = _softmax(f[pick] @ wm.T + bm)
-        diff = max(diff, float(np.max(np.abs(_softmax(got) - ref))))
+        ref = T._softmax(f[pick] @ wm.T + bm)
+        diff = max(diff, float(np.max(np.abs(T._softmax(got) - ref))))
     if diff > 1e-3:
         raise EmodeskError(f"{args.out}: the written head disagrees with the fitted one by {diff:.2e}")
 
@@ -334,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(tok_file, tok_out)
     test_sets = T.load_text_splits(data, "test", tok, limit=args.limit, seed=args.seed)
     metrics = {
-        T._test_name(s): compute_metrics(s.labels, _softmax(_batch1(sess, s.ids, [output])[0]))
+        T._test_name(s): compute_metrics(s.labels, T._softmax(_batch1(sess, s.ids, [output])[0]))
         for s in test_sets
     }
     sample = [t for s in test_sets for t in s.texts]

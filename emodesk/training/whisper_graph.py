@@ -15,20 +15,24 @@ blocks (``block_1`` …), before any final layer norm.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emodesk.speech.whisper_layers import EXTERNAL_LOCATION, MEL_INPUT, block_output, weight_names
+from emodesk.speech.whisper_layers import EXTERNAL_LOCATION, MEL_INPUT, block_output
 
 OPSET = 17  # LayerNormalization
 
 
-def build_graph(*, n_mels: int, width: int, heads: int, n_pos: int, blocks: tuple[int, ...]) -> Any:
-    """An ``onnx.ModelProto`` taking ``mel``; the weights (:func:`weight_names`) are external initializers."""
+def build_graph(*, shapes: Mapping[str, tuple[int, ...]], heads: int, blocks: tuple[int, ...]) -> Any:
+    """An ``onnx.ModelProto`` taking ``mel``; the weights, named and shaped by ``shapes`` (graph input
+    → shape, as :func:`~emodesk.speech.whisper_layers.encoder_weights` returns them), are external
+    initializers."""
     from onnx import TensorProto, helper, numpy_helper
 
+    width, n_mels, _ = shapes["conv1_w"]
     if width % heads:
         raise ValueError(f"width {width} is not a multiple of {heads} heads")
     n_blocks = max(blocks)
@@ -94,33 +98,11 @@ def build_graph(*, n_mels: int, width: int, heads: int, n_pos: int, blocks: tupl
             nodes.append(helper.make_node("Identity", [x], [name]))
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, "frames", width]))
 
-    shapes: dict[str, list[int]] = {
-        "conv1_w": [width, n_mels, 3],
-        "conv1_b": [width],
-        "conv2_w": [width, width, 3],
-        "conv2_b": [width],
-        "pos": [n_pos, width],
-    }
-    per_block: dict[str, list[int]] = {
-        "ln1_g": [width],
-        "ln1_b": [width],
-        "qkv_w": [width, 3 * width],
-        "qkv_b": [3 * width],
-        "out_w": [width, width],
-        "out_b": [width],
-        "ln2_g": [width],
-        "ln2_b": [width],
-        "fc1_w": [width, 4 * width],
-        "fc1_b": [4 * width],
-        "fc2_w": [4 * width, width],
-        "fc2_b": [width],
-    }
     inputs = [helper.make_tensor_value_info(MEL_INPUT, TensorProto.FLOAT, [1, n_mels, "mel_frames"])]
     # weights: initializers whose data lives "elsewhere" (ONNX external data); the runtime hands
     # them over with SessionOptions.add_external_initializers, before graph optimisation, so they
     # are constants to ONNX Runtime (pre-packed MatMuls) although the file holds none of them
-    for name in weight_names(n_blocks):
-        shape = shapes.get(name) or per_block[name.split("_", 1)[1]]
+    for name, shape in shapes.items():
         t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[int(d) for d in shape])
         t.data_location = TensorProto.EXTERNAL
         for k, v in (("location", EXTERNAL_LOCATION), ("offset", "0"), ("length", str(4 * math.prod(shape)))):
@@ -142,11 +124,8 @@ def write_graph(path: Path, model_bin: Path, blocks: tuple[int, ...]) -> Path:
     from emodesk.speech.whisper_layers import encoder_weights
 
     weights, heads = encoder_weights(model_bin, max(blocks))
-    width, n_mels, _ = weights["conv1_w"].shape
-    n_pos = int(weights["pos"].shape[0])
-    model = build_graph(
-        n_mels=int(n_mels), width=int(width), heads=heads, n_pos=n_pos, blocks=tuple(sorted(blocks))
-    )
+    shapes = {n: tuple(int(d) for d in w.shape) for n, w in weights.items()}
+    model = build_graph(shapes=shapes, heads=heads, blocks=tuple(sorted(blocks)))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     onnx.save(model, str(tmp))
