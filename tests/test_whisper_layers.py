@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,3 +154,62 @@ def test_layers_member_scores_and_refuses_what_it_was_not_built_for(tmp_path: Pa
     enc.unlink()
     with pytest.raises(ModelError, match="missing"):
         VoiceScorer(OnnxModel(man, device="cpu"))
+
+
+class _CountingExtractor:
+    """Wraps a feature extractor and counts its calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.mel_filters, self.calls = inner, inner.mel_filters, 0
+
+    def __call__(self, *a: Any, **k: Any) -> np.ndarray:
+        self.calls += 1
+        return self.inner(*a, **k)
+
+
+def test_layers_member_reuses_the_asr_log_mel_window(tmp_path: Path) -> None:
+    """In the live pipeline the block-2 member takes the log-mel window the ASR's encoder pass computed
+    (same features, no second extraction); a window of another length is not used."""
+    from emodesk.pipeline.utterance_path import UtterancePipeline
+    from emodesk.speech.asr import Transcriber
+    from emodesk.speech.processor import SpeechProcessor
+    from emodesk.types import Utterance
+
+    member = VoiceScorer(
+        OnnxModel(_layers_member(tmp_path, encoder_sha256(bundled_asr_model())), device="cpu")
+    )
+    member.prepare()
+    assert member.reads_mel
+    audio = _speech_like(seed=1)
+    own = member.features(audio)
+    layers = member._encoder_layers()
+    layers._extractor = counting = _CountingExtractor(layers._extractor)
+
+    asr = Transcriber(device="cpu")
+    enc = asr.encode(audio)
+    assert enc.mel is not None and enc.mel.shape == (80, enc.window_frames)
+    member.reset_session()
+    np.testing.assert_array_equal(member.features(audio, encoded=enc), own)
+    assert counting.calls == 0
+    full = Transcriber(device="cpu", min_context_s=None).encode(audio)  # the 30 s window: not ours
+    member.reset_session()
+    np.testing.assert_array_equal(member.features(audio, encoded=full), own)
+    assert counting.calls == 1
+
+    class Segmenter:
+        def __init__(self) -> None:
+            self.pending = [Utterance(t0=0.0, t1=2.5, audio=audio, final=True, wall_end=0.0)]
+
+        def push(self, chunk: Any) -> list[Utterance]:
+            out, self.pending = self.pending, []
+            return out
+
+        def flush(self) -> list[Utterance]:
+            return self.push(None)
+
+    speech = SpeechProcessor(Segmenter(), asr)  # type: ignore[arg-type]
+    member.reset_session()
+    pipe = UtterancePipeline(speech, [member], [])
+    assert speech.encode_finals  # the pass is made once, for the transcript and the member's window
+    out = pipe.finish()
+    assert [s.kind for s in out.scores] == ["voice"] and counting.calls == 1

@@ -126,6 +126,12 @@ class VoiceScorer(_OnnxMember):
         """True if the member's input is the ASR's own encoder pass (it can share it)."""
         return self.kind == "whisper_encoder"
 
+    @property
+    def reads_mel(self) -> bool:
+        """True if the member reuses the log-mel window of the ASR's encoder pass (``EncodedAudio.mel``)
+        for encoder blocks of its own; it checks the window's shape itself."""
+        return self.kind == "whisper_layers"
+
     def accepts(self, transcriber: Any) -> bool:
         """True if ``transcriber``'s encoder output is this member's input (same model.bin)."""
         return self.uses_encoder and getattr(transcriber, "encoder_sha256", None) == self.encoder_sha256
@@ -184,7 +190,8 @@ class VoiceScorer(_OnnxMember):
         """The head's input for one utterance; updates the session statistics."""
         assert self.normalizer is not None
         if self.kind == "whisper_layers":
-            frames = self._encoder_layers().frames(np.asarray(audio, dtype=np.float32))
+            mel = getattr(encoded, "mel", None)  # the ASR's window, when it encoded this audio
+            frames = self._encoder_layers().frames(np.asarray(audio, dtype=np.float32), mel=mel)
             return self.normalizer(pool_frames(frames, self.pooling))
         if encoded is None:
             encoded = self._encoder().encode(np.asarray(audio, dtype=np.float32))
@@ -192,7 +199,8 @@ class VoiceScorer(_OnnxMember):
 
     def score(self, audio: np.ndarray, *, encoded: Any = None) -> np.ndarray:
         """Probabilities in canonical order; ``encoded`` is an ``EncodedAudio`` of ``audio`` from an
-        encoder this member ``accepts`` (the caller checks), else the member encodes itself."""
+        encoder this member ``accepts`` (the caller checks), else the member encodes itself; a member
+        that ``reads_mel`` takes only its log-mel window."""
         if self.kind == "waveform":
             x = np.asarray(audio, dtype=np.float32).reshape(1, -1)
         else:

@@ -53,7 +53,8 @@ class UtterancePipeline:
         self.disabled: list[str] = []
         """Why a voice member was left out (it needs an encoder that cannot be loaded)."""
         # members built on the ASR's own encoder reuse its pass over each utterance
-        # (one encoder run per utterance, not two); the others load their own now,
+        # (one encoder run per utterance, not two), members on encoder blocks of their
+        # own reuse its log-mel window; the others load their own encoder now,
         # in this (the worker's) thread, or are left out with the reason
         self.voice: list[VoiceScorer] = []
         self._shares: list[bool] = []
@@ -68,7 +69,8 @@ class UtterancePipeline:
                     self.disabled.append(str(e))
                     continue
             self.voice.append(v)
-            self._shares.append(shares)
+            # a member running encoder blocks of its own still reuses the pass's log-mel window
+            self._shares.append(shares or bool(getattr(v, "reads_mel", False)))
         speech.encode_finals = any(self._shares)
 
     def insert(self, chunk: AudioChunk) -> UtteranceOutput:

@@ -211,12 +211,15 @@ class EncodedAudio:
     """One encoder pass over an utterance: feeds the decoder and the voice members.
 
     ``frames()`` is the encoder output over the utterance itself (50 frames
-    per second), without the padding frames of the window.
+    per second), without the padding frames of the window. ``mel`` is the
+    ``(n_mels, window_frames)`` log-mel window the encoder ran on: a member that
+    runs encoder blocks of its own on the same window reuses it.
     """
 
     storage: Any
     n_samples: int
     window_frames: int
+    mel: np.ndarray | None = None
 
     @property
     def n_valid(self) -> int:
@@ -343,11 +346,12 @@ class Transcriber:
         """Run the encoder once over an utterance (the short window); reuse it for text and voice."""
         a = _check_audio(audio)
         frames = self._context_frames(a.shape[0])
+        mel = log_mel_window(a, self._model.feature_extractor, frames)
         try:
-            storage = self._encode(a, frames)
+            storage = self._model.encode(mel)
         except RuntimeError as e:
             raise ModelError(f"ASR {self.model_name} encoder failed on {self.device}: {e}") from None
-        return EncodedAudio(storage, a.shape[0], frames)
+        return EncodedAudio(storage, a.shape[0], frames, mel)
 
     def transcribe(
         self, audio: np.ndarray, *, partial: bool = False, encoded: EncodedAudio | None = None

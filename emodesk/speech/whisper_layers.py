@@ -166,11 +166,18 @@ class WhisperLayers:
         outs = self.session.run(self._outputs, {MEL_INPUT: np.ascontiguousarray(mel, dtype=np.float32)})
         return [np.asarray(o, dtype=np.float32)[0] for o in outs]
 
-    def frames(self, audio: np.ndarray) -> np.ndarray:
-        """``(n_valid, d · len(blocks))`` float32: the utterance's own frames, blocks side by side."""
+    def frames(self, audio: np.ndarray, *, mel: np.ndarray | None = None) -> np.ndarray:
+        """``(n_valid, d · len(blocks))`` float32: the utterance's own frames, blocks side by side.
+
+        ``mel``: the log-mel window the ASR already computed for this audio
+        (``EncodedAudio.mel``); used when it is the window this computes itself
+        (same mel bands and frames), which saves the feature extraction.
+        """
         a = np.asarray(audio, dtype=np.float32).reshape(-1)
         if a.shape[0] == 0:
             raise ValueError("an empty utterance has no encoder frames")
-        mel = log_mel_window(a, self._extractor, context_frames(a.shape[0], self.min_context_s))[None]
-        n = n_valid_frames(a.shape[0], mel.shape[2])
-        return np.concatenate([s[:n] for s in self.states(mel)], axis=1)
+        want = (self._extractor.mel_filters.shape[0], context_frames(a.shape[0], self.min_context_s))
+        if mel is None or mel.shape != want:
+            mel = log_mel_window(a, self._extractor, want[1])
+        n = n_valid_frames(a.shape[0], want[1])
+        return np.concatenate([s[:n] for s in self.states(mel[None])], axis=1)
