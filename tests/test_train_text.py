@@ -287,8 +287,13 @@ def test_continue_from_a_checkpoint_with_other_rows_and_selection(
     out = root / "models2" / "text-cont.onnx"
     extra = ["--init-from", str(best), "--train-rows", "goemotions-ekman=50", "--epochs", "1"]
     extra += ["--select", "weighted_f1:goemotions-ekman", "--floor", "goemotions-ekman=0.0"]
-    assert train_main([*_argv(tiny, out, root / "ckC"), *extra]) == 0
+    assert train_main([*_argv(tiny, out, root / "ckC"), *extra, "--force-int8"]) == 0
     src = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["source"]
+    # --force-int8 ships the int8 graph whatever the rule says, and says so
+    assert src["quantization"]["shipped"] == "int8" and src["quantization"]["rule"].endswith("--force-int8")
+    import onnx
+
+    assert "MatMulInteger" in {n.op_type for n in onnx.load(str(out)).graph.node}
     t = src["training"]
     assert t["train_rows"] == "goemotions-ekman=50" and t["init_from_sha256"] == sha256_file(best)
     assert t["selection"].startswith("goemotions-ekman val weighted_f1; counted only when")
@@ -304,6 +309,8 @@ def test_continue_from_a_checkpoint_with_other_rows_and_selection(
     assert (
         train_main([*_argv(tiny, root / "m4" / "x.onnx", root / "ckE"), "--select", "weighted_f1:meld"]) == 2
     )
+    with pytest.raises(SystemExit):  # one or the other
+        train_main([*_argv(tiny, root / "m4" / "x.onnx", root / "ckE"), "--force-int8", "--no-quantize"])
     assert (
         train_main([*_argv(tiny, root / "m4" / "x.onnx", root / "ckE"), "--init-from", str(root / "no.pt")])
         == 2
