@@ -315,3 +315,12 @@ def test_continue_from_a_checkpoint_with_other_rows_and_selection(
         train_main([*_argv(tiny, root / "m4" / "x.onnx", root / "ckE"), "--init-from", str(root / "no.pt")])
         == 2
     )
+
+
+def test_manifests_record_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emodesk.training.common import command_line
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/emodesk", "train", "face", "--out", "models/a b.onnx"])
+    assert command_line() == "emodesk train face --out 'models/a b.onnx'"
+    monkeypatch.setattr("sys.argv", ["scripts/x.py", "--y"])
+    assert command_line() == "scripts/x.py --y"

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import shlex
 import sys
 import tempfile
 import warnings
@@ -297,3 +298,12 @@ def batches(
 
 def predict_batched(fn: Callable[[np.ndarray], np.ndarray], n: int, size: int) -> np.ndarray:
     return np.concatenate([fn(b) for b in batches(n, size, shuffle=False)], axis=0)
+
+
+def command_line() -> str:
+    """The command that is running, as a manifest records it: ``emodesk train …`` when it came
+    through the CLI, else the process's own argv."""
+    argv = sys.argv
+    if argv[1:2] in (["train"], ["retrain"]):
+        return "emodesk " + shlex.join(argv[1:])
+    return shlex.join(argv)

@@ -36,6 +36,7 @@ from emodesk.training.common import (
     atomic_torch_save,
     check_agreement,
     class_weights,
+    command_line,
     export_onnx,
     onnx_outputs,
     pick_device,
@@ -272,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if improved:
             atomic_torch_save(
-                {"model": net.state_dict(), "epoch": epoch, "config": net.config, "command": _command_line()},
+                {"model": net.state_dict(), "epoch": epoch, "config": net.config, "command": command_line()},
                 best_path,
             )
         (ckdir / "history.json").write_text(json.dumps(history.epochs, indent=1), encoding="utf-8")
@@ -296,12 +297,8 @@ def run(args: argparse.Namespace) -> int:
     best = torch.load(best_path, map_location="cpu", weights_only=False)
     final = FaceNet(widths, blocks)
     final.load_state_dict(best["model"])
-    export_face(final, args, data, history, best_epoch=int(best["epoch"]), command=_command_line())
+    export_face(final, args, data, history, best_epoch=int(best["epoch"]), command=command_line())
     return 0
-
-
-def _command_line() -> str:
-    return "emodesk train face " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else [])
 
 
 def _export_finished(args: argparse.Namespace, ckdir: Path, data: dict[str, np.ndarray]) -> int:

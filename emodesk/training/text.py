@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import shutil
 import statistics
 import sys
@@ -46,13 +45,13 @@ from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.manifest import sha256_file
 from emodesk.labels import LABELS, N_LABELS
 from emodesk.machine import cpu_name
-from emodesk.training import text_head
 from emodesk.training.common import (
     EarlyStopping,
     History,
     atomic_torch_save,
     check_agreement,
     class_weights,
+    command_line,
     export_onnx,
     onnx_outputs,
     pick_device,
@@ -153,6 +152,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="an epoch counts for selection only if DIR's val macro-F1 is at least F1 (repeatable)",
     )
+    from emodesk.training import text_head
+
     text_head.add_arguments(p)
     p.add_argument("--no-export", action="store_true", help="stop after training (e.g. on a GPU machine)")
     p.add_argument(
@@ -358,7 +359,7 @@ def predict_logits(model: EmotionClassifier, ids: Sequence[np.ndarray], device: 
     return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -581,7 +582,7 @@ def train(
         st.loss_sum = float(loss_acc)
         st.epoch_seconds += time.monotonic() - last_save
         val = {
-            s.name: compute_metrics(s.labels, _softmax(predict_logits(model, s.ids, device)), bootstrap=0)
+            s.name: compute_metrics(s.labels, softmax(predict_logits(model, s.ids, device)), bootstrap=0)
             for s in val_sets
         }
         mean_f1 = float(np.mean([m["macro_f1"] for m in val.values()]))
@@ -612,7 +613,7 @@ def train(
 # --- export and evaluation -----------------------------------------------------------------------
 
 
-def _ort_session(path: Path, threads: int) -> Any:
+def ort_session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -636,7 +637,7 @@ def onnx_logits(sess: Any, ids: Sequence[np.ndarray]) -> np.ndarray:
 def _val_f1(sess: Any, val_sets: Sequence[TextSplit]) -> dict[str, float]:
     """Macro-F1 per val set and their mean, for the fp32-or-int8 decision."""
     f1 = {
-        s.name: float(compute_metrics(s.labels, _softmax(onnx_logits(sess, s.ids)), bootstrap=0)["macro_f1"])
+        s.name: float(compute_metrics(s.labels, softmax(onnx_logits(sess, s.ids)), bootstrap=0)["macro_f1"])
         for s in val_sets
     }
     f1["mean"] = float(np.mean(list(f1.values())))
@@ -645,7 +646,7 @@ def _val_f1(sess: Any, val_sets: Sequence[TextSplit]) -> dict[str, float]:
 
 def seconds_per_sentence(path: Path, tokenizer: Any, texts: Sequence[str]) -> float:
     """Median wall time of tokenize + run for one sentence, batch 1, one CPU thread (as in the app)."""
-    sess = _ort_session(path, 1)
+    sess = ort_session(path, 1)
 
     def one(text: str) -> None:
         e = tokenizer.encode(text)
@@ -667,7 +668,7 @@ def seconds_per_sentence(path: Path, tokenizer: Any, texts: Sequence[str]) -> fl
     return float(statistics.median(times))
 
 
-def _license(kinds: set[str]) -> str:
+def license_text(kinds: set[str]) -> str:
     parts = [
         "Code: Apache-2.0 (emodesk).",
         "Encoder: sentence-transformers/all-MiniLM-L6-v2, Apache-2.0.",
@@ -687,7 +688,7 @@ def _license(kinds: set[str]) -> str:
     return " ".join(parts)
 
 
-def _usage(kinds: set[str]) -> str:
+def usage_note(kinds: set[str]) -> str:
     """The restriction the window shows (empty: none beyond the license)."""
     notes = []
     if "meld" in kinds:
@@ -707,13 +708,6 @@ def _protocol(kinds: set[str]) -> str:
         "train on the union of the datasets' train splits; early stopping and selection on the mean "
         "macro-F1 of their val splits; test splits scored once, on the exported model"
     )
-
-
-def _command_line() -> str:
-    argv = sys.argv
-    if argv[1:3] == ["train", "text"]:
-        return "emodesk " + shlex.join(argv[1:])
-    return shlex.join(argv)
 
 
 def _encoder_source(encoder_dir: Path, model: EmotionClassifier) -> str:
@@ -761,7 +755,7 @@ def data_lines(
     ]
 
 
-def _test_name(s: TextSplit) -> str:
+def record_name(s: TextSplit) -> str:
     """The name ``eval text --record`` uses for the same test split, so a re-record replaces it."""
     return _TEST_NAMES.get(s.kind, f"{s.name}-test")
 
@@ -810,13 +804,13 @@ def export_and_describe(
             got = onnx_outputs(fp32, {"input_ids": x, "attention_mask": m})
             diff = max(diff, check_agreement(ref, got, atol=1e-4, what=f"{fp32} on {s.name} val"))
     threads = max(1, torch.get_num_threads())
-    f1_fp32 = _val_f1(_ort_session(fp32, threads), val_sets)
+    f1_fp32 = _val_f1(ort_session(fp32, threads), val_sets)
     quant: dict[str, Any] = {"fp32_val_macro_f1": f1_fp32, "onnx_vs_torch_max_abs_diff": diff}
     weights = "fp32"
     if not args.no_quantize:
         int8 = ckdir / f"{out.stem}.int8.onnx"
         quantize_int8(fp32, int8)
-        f1_int8 = _val_f1(_ort_session(int8, threads), val_sets)
+        f1_int8 = _val_f1(ort_session(int8, threads), val_sets)
         quant["int8_val_macro_f1"] = f1_int8
         if args.force_int8 or f1_fp32["mean"] - f1_int8["mean"] <= INT8_MAX_DROP:
             weights = "int8"
@@ -832,9 +826,9 @@ def export_and_describe(
     tok.save(str(tok_path), pretty=False)
     shipped_tok = Tokenizer.from_file(str(tok_path))  # test with the very file the app will load
     test_sets = load_text_splits(data, "test", shipped_tok, limit=args.limit, seed=args.seed)
-    sess = _ort_session(out, threads)
+    sess = ort_session(out, threads)
     metrics: dict[str, Any] = {
-        _test_name(s): compute_metrics(s.labels, _softmax(onnx_logits(sess, s.ids))) for s in test_sets
+        record_name(s): compute_metrics(s.labels, softmax(onnx_logits(sess, s.ids))) for s in test_sets
     }
     sample = [t for s in test_sets for t in s.texts]
     pick = np.random.default_rng(args.seed).permutation(len(sample))[:200]
@@ -882,19 +876,19 @@ def export_and_describe(
             "seconds_per_sentence_cpu1": per_sentence,
             "timing_cpu": cpu_name(),
             "command": result.meta["command"],
-            **({"export_command": _command_line()} if args.export_only else {}),
+            **({"export_command": command_line()} if args.export_only else {}),
             "seed": cfg["seed"],
             "epochs_run": len(result.history.epochs),
             "best_epoch": int(result.best_state["epoch"]) + 1,
             "history": result.history.epochs,
         },
-        "license": _license(kinds),
-        "usage": _usage(kinds),
+        "license": license_text(kinds),
+        "usage": usage_note(kinds),
         "metrics": metrics,
         "requires": {},
     }
     write_manifest(out, fields)
-    _check_in_app(out, sess, shipped_tok, sample[0])
+    check_in_app(out, sess, shipped_tok, sample[0])
     return fields
 
 
@@ -909,13 +903,13 @@ def _init_history(args: argparse.Namespace) -> Any:
     return {"command": d.get("meta", {}).get("command"), "settings": d.get("settings")}
 
 
-def _check_in_app(out: Path, sess: Any, tokenizer: Any, text: str) -> None:
+def check_in_app(out: Path, sess: Any, tokenizer: Any, text: str) -> None:
     """Load the result the way the app does (manifest → TextScorer) and compare one sentence."""
     from emodesk.inference.manifest import ModelManifest
     from emodesk.inference.utterance_scorers import TextScorer
 
     p = TextScorer.load(ModelManifest.load(out.with_suffix(".json")), device="cpu").score(text)
-    ref = _softmax(onnx_logits(sess, [np.asarray(tokenizer.encode(text).ids, np.int64)]))[0]
+    ref = softmax(onnx_logits(sess, [np.asarray(tokenizer.encode(text).ids, np.int64)]))[0]
     if not np.allclose(p, ref, atol=1e-4):
         raise EmodeskError(f"{out}: TextScorer gives {p.round(4)}, the batched export {ref.round(4)}")
 
@@ -945,6 +939,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 "--refit-head re-fits an exported member: drop --resume, --export-only, --init-from"
             )
+        from emodesk.training import text_head
+
         return text_head.run(args)
     if args.refit_weights:
         raise InputError("--refit-weights goes with --refit-head MODEL.onnx")
@@ -984,7 +980,7 @@ def run(args: argparse.Namespace) -> int:
         result = load_finished(ckdir)
     else:
         settings = _settings(args, data, sha256_file(encoder_dir / "model.safetensors"), epochs)
-        meta = {"encoder": _encoder_source(encoder_dir, model), "command": _command_line()}
+        meta = {"encoder": _encoder_source(encoder_dir, model), "command": command_line()}
         result = train(args, model, train_sets, val_sets, settings, meta, ckdir)
         if result.interrupted:
             print(f"checkpoint in {ckdir}; continue with --resume", file=sys.stderr)

@@ -36,7 +36,22 @@ from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.manifest import ModelManifest, sha256_file
 from emodesk.labels import LABELS, N_LABELS
 from emodesk.machine import cpu_name
-from emodesk.training.common import write_manifest
+from emodesk.training.common import command_line, write_manifest
+from emodesk.training.text import (
+    Selection,
+    check_in_app,
+    data_lines,
+    default_data_dirs,
+    license_text,
+    load_text_splits,
+    ort_session,
+    parse_train_rows,
+    record_name,
+    seconds_per_sentence,
+    softmax,
+    subsample_train,
+    usage_note,
+)
 
 L2_GRID = (1e-4, 1e-3, 1e-2)
 _PREFIX = "head/refit"
@@ -238,8 +253,6 @@ def run(args: argparse.Namespace) -> int:
     import onnx
     from tokenizers import Tokenizer
 
-    from emodesk.training import text as T
-
     src: Path = args.refit_head
     if not src.is_file() or not src.with_suffix(".json").is_file():
         raise InputError(f"--refit-head {src}: needs the model and its manifest ({src.with_suffix('.json')})")
@@ -255,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--refit-l2 {args.refit_l2!r}: expected numbers, e.g. 1e-3,1e-2") from None
     if not l2_grid or min(l2_grid) < 0:
         raise InputError("--refit-l2: give at least one strength ≥ 0")
-    data: list[Path] = list(args.data) if args.data else T.default_data_dirs()
+    data: list[Path] = list(args.data) if args.data else default_data_dirs()
     for d in data:
         if not d.is_dir():
             raise InputError(f"--data {d}: no such folder (set EMODESK_DATA or pass --data DIR ...)")
@@ -267,19 +280,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--refit-head {src}: its output is not logits (as `emodesk train text` exports)")
     tok = Tokenizer.from_file(str(tok_file))  # the member's own tokenizer, as the app runs it
     tok.no_padding()
-    train_sets = T.load_text_splits(data, "train", tok, limit=args.limit, seed=args.seed)
-    val_sets = T.load_text_splits(data, "val", tok, limit=args.limit, seed=args.seed)
+    train_sets = load_text_splits(data, "train", tok, limit=args.limit, seed=args.seed)
+    val_sets = load_text_splits(data, "val", tok, limit=args.limit, seed=args.seed)
     if args.train_rows:
-        train_sets = T.subsample_train(train_sets, T.parse_train_rows(args.train_rows), args.seed)
+        train_sets = subsample_train(train_sets, parse_train_rows(args.train_rows), args.seed)
     names = [s.name for s in val_sets]
-    selection = T.Selection.parse(args.select, args.floor, names)
+    selection = Selection.parse(args.select, args.floor, names)
     grid_w = parse_weight_grid(args.refit_weights, names)
     threads = max(1, torch.get_num_threads())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td) / "pooled.onnx"
         onnx.save(with_pooled_output(model, head), str(tmp))
-        sess = T._ort_session(tmp, threads)
+        sess = ort_session(tmp, threads)
         if not args.quiet:
             print(f"pooled features of {src.name} ({head.pooled}) for train and val rows…", file=sys.stderr)
         feats_tr = [_batch1(sess, s.ids, [head.pooled])[0] for s in train_sets]
@@ -287,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         del sess
     x = np.vstack(feats_tr)
     y = np.concatenate([s.labels for s in train_sets])
-    before = _val_scores(val_sets, [T._softmax(o) for _, o in val_pairs])
+    before = _val_scores(val_sets, [softmax(o) for _, o in val_pairs])
 
     grid: list[dict[str, Any]] = []
     best: tuple[float, int] = (float("-inf"), -1)
@@ -295,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         w = np.concatenate([np.full(len(s.labels), weights.get(s.name, 1.0)) for s in train_sets])
         for l2 in l2_grid:
             wm, bm = fit_head(x, y, w, l2)
-            scores = _val_scores(val_sets, [T._softmax(f @ wm.T + bm) for f, _ in val_pairs])
+            scores = _val_scores(val_sets, [softmax(f @ wm.T + bm) for f, _ in val_pairs])
             score = selection.score(scores)
             grid.append({"weights": weights, "l2": l2, "val": scores, "selection_score": score})
             if not args.quiet:
@@ -314,27 +327,27 @@ def run(args: argparse.Namespace) -> int:
     onnx.save(new, str(args.out))
 
     # The written graph computes what was selected: its outputs on val against pooled @ W + b.
-    sess = T._ort_session(args.out, threads)
+    sess = ort_session(args.out, threads)
     diff = 0.0
     for s, (f, _) in zip(val_sets, val_pairs, strict=True):
         pick = np.arange(min(64, len(s.ids)))
         got = _batch1(sess, [s.ids[i] for i in pick], [output])[0]
-        ref = T._softmax(f[pick] @ wm.T + bm)
-        diff = max(diff, float(np.max(np.abs(T._softmax(got) - ref))))
+        ref = softmax(f[pick] @ wm.T + bm)
+        diff = max(diff, float(np.max(np.abs(softmax(got) - ref))))
     if diff > 1e-3:
         raise EmodeskError(f"{args.out}: the written head disagrees with the fitted one by {diff:.2e}")
 
     tok_out = args.out.with_name(f"{args.out.stem}.tokenizer.json")
     if tok_out.resolve() != tok_file.resolve():
         shutil.copyfile(tok_file, tok_out)
-    test_sets = T.load_text_splits(data, "test", tok, limit=args.limit, seed=args.seed)
+    test_sets = load_text_splits(data, "test", tok, limit=args.limit, seed=args.seed)
     metrics = {
-        T._test_name(s): compute_metrics(s.labels, T._softmax(_batch1(sess, s.ids, [output])[0]))
+        record_name(s): compute_metrics(s.labels, softmax(_batch1(sess, s.ids, [output])[0]))
         for s in test_sets
     }
     sample = [t for s in test_sets for t in s.texts]
     pick = np.random.default_rng(args.seed).permutation(len(sample))[:200]
-    per_sentence = T.seconds_per_sentence(args.out, tok, [sample[i] for i in pick])
+    per_sentence = seconds_per_sentence(args.out, tok, [sample[i] for i in pick])
 
     raw: dict[str, Any] = json.loads(src.with_suffix(".json").read_text(encoding="utf-8"))
     source = dict(raw.get("source", {}))
@@ -343,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
     adapted = source.pop("fine_tuned", None)  # `emodesk retrain`'s output layer is part of the old head
     source.update(
         {
-            "data": T.data_lines(data, train_sets, val_sets, test_sets),
+            "data": data_lines(data, train_sets, val_sets, test_sets),
             "architecture": str(source.get("architecture", "")).split("; head re-fitted")[0]
             + "; head re-fitted on the frozen exported encoder's pooled features (float32 linear layer)",
             "head_refit": {
@@ -362,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
             "weights": f"{source.get('weights', 'fp32')} encoder, float32 head",
             "seconds_per_sentence_cpu1": per_sentence,
             "timing_cpu": cpu_name(),
-            "command": T._command_line(),
+            "command": command_line(),
         }
     )
     fields = {
@@ -375,11 +388,11 @@ def run(args: argparse.Namespace) -> int:
         "preprocessing": {**raw.get("preprocessing", {}), "tokenizer": tok_out.name},
         "source": source,
         "metrics": metrics,
-        "license": T._license(kinds),
-        "usage": T._usage(kinds),
+        "license": license_text(kinds),
+        "usage": usage_note(kinds),
     }
     write_manifest(args.out, fields)
-    T._check_in_app(args.out, sess, tok, sample[0])
+    check_in_app(args.out, sess, tok, sample[0])
     if not args.quiet:
         print(f"\n{args.out}: chosen weights {chosen['weights'] or 'all 1'}, l2 {chosen['l2']:g}")
         for name, m in metrics.items():

@@ -46,6 +46,7 @@ from emodesk.labels import LABELS, N_LABELS
 from emodesk.training.common import (
     History,
     check_agreement,
+    command_line,
     export_onnx,
     onnx_outputs,
     progress,
@@ -561,7 +562,7 @@ def export_voice(
             f"{args.cv_folds}-fold actor-group cross-validation over actors 01–20 (each held-out actor "
             "replayed as one live session); the shipped head is trained on actors 01–18; actors 21–24 "
             "were never used for training or selection",
-            "command": "emodesk train voice " + " ".join(sys.argv[3:] if len(sys.argv) > 3 else []),
+            "command": command_line(),
             "seed": args.seed,
             "selected": {"prior_weight": best["prior_weight"], "epochs": best["epochs"]},
             "val_metrics": {k: val[k] for k in ("n", "accuracy", "uar", "macro_f1")},
