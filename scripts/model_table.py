@@ -1,11 +1,11 @@
-"""Write ``docs/models.md``: every shipped model with its data license and recorded test metrics.
+"""Write ``models/README.md``: every shipped model with its data license and recorded test metrics.
 
 The numbers come from the manifests' ``metrics`` entries, which ``emodesk eval
 MODALITY --manifest DATA --model models/X.onnx --record NAME`` writes (each
 entry keeps the command that produced it). Rerun this after any of those.
 
-    python scripts/model_table.py            # rewrite docs/models.md
-    python scripts/model_table.py --check    # exit 1 if docs/models.md is stale
+    python scripts/model_table.py            # rewrite models/README.md
+    python scripts/model_table.py --check    # exit 1 if models/README.md is stale
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def render(models: Path) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=REPO / "models")
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "models.md")
+    ap.add_argument("--out", type=Path, default=REPO / "models" / "README.md")
     ap.add_argument("--check", action="store_true", help="fail if --out differs from what would be written")
     args = ap.parse_args()
     text = render(args.models)

@@ -96,3 +96,15 @@ def test_mypy_clean():
     repo = Path(__file__).resolve().parent.parent
     r = subprocess.run([_tool("mypy"), "emodesk"], capture_output=True, text=True, timeout=600, cwd=repo)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_model_table_is_current():
+    """models/README.md is what scripts/model_table.py makes from the shipped manifests."""
+    root = PKG.parent
+    r = subprocess.run(
+        [sys.executable, str(root / "scripts" / "model_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
