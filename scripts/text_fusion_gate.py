@@ -1,0 +1,94 @@
+"""Would a candidate text member improve the fused read-out? Validation rows only.
+
+For the shipped set and for each candidate (an exported text member: ``X.onnx``
+with ``X.json`` and its tokenizer beside it), a copy of ``models/`` with the
+text member swapped is searched by ``emodesk fusion optimize`` on the paired
+**validation** rows, as the shipped ``fusion.json`` was. The fused val
+macro-F1 is the gate: a text member that wins its own val metrics but loses
+here makes the product's read-out worse. The text member's own macro-F1 on the
+same (label-balanced) rows is printed beside it.
+
+    python scripts/text_fusion_gate.py build/refit_d/text-minilm.onnx … [--json OUT]
+
+Needs ``build/fusion/val.csv`` (README, "Fusion weights"). Test rows are never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _swap(models: Path, candidate: Path | None, into: Path) -> None:
+    """``into``: every file of ``models`` except its text members, plus ``candidate``'s files."""
+    text_ids = set()
+    for man in models.glob("*.json"):
+        doc = json.loads(man.read_text(encoding="utf-8"))
+        if candidate is not None and doc.get("modality") == "text":
+            text_ids.add(man.stem)
+    for f in models.iterdir():
+        if f.is_file() and not any(f.name.startswith(f"{t}.") for t in text_ids) and f.name != "fusion.json":
+            shutil.copy2(f, into / f.name)
+    if candidate is not None:
+        for f in candidate.parent.glob(f"{candidate.stem}.*"):
+            shutil.copy2(f, into / f.name)
+
+
+def fused_val(models: Path, candidate: Path | None, val: Path, optimizer: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="emodesk-gate-") as tmp:
+        d = Path(tmp)
+        _swap(models, candidate, d)
+        out = d / "fusion.json"
+        cmd = [sys.executable, "-m", "emodesk", "fusion", "optimize", "--manifest", str(val)]
+        cmd += ["--optimizer", optimizer, "--out", str(out)]
+        env = {**os.environ, "EMODESK_MODELS": str(d)}
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        doc = json.loads(out.read_text(encoding="utf-8"))
+        ev = d / "eval.json"  # the same val rows, to see the text member on its own (balanced labels)
+        cmd = [sys.executable, "-m", "emodesk", "fusion", "eval", "--manifest", str(val)]
+        cmd += ["--weights", str(out), "--json", str(ev)]
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        text = json.loads(ev.read_text(encoding="utf-8"))["modality:text"]
+    return {
+        "text_member": str(candidate) if candidate else "shipped",
+        "fused_val_macro_f1": doc["objective"]["macro_f1"],
+        "text_val_paired": {k: text[k] for k in ("n", "accuracy", "macro_f1")},
+        "weights": doc["weights"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("candidates", type=Path, nargs="*", help="exported text members (X.onnx, X.json beside)")
+    ap.add_argument("--models", type=Path, default=REPO / "models")
+    ap.add_argument("--val", type=Path, default=REPO / "build" / "fusion" / "val.csv")
+    ap.add_argument("--optimizer", default="de", help="as the shipped fusion.json (default de)")
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    args = ap.parse_args()
+    if not args.val.is_file():
+        print(f"{args.val}: no paired val rows; build them first (README, 'Fusion weights')", file=sys.stderr)
+        return 2
+    for c in args.candidates:
+        if not c.is_file() or not c.with_suffix(".json").is_file():
+            print(f"{c}: needs the model and its manifest {c.with_suffix('.json')}", file=sys.stderr)
+            return 2
+    rows = [fused_val(args.models, c, args.val, args.optimizer) for c in [None, *args.candidates]]
+    for r in rows:
+        t = r["text_val_paired"]
+        print(f"fused {r['fused_val_macro_f1']:.4f}  text alone {t['macro_f1']:.4f}  {r['text_member']}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
