@@ -50,6 +50,21 @@ class AudioChunk:
         return self.t0 + len(self.samples) / self.sample_rate
 
 
+Box = tuple[float, float, float, float]
+"""``(x, y, w, h)`` in source pixels."""
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax1, ay1, aw, ah = a
+    bx1, by1, bw, bh = b
+    ix = max(0.0, min(ax1 + aw, bx1 + bw) - max(ax1, bx1))
+    iy = max(0.0, min(ay1 + ah, by1 + bh) - max(ay1, by1))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class FaceBox:
     """A detected face: ``box`` is ``(x, y, w, h)`` in source pixels."""

@@ -19,7 +19,7 @@ from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import OnnxModel
 from emodesk.labels import LABELS
-from emodesk.types import FaceBox
+from emodesk.types import FaceBox, iou
 
 ROOT = Path(__file__).resolve().parents[1]
 FER_ID = "face-fer-minixception"
@@ -59,14 +59,6 @@ def detector(shipped_models_only: None) -> FaceDetector:
 @pytest.fixture(scope="module")
 def scorer(shipped_models_only: None) -> FaceExpressionScorer:
     return FaceExpressionScorer.load(device="cpu")
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
-    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def two_face_frame(face: np.ndarray, side: int = 256) -> np.ndarray:
@@ -126,6 +118,28 @@ def test_detector_maps_boxes_back_through_the_letterbox(detector: FaceDetector, 
         assert len(faces) == 1
         moved = (ref[0] + x0, ref[1] + y0, ref[2], ref[3])
         assert iou(faces[0].box, moved) > 0.75
+
+
+@pytest.mark.parametrize("x0,y0", [(60, 60), (255, 175), (490, 330)])  # a corner, the tiles' overlap, another
+def test_detector_zooms_in_for_a_small_face(
+    detector: FaceDetector, face: np.ndarray, x0: int, y0: int
+) -> None:
+    """A face about 55 px wide in a 640×480 frame (someone a metre or more from the camera) is too
+    small for the 128-px network on the whole frame; the zoomed second look finds it, once, in place."""
+    side = 130
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    frame[y0 : y0 + side, x0 : x0 + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    k = side / 256
+    want = (HAND_BOX[0] * k + x0, HAND_BOX[1] * k + y0, HAND_BOX[2] * k, HAND_BOX[3] * k)
+    plain = FaceDetector(detector.model, zoom_when_empty=False)
+    assert plain.detect(frame) == []
+    faces = detector.detect(frame)
+    assert len(faces) == 1 and iou(faces[0].box, want) > 0.5
+    x, y, w, h = faces[0].box
+    kp = faces[0].keypoints
+    assert kp is not None and np.all(
+        (kp[:4, 0] > x) & (kp[:4, 0] < x + w) & (kp[:4, 1] > y) & (kp[:4, 1] < y + h)
+    )
 
 
 def test_detector_finds_nothing_in_blank_or_noise(detector: FaceDetector) -> None:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from emodesk.pipeline.tracking import FaceTracker, iou
+from emodesk.pipeline.tracking import FaceTracker
+from emodesk.types import iou
 
 
 def test_iou():
@@ -53,7 +54,7 @@ def test_smoothing_follows_media_time():
 
 
 class _Det:
-    def detect(self, image):  # one face, always in the same place
+    def detect(self, image, *, zoom=None):  # one face, always in the same place
         from emodesk.types import FaceBox
 
         return [FaceBox((100.0, 80.0, 120.0, 120.0), 0.9)]
@@ -114,7 +115,7 @@ class _CountingDet:
         self.calls = 0
         self.faces = faces
 
-    def detect(self, image):
+    def detect(self, image, *, zoom=None):
         from emodesk.types import FaceBox
 
         self.calls += 1
@@ -153,3 +154,38 @@ def test_detector_boxes_serve_the_next_40_ms_of_media_time() -> None:
     for i in range(6):
         pe.process(Frame(t=i / 30, image=img, index=i))
     assert every.calls == 6
+
+
+class _ZoomDet:
+    """A face too small for the whole-frame pass: only the zoomed look finds it (when there is one)."""
+
+    def __init__(self, small_face: bool) -> None:
+        self.small_face = small_face
+        self.zooms: list[bool] = []
+        self.searched_tiles = False
+
+    def detect(self, image, *, zoom=None):
+        from emodesk.types import FaceBox
+
+        self.zooms.append(bool(zoom))
+        self.searched_tiles = bool(zoom)
+        return [FaceBox((300.0, 200.0, 50.0, 50.0), 0.8)] if zoom and self.small_face else []
+
+
+def test_zoomed_looks_every_quarter_second_in_an_empty_room_and_always_while_they_find_the_face() -> None:
+    from emodesk.pipeline.face_path import FacePipeline
+    from emodesk.types import Frame
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    empty = _ZoomDet(small_face=False)
+    pipe = FacePipeline(empty, [_Scorer("a", 0)])  # type: ignore[arg-type, list-item]
+    for i in range(30):
+        pipe.process(Frame(t=i / 30, image=img, index=i))
+    assert len(empty.zooms) == 30  # no face: the detector runs on every frame
+    assert [i for i, z in enumerate(empty.zooms) if z] == [0, 8, 16, 24]  # zoomed every 0.25 s
+
+    far = _ZoomDet(small_face=True)
+    pipe = FacePipeline(far, [_Scorer("a", 0)])  # type: ignore[arg-type, list-item]
+    seen = [len(pipe.process(Frame(t=i / 30, image=img, index=i)).faces) for i in range(30)]
+    assert seen == [1] * 30  # scored on every frame
+    assert len(far.zooms) == 15 and all(far.zooms)  # every detection zooms while that is what finds it

@@ -323,6 +323,9 @@ def run(argv: Sequence[str]) -> int:
     if len(scores) > 1:  # the modality as the live fusion sees it: its members, equal weights
         ids = list(report)
         entry = _modality_fusion(modality, rows, scores, several_ids=ids)
+        if args.detect:
+            entry["no_face"] = report[ids[-1]]["no_face"]  # one detector pass serves every member
+        entry["command"] = "emodesk eval " + " ".join(argv)
         report[f"modality:{modality}"] = entry
         print(format_report(entry, title=f"modality:{modality}  (equal-weight fusion of {', '.join(ids)})"))
         print()

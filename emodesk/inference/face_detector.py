@@ -22,7 +22,7 @@ from emodesk.imaging import resize
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import Device, OnnxModel
-from emodesk.types import FaceBox
+from emodesk.types import FaceBox, iou
 
 
 def _scale(min_scale: float, max_scale: float, index: int, n: int) -> float:
@@ -145,6 +145,9 @@ def _postprocessing(manifest: ModelManifest) -> Mapping[str, Any]:
     return post
 
 
+ZOOM_TILE = 0.6  # the zoomed second look: four corner tiles, each 60 % of the frame's width and height
+
+
 class FaceDetector:
     """Finds faces in BGR frames; boxes and keypoints come back in source pixels.
 
@@ -152,7 +155,14 @@ class FaceDetector:
     detector belongs to the one thread that calls it.
     """
 
-    def __init__(self, model: OnnxModel, *, min_score: float = 0.5, iou_threshold: float = 0.3) -> None:
+    def __init__(
+        self,
+        model: OnnxModel,
+        *,
+        min_score: float = 0.5,
+        iou_threshold: float = 0.3,
+        zoom_when_empty: bool = True,
+    ) -> None:
         man = model.manifest
         if man.modality != "face-detector":
             raise ModelError(f"model {man.id} is a {man.modality!r} model, not a face-detector")
@@ -161,6 +171,8 @@ class FaceDetector:
         self.model = model
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
+        self.zoom_when_empty = bool(zoom_when_empty)
+        self.searched_tiles = False
         w, h = (int(v) for v in man.preprocessing.get("size", [128, 128]))
         self.input_size = (w, h)
         lo, hi = (float(v) for v in man.preprocessing.get("range", [-1.0, 1.0]))
@@ -208,9 +220,51 @@ class FaceDetector:
         # The exact scale per axis: rounding makes nw/iw and nh/ih differ slightly.
         return x, np.array([nw / iw, nh / ih]), np.array([px, py], np.float64)
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
-        """Faces in a BGR uint8 frame, largest first."""
+    def detect(self, image_bgr: np.ndarray, *, zoom: bool | None = None) -> list[FaceBox]:
+        """Faces in a BGR uint8 frame, largest first.
+
+        The short-range network sees the frame shrunk to 128 px, so a face
+        under about a quarter of the frame's width (a person a metre or more
+        from a 640×480 camera) is often missed. With ``zoom_when_empty``, a
+        frame where no face is found is searched again in four overlapping
+        corner tiles, each :data:`ZOOM_TILE` of its width and height (the
+        detector then sees faces 1/ZOOM_TILE times larger); what the tiles find
+        is merged across their overlaps. Frames with a face found cost nothing
+        more; ``zoom`` overrides ``zoom_when_empty`` for this call, and
+        ``searched_tiles`` says afterwards whether the tiles were searched.
+        """
         _check_image(image_bgr)
+        self.searched_tiles = False
+        faces = self._detect(image_bgr)
+        if faces or not (self.zoom_when_empty if zoom is None else zoom):
+            return faces
+        self.searched_tiles = True
+        return self._detect_tiles(image_bgr)
+
+    def _detect_tiles(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        ih, iw = image_bgr.shape[:2]
+        th, tw = max(1, round(ih * ZOOM_TILE)), max(1, round(iw * ZOOM_TILE))
+        found: list[FaceBox] = []
+        for y0 in dict.fromkeys((0, ih - th)):
+            for x0 in dict.fromkeys((0, iw - tw)):
+                tile = np.ascontiguousarray(image_bgr[y0 : y0 + th, x0 : x0 + tw])
+                off = np.array([x0, y0], np.float32)
+                found += [
+                    FaceBox(
+                        box=(f.box[0] + x0, f.box[1] + y0, f.box[2], f.box[3]),
+                        score=f.score,
+                        keypoints=None if f.keypoints is None else f.keypoints + off,
+                    )
+                    for f in self._detect(tile)
+                ]
+        kept: list[FaceBox] = []
+        for f in sorted(found, key=lambda f: f.score, reverse=True):  # one face seen by two tiles
+            if all(iou(f.box, k.box) <= self.iou_threshold for k in kept):
+                kept.append(f)
+        kept.sort(key=lambda f: f.area, reverse=True)
+        return kept
+
+    def _detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
         x, scale, pad = self._letterbox(image_bgr)
         out = self.model.session.run([self._reg_name, self._cls_name], {self._input: x})
         raw = out[0].reshape(-1, out[0].shape[-1])

@@ -19,6 +19,14 @@ frame at 30 fps, every frame again at 15 fps), and the detector runs again
 after that, on any frame where the last detection found no face, and when
 media time goes backwards (a looped or restarted source). ``reuse_boxes_s=0``
 detects on every frame (``emodesk bench --detect-every-frame``).
+
+**Zoom schedule.** A face too small for the detector's 128-px view of the
+whole frame (someone a metre or more from a 640×480 camera) is found by its
+zoomed second look at four corner tiles (``FaceDetector.zoom_when_empty``),
+which costs four more detector passes. While the zoom is what finds the faces,
+every detection zooms; with no face at all it zooms at most every
+``zoom_every_s`` of media time (default 0.25 s), so an empty room costs the
+detector a few passes a second, not four more on every frame.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
     from emodesk.inference.face_scorer import FaceExpressionScorer
 
 REUSE_BOXES_S = 0.04  # media seconds a detection's boxes serve (the next frame at 30 fps)
+ZOOM_EVERY_S = 0.25  # with no face anywhere, media seconds between the detector's zoomed looks
 
 
 class FacePipeline:
@@ -53,6 +62,7 @@ class FacePipeline:
         rotate: bool = True,
         hold_s: float = 1.0,
         reuse_boxes_s: float = REUSE_BOXES_S,
+        zoom_every_s: float = ZOOM_EVERY_S,
     ) -> None:
         self.detector = detector
         self.scorers = sorted(scorers, key=_cost)
@@ -64,6 +74,9 @@ class FacePipeline:
         self.detections = 0  # detector runs so far (the bench reports them per frame)
         self._last_boxes: list[FaceBox] = []
         self._last_detect_t: float | None = None
+        self.zoom_every_s = zoom_every_s
+        self._last_zoom_t: float | None = None
+        self._zoom_found = False  # the last detection's faces came from the zoomed look
         self._held: dict[tuple[int | None, str], tuple[ModalityScores, np.ndarray]] = {}
 
     def due(self, index: int) -> list[FaceExpressionScorer]:
@@ -79,7 +92,13 @@ class FacePipeline:
         fresh = last is not None and 0 <= frame.t - last <= self.reuse_boxes_s
         if self.reuse_boxes_s > 0 and self._last_boxes and fresh:
             return self._last_boxes
-        self._last_boxes = self.detector.detect(frame.image)[: self.max_faces]
+        lz = self._last_zoom_t
+        zoom = self._zoom_found or lz is None or not 0 <= frame.t - lz < self.zoom_every_s
+        self._last_boxes = self.detector.detect(frame.image, zoom=zoom)[: self.max_faces]
+        searched = bool(getattr(self.detector, "searched_tiles", False))
+        if searched:
+            self._last_zoom_t = frame.t
+        self._zoom_found = searched and bool(self._last_boxes)
         self._last_detect_t = frame.t
         self.detections += 1
         return self._last_boxes

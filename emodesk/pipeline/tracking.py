@@ -11,17 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
-
-
-def iou(a: Box, b: Box) -> float:
-    ax1, ay1, aw, ah = a
-    bx1, by1, bw, bh = b
-    ix = max(0.0, min(ax1 + aw, bx1 + bw) - max(ax1, bx1))
-    iy = max(0.0, min(ay1 + ah, by1 + bh) - max(ay1, by1))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
+from emodesk.types import Box, iou
 
 
 @dataclass
