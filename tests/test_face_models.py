@@ -135,6 +135,16 @@ def test_detector_zooms_in_for_a_small_face(
     assert plain.detect(frame) == []
     faces = detector.detect(frame)
     assert len(faces) == 1 and iou(faces[0].box, want) > 0.5
+    assert detector.searched_tiles and detector.searched_all_tiles
+    # near the face found a moment ago: one tile centred on it is enough
+    again = detector.detect(frame, near=faces[0].box)
+    assert len(again) == 1 and iou(again[0].box, faces[0].box) > 0.8 and not detector.searched_all_tiles
+    # near somewhere else: that tile finds nothing, the four tiles still find the face
+    far_corner = (580.0 if x0 < 320 else 0.0, 420.0 if y0 < 240 else 0.0, 60.0, 60.0)
+    moved = detector.detect(frame, near=far_corner)
+    assert len(moved) == 1 and iou(moved[0].box, want) > 0.5
+    if (x0, y0) != (255, 175):  # a tile at the far corner holds a corner face only in the middle case
+        assert detector.searched_all_tiles
     x, y, w, h = faces[0].box
     kp = faces[0].keypoints
     assert kp is not None and np.all(

@@ -54,7 +54,7 @@ def test_smoothing_follows_media_time():
 
 
 class _Det:
-    def detect(self, image, *, zoom=None):  # one face, always in the same place
+    def detect(self, image, *, zoom=None, near=None):  # one face, always in the same place
         from emodesk.types import FaceBox
 
         return [FaceBox((100.0, 80.0, 120.0, 120.0), 0.9)]
@@ -115,7 +115,7 @@ class _CountingDet:
         self.calls = 0
         self.faces = faces
 
-    def detect(self, image, *, zoom=None):
+    def detect(self, image, *, zoom=None, near=None):
         from emodesk.types import FaceBox
 
         self.calls += 1
@@ -161,15 +161,16 @@ class _ZoomDet:
 
     def __init__(self, small_face: bool) -> None:
         self.small_face = small_face
-        self.zooms: list[bool] = []
-        self.searched_tiles = False
+        self.zooms: list[str] = []  # per call: "" (whole frame only), "near" or "all" (the four tiles)
+        self.searched_tiles = self.searched_all_tiles = False
 
-    def detect(self, image, *, zoom=None):
+    def detect(self, image, *, zoom=None, near=None):
         from emodesk.types import FaceBox
 
-        self.zooms.append(bool(zoom))
-        self.searched_tiles = bool(zoom)
-        return [FaceBox((300.0, 200.0, 50.0, 50.0), 0.8)] if zoom and self.small_face else []
+        face = [FaceBox((300.0, 200.0, 50.0, 50.0), 0.8)] if self.small_face else []
+        self.searched_tiles, self.searched_all_tiles = bool(zoom), bool(zoom) and not (near and face)
+        self.zooms.append("" if not zoom else "near" if near and face else "all")
+        return face if zoom else []
 
 
 def test_zoomed_looks_every_quarter_second_in_an_empty_room_and_always_while_they_find_the_face() -> None:
@@ -183,9 +184,12 @@ def test_zoomed_looks_every_quarter_second_in_an_empty_room_and_always_while_the
         pipe.process(Frame(t=i / 30, image=img, index=i))
     assert len(empty.zooms) == 30  # no face: the detector runs on every frame
     assert [i for i, z in enumerate(empty.zooms) if z] == [0, 8, 16, 24]  # zoomed every 0.25 s
+    assert {empty.zooms[i] for i in (0, 8, 16, 24)} == {"all"}
 
     far = _ZoomDet(small_face=True)
     pipe = FacePipeline(far, [_Scorer("a", 0)])  # type: ignore[arg-type, list-item]
     seen = [len(pipe.process(Frame(t=i / 30, image=img, index=i)).faces) for i in range(30)]
     assert seen == [1] * 30  # scored on every frame
     assert len(far.zooms) == 15 and all(far.zooms)  # every detection zooms while that is what finds it
+    # near the face it found (one tile), and at all four tiles every 0.25 s: detections at frames 0, 2, …
+    assert [2 * i for i, z in enumerate(far.zooms) if z == "all"] == [0, 8, 16, 24]

@@ -22,7 +22,7 @@ from emodesk.imaging import resize
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import Device, OnnxModel
-from emodesk.types import FaceBox, iou
+from emodesk.types import Box, FaceBox, iou
 
 
 def _scale(min_scale: float, max_scale: float, index: int, n: int) -> float:
@@ -172,7 +172,7 @@ class FaceDetector:
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
         self.zoom_when_empty = bool(zoom_when_empty)
-        self.searched_tiles = False
+        self.searched_tiles = self.searched_all_tiles = False
         w, h = (int(v) for v in man.preprocessing.get("size", [128, 128]))
         self.input_size = (w, h)
         lo, hi = (float(v) for v in man.preprocessing.get("range", [-1.0, 1.0]))
@@ -220,7 +220,9 @@ class FaceDetector:
         # The exact scale per axis: rounding makes nw/iw and nh/ih differ slightly.
         return x, np.array([nw / iw, nh / ih]), np.array([px, py], np.float64)
 
-    def detect(self, image_bgr: np.ndarray, *, zoom: bool | None = None) -> list[FaceBox]:
+    def detect(
+        self, image_bgr: np.ndarray, *, zoom: bool | None = None, near: Box | None = None
+    ) -> list[FaceBox]:
         """Faces in a BGR uint8 frame, largest first.
 
         The short-range network sees the frame shrunk to 128 px, so a face
@@ -230,39 +232,51 @@ class FaceDetector:
         corner tiles, each :data:`ZOOM_TILE` of its width and height (the
         detector then sees faces 1/ZOOM_TILE times larger); what the tiles find
         is merged across their overlaps. Frames with a face found cost nothing
-        more; ``zoom`` overrides ``zoom_when_empty`` for this call, and
-        ``searched_tiles`` says afterwards whether the tiles were searched.
+        more. ``zoom`` overrides ``zoom_when_empty`` for this call; ``near``
+        (the box of a small face found a moment ago) searches one tile centred
+        on it first, and the four only if that finds nothing. Afterwards
+        ``searched_tiles`` says whether any tile was searched and
+        ``searched_all_tiles`` whether the four were.
         """
         _check_image(image_bgr)
-        self.searched_tiles = False
+        self.searched_tiles = self.searched_all_tiles = False
         faces = self._detect(image_bgr)
         if faces or not (self.zoom_when_empty if zoom is None else zoom):
             return faces
         self.searched_tiles = True
-        return self._detect_tiles(image_bgr)
-
-    def _detect_tiles(self, image_bgr: np.ndarray) -> list[FaceBox]:
         ih, iw = image_bgr.shape[:2]
         th, tw = max(1, round(ih * ZOOM_TILE)), max(1, round(iw * ZOOM_TILE))
+        if near is not None:
+            cx, cy = near[0] + near[2] / 2, near[1] + near[3] / 2
+            x0 = int(min(max(0, round(cx - tw / 2)), iw - tw))
+            y0 = int(min(max(0, round(cy - th / 2)), ih - th))
+            faces = self._detect_in(image_bgr, x0, y0, tw, th)
+            if faces:
+                return faces
+        self.searched_all_tiles = True
         found: list[FaceBox] = []
         for y0 in dict.fromkeys((0, ih - th)):
             for x0 in dict.fromkeys((0, iw - tw)):
-                tile = np.ascontiguousarray(image_bgr[y0 : y0 + th, x0 : x0 + tw])
-                off = np.array([x0, y0], np.float32)
-                found += [
-                    FaceBox(
-                        box=(f.box[0] + x0, f.box[1] + y0, f.box[2], f.box[3]),
-                        score=f.score,
-                        keypoints=None if f.keypoints is None else f.keypoints + off,
-                    )
-                    for f in self._detect(tile)
-                ]
+                found += self._detect_in(image_bgr, x0, y0, tw, th)
         kept: list[FaceBox] = []
         for f in sorted(found, key=lambda f: f.score, reverse=True):  # one face seen by two tiles
             if all(iou(f.box, k.box) <= self.iou_threshold for k in kept):
                 kept.append(f)
         kept.sort(key=lambda f: f.area, reverse=True)
         return kept
+
+    def _detect_in(self, image_bgr: np.ndarray, x0: int, y0: int, w: int, h: int) -> list[FaceBox]:
+        """Faces in the region ``(x0, y0, w, h)``, in the whole image's pixels."""
+        tile = np.ascontiguousarray(image_bgr[y0 : y0 + h, x0 : x0 + w])
+        off = np.array([x0, y0], np.float32)
+        return [
+            FaceBox(
+                box=(f.box[0] + x0, f.box[1] + y0, f.box[2], f.box[3]),
+                score=f.score,
+                keypoints=None if f.keypoints is None else f.keypoints + off,
+            )
+            for f in self._detect(tile)
+        ]
 
     def _detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
         x, scale, pad = self._letterbox(image_bgr)

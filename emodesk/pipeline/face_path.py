@@ -24,9 +24,11 @@ detects on every frame (``emodesk bench --detect-every-frame``).
 whole frame (someone a metre or more from a 640×480 camera) is found by its
 zoomed second look at four corner tiles (``FaceDetector.zoom_when_empty``),
 which costs four more detector passes. While the zoom is what finds the faces,
-every detection zooms; with no face at all it zooms at most every
-``zoom_every_s`` of media time (default 0.25 s), so an empty room costs the
-detector a few passes a second, not four more on every frame.
+every detection zooms, into one tile centred on the last face (one more pass)
+and into all four every ``zoom_every_s`` of media time (default 0.25 s: someone
+else far away is found too); with no face at all it zooms at most that often,
+so an empty room costs the detector a few passes a second, not four more on
+every frame.
 """
 
 from __future__ import annotations
@@ -93,12 +95,14 @@ class FacePipeline:
         if self.reuse_boxes_s > 0 and self._last_boxes and fresh:
             return self._last_boxes
         lz = self._last_zoom_t
-        zoom = self._zoom_found or lz is None or not 0 <= frame.t - lz < self.zoom_every_s
-        self._last_boxes = self.detector.detect(frame.image, zoom=zoom)[: self.max_faces]
-        searched = bool(getattr(self.detector, "searched_tiles", False))
-        if searched:
+        due = lz is None or not 0 <= frame.t - lz < self.zoom_every_s  # a look at all four tiles
+        near = self._last_boxes[0].box if self._zoom_found and self._last_boxes and not due else None
+        self._last_boxes = self.detector.detect(frame.image, zoom=self._zoom_found or due, near=near)[
+            : self.max_faces
+        ]
+        if getattr(self.detector, "searched_all_tiles", False):
             self._last_zoom_t = frame.t
-        self._zoom_found = searched and bool(self._last_boxes)
+        self._zoom_found = bool(getattr(self.detector, "searched_tiles", False)) and bool(self._last_boxes)
         self._last_detect_t = frame.t
         self.detections += 1
         return self._last_boxes
