@@ -25,21 +25,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.registry import installed_manifests
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _member_files(m: ModelManifest) -> list[Path]:
+    return [m.path, m.model_path, *m.companion_paths]
+
+
 def _swap(models: Path, candidate: Path | None, into: Path) -> None:
-    """``into``: every file of ``models`` except its text members, plus ``candidate``'s files."""
-    text_ids = set()
-    for man in models.glob("*.json"):
-        doc = json.loads(man.read_text(encoding="utf-8"))
-        if candidate is not None and doc.get("modality") == "text":
-            text_ids.add(man.stem)
-    for f in models.iterdir():
-        if f.is_file() and not any(f.name.startswith(f"{t}.") for t in text_ids) and f.name != "fusion.json":
-            shutil.copy2(f, into / f.name)
+    """``into``: the members of ``models`` (the text ones replaced by ``candidate`` when given)."""
+    members = installed_manifests([models]).values()
+    for m in members:
+        if candidate is None or m.modality != "text":
+            for f in _member_files(m):
+                shutil.copy2(f, into / f.name)
     if candidate is not None:
-        for f in candidate.parent.glob(f"{candidate.stem}.*"):
+        for f in _member_files(ModelManifest.load(candidate.with_suffix(".json"))):
             shutil.copy2(f, into / f.name)
 
 

@@ -194,6 +194,23 @@ def test_detect_scores_the_largest_face_and_counts_misses(
     assert "no face found in 1 of 2" in captured.out
 
 
+def test_detect_zooms_in_on_a_distant_face_unless_told_not_to(
+    face_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    far = np.full((480, 640, 3), 110, np.uint8)  # the face about 55 px wide: a metre or more away
+    far[60:190, 60:190] = cv2.resize(
+        cv2.imread(str(face_dir / "whole.png")), (130, 130), interpolation=cv2.INTER_AREA
+    )
+    cv2.imwrite(str(face_dir / "far.png"), far)
+    manifest = _write_csv(face_dir / "far.csv", "path,label", [("far.png", "happy"), ("whole.png", "happy")])
+    base = ["face", "--manifest", str(manifest), "--model", str(FACE_MODEL), "--detect", "--device", "cpu"]
+    assert main(base) == 0
+    assert "no face found in 0 of 2" in capsys.readouterr().out
+    assert main([*base, "--no-zoom"]) == 0
+    assert "no face found in 1 of 2" in capsys.readouterr().out
+    assert main(["face", "--manifest", str(manifest), "--model", str(FACE_MODEL), "--no-zoom"]) == 2
+
+
 def test_unknown_label_names_the_row_unless_mapped_or_ignored(
     face_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -78,6 +78,12 @@ def _parser() -> _Parser:
         "largest face; images with no face are counted (no_face) and left out of the metrics",
     )
     p.add_argument(
+        "--no-zoom",
+        action="store_true",
+        help="with --detect: no zoomed second look where the whole image shows no face "
+        "(the detector as it was before it had one)",
+    )
+    p.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -238,6 +244,8 @@ def run(argv: Sequence[str]) -> int:
     modality = cast(Modality, args.modality)
     if args.detect and modality != "face":
         raise UsageError("--detect applies to eval face only")
+    if args.no_zoom and not args.detect:
+        raise UsageError("--no-zoom applies with --detect only")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.record is not None and (args.limit is not None or not args.record.strip()):
@@ -273,7 +281,8 @@ def run(argv: Sequence[str]) -> int:
         from emodesk.inference.runtime import OnnxModel
         from emodesk.pipeline.models import DEFAULT_DETECTOR
 
-        detector = FaceDetector(OnnxModel(find_model(DEFAULT_DETECTOR), device=args.device))
+        model = OnnxModel(find_model(DEFAULT_DETECTOR), device=args.device)
+        detector = FaceDetector(model, zoom_when_empty=not args.no_zoom)
         t0 = time.perf_counter()
         boxes = find_largest_faces(rows, detector, progress=_Progress("face detection", len(rows)))
         detect_s = time.perf_counter() - t0
