@@ -9,6 +9,7 @@ here makes the product's read-out worse. The text member's own macro-F1 on the
 same (label-balanced) rows is printed beside it.
 
     python scripts/text_fusion_gate.py build/refit_d/text-minilm.onnx … [--json OUT]
+    python scripts/text_fusion_gate.py --add build/ngram/text-ngram.onnx   # beside the shipped member
 
 Needs ``build/fusion/val.csv`` (README, "Fusion weights"). Test rows are never read.
 """
@@ -35,11 +36,11 @@ def _member_files(m: ModelManifest) -> list[Path]:
     return [m.path, m.model_path, *m.companion_paths]
 
 
-def _swap(models: Path, candidate: Path | None, into: Path) -> None:
-    """``into``: the members of ``models`` (the text ones replaced by ``candidate`` when given)."""
+def _swap(models: Path, candidate: Path | None, into: Path, add: bool = False) -> None:
+    """``into``: the members of ``models``, the text ones replaced by ``candidate`` (joined: ``add``)."""
     members = installed_manifests([models]).values()
     for m in members:
-        if candidate is None or m.modality != "text":
+        if candidate is None or add or m.modality != "text":
             for f in _member_files(m):
                 shutil.copy2(f, into / f.name)
     if candidate is not None:
@@ -47,10 +48,12 @@ def _swap(models: Path, candidate: Path | None, into: Path) -> None:
             shutil.copy2(f, into / f.name)
 
 
-def fused_val(models: Path, candidate: Path | None, val: Path, optimizer: str) -> dict[str, Any]:
+def fused_val(
+    models: Path, candidate: Path | None, val: Path, optimizer: str, add: bool = False
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="emodesk-gate-") as tmp:
         d = Path(tmp)
-        _swap(models, candidate, d)
+        _swap(models, candidate, d, add)
         out = d / "fusion.json"
         cmd = [sys.executable, "-m", "emodesk", "fusion", "optimize", "--manifest", str(val)]
         cmd += ["--optimizer", optimizer, "--out", str(out)]
@@ -63,7 +66,7 @@ def fused_val(models: Path, candidate: Path | None, val: Path, optimizer: str) -
         subprocess.run(cmd, check=True, env=env, capture_output=True)
         text = json.loads(ev.read_text(encoding="utf-8"))["modality:text"]
     return {
-        "text_member": str(candidate) if candidate else "shipped",
+        "text_member": (f"shipped + {candidate}" if add else str(candidate)) if candidate else "shipped",
         "fused_val_macro_f1": doc["objective"]["macro_f1"],
         "text_val_paired": {k: text[k] for k in ("n", "accuracy", "macro_f1")},
         "weights": doc["weights"],
@@ -77,6 +80,7 @@ def main() -> int:
     ap.add_argument("--val", type=Path, default=REPO / "build" / "fusion" / "val.csv")
     ap.add_argument("--optimizer", default="de", help="as the shipped fusion.json (default de)")
     ap.add_argument("--json", type=Path, help="write the rows here")
+    ap.add_argument("--add", action="store_true", help="candidates join the shipped text member(s)")
     args = ap.parse_args()
     if not args.val.is_file():
         print(f"{args.val}: no paired val rows; build them first (README, 'Fusion weights')", file=sys.stderr)
@@ -85,7 +89,7 @@ def main() -> int:
         if not c.is_file() or not c.with_suffix(".json").is_file():
             print(f"{c}: needs the model and its manifest {c.with_suffix('.json')}", file=sys.stderr)
             return 2
-    rows = [fused_val(args.models, c, args.val, args.optimizer) for c in [None, *args.candidates]]
+    rows = [fused_val(args.models, c, args.val, args.optimizer, args.add) for c in [None, *args.candidates]]
     for r in rows:
         t = r["text_val_paired"]
         print(f"fused {r['fused_val_macro_f1']:.4f}  text alone {t['macro_f1']:.4f}  {r['text_member']}")

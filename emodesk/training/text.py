@@ -152,9 +152,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="an epoch counts for selection only if DIR's val macro-F1 is at least F1 (repeatable)",
     )
-    from emodesk.training import text_head
+    from emodesk.training import text_head, text_ngram
 
     text_head.add_arguments(p)
+    text_ngram.add_arguments(p)
     p.add_argument("--no-export", action="store_true", help="stop after training (e.g. on a GPU machine)")
     p.add_argument(
         "--export-only",
@@ -934,6 +935,10 @@ def _summary(fields: dict[str, Any], out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
+    if args.arch == "ngram":
+        from emodesk.training import text_ngram
+
+        return text_ngram.run(args)
     if args.refit_head is not None:
         if args.resume or args.export_only or args.init_from is not None:
             raise InputError(

@@ -179,7 +179,9 @@ def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np
     return w_raw, b_raw
 
 
-def parse_weight_grid(spec: str | None, names: Sequence[str]) -> list[dict[str, float]]:
+def parse_weight_grid(
+    spec: str | None, names: Sequence[str], option: str = "--refit-weights"
+) -> list[dict[str, float]]:
     """``"meld=1,2,3"`` → one dict of per-dataset row weights per combination (others 1; none: ``[{}]``)."""
     options: dict[str, list[float]] = {}
     for part in (spec or "").split(";"):
@@ -188,13 +190,13 @@ def parse_weight_grid(spec: str | None, names: Sequence[str]) -> list[dict[str, 
         name, _, values = part.partition("=")
         name = name.strip()
         if name not in names:
-            raise InputError(f"--refit-weights names {name!r}, not among --data ({list(names)})")
+            raise InputError(f"{option} names {name!r}, not among --data ({list(names)})")
         try:
             vals = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
-            raise InputError(f"--refit-weights {spec!r}: expected DIR=W[,W…][;DIR=W…]") from None
+            raise InputError(f"{option} {spec!r}: expected DIR=W[,W…][;DIR=W…]") from None
         if not vals or min(vals) <= 0:
-            raise InputError(f"--refit-weights {spec!r}: weights must be positive numbers")
+            raise InputError(f"{option} {spec!r}: weights must be positive numbers")
         options[name] = vals
     keys = list(options)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(options[k] for k in keys))]
@@ -225,7 +227,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # --- the command ---------------------------------------------------------------------------------
 
 
-def _batch1(sess: Any, ids: Sequence[np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
+def batch1_outputs(sess: Any, ids: Sequence[np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
     """``outputs`` for every sequence run alone, unpadded, as the app's TextScorer runs it.
 
     One at a time on purpose: an int8 graph quantises its activations with a
@@ -295,8 +297,8 @@ def run(args: argparse.Namespace) -> int:
         sess = ort_session(tmp, threads)
         if not args.quiet:
             print(f"pooled features of {src.name} ({head.pooled}) for train and val rows…", file=sys.stderr)
-        feats_tr = [_batch1(sess, s.ids, [head.pooled])[0] for s in train_sets]
-        val_pairs = [tuple(_batch1(sess, s.ids, [head.pooled, output])) for s in val_sets]
+        feats_tr = [batch1_outputs(sess, s.ids, [head.pooled])[0] for s in train_sets]
+        val_pairs = [tuple(batch1_outputs(sess, s.ids, [head.pooled, output])) for s in val_sets]
         del sess
     x = np.vstack(feats_tr)
     y = np.concatenate([s.labels for s in train_sets])
@@ -331,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     diff = 0.0
     for s, (f, _) in zip(val_sets, val_pairs, strict=True):
         pick = np.arange(min(64, len(s.ids)))
-        got = _batch1(sess, [s.ids[i] for i in pick], [output])[0]
+        got = batch1_outputs(sess, [s.ids[i] for i in pick], [output])[0]
         ref = softmax(f[pick] @ wm.T + bm)
         diff = max(diff, float(np.max(np.abs(softmax(got) - ref))))
     if diff > 1e-3:
@@ -342,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(tok_file, tok_out)
     test_sets = load_text_splits(data, "test", tok, limit=args.limit, seed=args.seed)
     metrics = {
-        record_name(s): compute_metrics(s.labels, softmax(_batch1(sess, s.ids, [output])[0]))
+        record_name(s): compute_metrics(s.labels, softmax(batch1_outputs(sess, s.ids, [output])[0]))
         for s in test_sets
     }
     sample = [t for s in test_sets for t in s.texts]
