@@ -262,6 +262,8 @@ def build_graph(vocab: NgramVocabulary, w: np.ndarray, b: np.ndarray, *, int8: b
     const("zero_i", np.array([0], np.int64))
     const("axis1", np.array([1], np.int64))
     const("big", np.array([np.iinfo(np.int64).max], np.int64))
+    shape = node("Shape", ["input_ids"], "shape")
+    seq_len = node("Slice", [shape, "one_i", "big"], "seq_len")
     keys, valid = [], []
     offset = 0
     for k in range(1, vocab.n + 1):
@@ -270,7 +272,7 @@ def build_graph(vocab: NgramVocabulary, w: np.ndarray, b: np.ndarray, *, int8: b
         m = ""
         for j in range(k):
             end = node(
-                "Add", ["seq_len", const(f"endoff{k}_{j}", np.array([j - k + 1], np.int64))], f"end{k}_{j}"
+                "Add", [seq_len, const(f"endoff{k}_{j}", np.array([j - k + 1], np.int64))], f"end{k}_{j}"
             )
             beg = const(f"beg{k}_{j}", np.array([j], np.int64))
             ids_j = node("Slice", ["input_ids", beg, end, "axis1"], f"ids{k}_{j}")
@@ -286,8 +288,6 @@ def build_graph(vocab: NgramVocabulary, w: np.ndarray, b: np.ndarray, *, int8: b
         keys.append(key)
         valid.append(m)
         offset += v**k
-    nodes.insert(0, helper.make_node("Shape", ["input_ids"], ["shape"], name="shape"))
-    nodes.insert(1, helper.make_node("Slice", ["shape", "one_i", "big"], ["seq_len"], name="seq_len"))
     all_keys = node("Concat", keys, "keys", axis=1) if len(keys) > 1 else keys[0]
     all_valid = node("Concat", valid, "valid", axis=1) if len(valid) > 1 else valid[0]
     col = node(
@@ -301,7 +301,7 @@ def build_graph(vocab: NgramVocabulary, w: np.ndarray, b: np.ndarray, *, int8: b
     )
     is_valid = node("Cast", [all_valid], "is_valid", to=TensorProto.BOOL)
     col = node("Where", [is_valid, col, const("dummy", np.array(f, np.int64))], "col")
-    batch = node("Slice", ["shape", "zero_i", "one_i"], "batch")
+    batch = node("Slice", [shape, "zero_i", "one_i"], "batch")
     dense_shape = node("Concat", [batch, const("n_cols", np.array([f + 1], np.int64))], "dense_shape", axis=0)
     zeros = node(
         "ConstantOfShape", [dense_shape], "zeros", value=numpy_helper.from_array(np.zeros(1, np.float32))
@@ -440,9 +440,11 @@ def _companion_probs(man: ModelManifest, sets: Sequence[TextSplit], tokenizer_fi
     own = man.companion_paths[0] if man.companion_paths else None
     if (
         own is None
-        or Tokenizer.from_file(str(own)).to_str() != Tokenizer.from_file(str(tokenizer_file)).to_str()
+        or Tokenizer.from_file(str(own)).get_vocab() != Tokenizer.from_file(str(tokenizer_file)).get_vocab()
     ):
-        raise InputError(f"--companion {man.id}: its tokenizer differs from --tokenizer {tokenizer_file}")
+        raise InputError(
+            f"--companion {man.id}: its tokenizer has another vocabulary than --tokenizer {tokenizer_file}"
+        )
     scorer = TextScorer.load(man, device="cpu")
     return [np.stack([scorer.score(t) for t in s.texts]) for s in sets]
 
@@ -617,6 +619,7 @@ def run(args: argparse.Namespace) -> int:
             "logistic regression; featurised inside the ONNX graph (emodesk/training/text_ngram.py)",
             "tokenizer": {"file": tok_out.name, "from": str(tok_file.name), "sha256": sha256_file(tok_out)},
             "n_features": len(vocab),
+            "top_features": top_features(vocab, w, shipped_tok),
             "training": {
                 "method": "softmax regression, L-BFGS (deterministic), weighted mean cross-entropy + "
                 "L2 ‖W‖²; row weight = dataset weight × a class weight giving every class the same total",
@@ -669,6 +672,31 @@ def run(args: argparse.Namespace) -> int:
                 f"weighted_f1 {m['weighted_f1']:.4f}"
             )
     return 0
+
+
+def top_features(vocab: NgramVocabulary, w: np.ndarray, tokenizer: Any, k: int = 12) -> dict[str, list[str]]:
+    """The ``k`` n-grams that push each class up most, as text: what the member learned, for review.
+
+    A lexical member memorises its corpus: in MELD (the TV series Friends) the
+    characters' names carry emotions; a user named Joey should know.
+    """
+
+    def text(key: int) -> str:
+        parts = []
+        order, offset = 1, 0
+        while key - offset >= vocab.vocab_size**order:
+            offset += vocab.vocab_size**order
+            order += 1
+        rest = key - offset
+        for _ in range(order):
+            rest, t = divmod(rest, vocab.vocab_size)
+            parts.append(tokenizer.id_to_token(int(t)) or f"<{t}>")
+        return " ".join(reversed(parts))
+
+    return {
+        label: [text(int(vocab.keys[i])) for i in np.argsort(-w[:, c], kind="stable")[:k]]
+        for c, label in enumerate(LABELS)
+    }
 
 
 def _csr_logits(csr: tuple[np.ndarray, np.ndarray, np.ndarray], w: np.ndarray, b: np.ndarray) -> np.ndarray:
