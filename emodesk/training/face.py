@@ -334,7 +334,10 @@ def _onnx_val_accuracy(path: Path, data: dict[str, np.ndarray]) -> float:
 
 def _maybe_quantize(out: Path, data: dict[str, np.ndarray], *, skip: bool) -> dict[str, Any]:
     """Replace ``out`` by its static int8 version when val accuracy drops by at most 0.5 points."""
-    rule = "int8 (static QDQ, per-channel, calibrated on 512 val images) when val accuracy drops ≤ 0.005"
+    rule = (
+        "int8 (static QDQ, per-channel 7-bit weights, calibrated on 512 val images) when val accuracy "
+        "drops ≤ 0.005"
+    )
     if skip:
         return {"kept": "float32", "rule": "--no-quantize"}
     int8 = out.with_suffix(".int8.onnx")
