@@ -677,8 +677,9 @@ def run(args: argparse.Namespace) -> int:
 def top_features(vocab: NgramVocabulary, w: np.ndarray, tokenizer: Any, k: int = 12) -> dict[str, list[str]]:
     """The ``k`` n-grams that push each class up most, as text: what the member learned, for review.
 
-    A lexical member memorises its corpus: in MELD (the TV series Friends) the
-    characters' names carry emotions; a user named Joey should know.
+    A lexical member memorises its corpus: trained on MELD (the TV series
+    Friends), the characters' names get weights of their own;
+    ``scripts/text_name_probe.py`` measures what a name does to the read-out.
     """
 
     def text(key: int) -> str:
