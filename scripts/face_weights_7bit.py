@@ -3,25 +3,20 @@
 ONNX Runtime runs a QDQ convolution as uint8 activations × int8 weights. On
 x86 CPUs with VNNI the products are summed in 32 bits; on CPUs without it
 (AVX2 only: most laptops before 2021) ``vpmaddubsw`` first adds pairs of
-products into 16 bits, which saturate once |w| is large: the same model gives
-other scores there. Measured on face-resnet-m with 400 FER-2013 test faces,
-this machine (AVX-512 VNNI) against the same ONNX Runtime emulated on a
-Haswell CPU (``qemu-x86_64 -cpu Haswell``): probabilities differ by up to
-0.27 and 21 predictions change; its manifest's 67.65% test accuracy was
-recorded on such a machine, 68.38% here. With weights in [-64, 64] a pair
-sums to at most 2·255·64 = 32,640 < 32,767: no saturation, and the emulated
-Haswell run is bit-identical to this one. This is ONNX Runtime's
-``reduce_range`` (what ``emodesk train face`` now exports).
+products into 16 bits, which saturate once |w| is large, so the same model
+scores differently there. With weights in [-64, 64] a pair sums to at most
+2·255·64 = 32,640 < 32,767: no saturation. ``scripts/cpu_agreement.py``
+measures it under an emulated Haswell CPU: for the 8-bit face-resnet-m,
+probabilities up to 0.27 apart and 23 of 400 FER-2013 test predictions
+changed; for the 7-bit one, none.
 
-Here the float model is gone (training checkpoints do not outlive a session),
-so the int8 weights are halved: ``q7 = round(q / 2)`` with twice the scale, and
-each layer's int32 bias is halved with its scale doubled, which keeps the bias
-scale equal to input scale × weight scale, as ONNX Runtime's fused kernels need.
-A weight shared by two convolutions (the mirror branch) is converted once.
+``emodesk train face`` now exports 7-bit weights (``reduce_range``). For a
+member whose float model is gone, this halves the int8 weights instead
+(``emodesk.training.common.weights_to_7bit``):
 
     python scripts/face_weights_7bit.py models/face-resnet-m.onnx
 
-Rewrites the model and its manifest (sha256, ``source.quantization``) in
+It rewrites the model and its manifest (sha256, ``source.quantization``) in
 place, after checking the validation accuracy against the rule the member was
 exported under (int8 kept when it loses ≤ 0.5 points against float32). Then
 re-record the test metrics (``emodesk eval face … --record fer2013-test``).
@@ -36,55 +31,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 MAX_DROP = 0.005
-
-
-def to_7bit(model: Any) -> int:
-    """Halve every int8 weight feeding a Conv/Gemm/MatMul through DequantizeLinear, in place."""
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
-
-    def get(name: str) -> np.ndarray:
-        return numpy_helper.to_array(inits[name])
-
-    def put(name: str, arr: np.ndarray) -> None:
-        inits[name].CopyFrom(numpy_helper.from_array(arr, name))
-
-    weights: set[str] = set()
-    biases: set[str] = set()
-    for node in model.graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
-            continue
-        wdq = producer.get(node.input[1])
-        if wdq is None or wdq.op_type != "DequantizeLinear" or wdq.input[0] not in inits:
-            continue
-        q = get(wdq.input[0])
-        if q.dtype != np.int8:
-            continue
-        if wdq.input[0] not in weights:  # shared by the mirror branch: once
-            if len(wdq.input) > 2 and get(wdq.input[2]).any():
-                raise SystemExit(f"{wdq.name}: asymmetric int8 weights; this converts symmetric ones")
-            if np.abs(q.astype(np.int16)).max() <= 64:
-                raise SystemExit(f"{wdq.name}: already 7-bit; nothing to do")
-            put(wdq.input[0], np.clip(np.round(q.astype(np.float32) / 2), -64, 64).astype(np.int8))
-            put(wdq.input[1], (get(wdq.input[1]) * 2).astype(np.float32))
-            weights.add(wdq.input[0])
-        if len(node.input) > 2 and node.input[2]:
-            bdq = producer.get(node.input[2])
-            if bdq is None or bdq.op_type != "DequantizeLinear" or bdq.input[0] in biases:
-                raise SystemExit(f"{node.name}: its bias is not a DequantizeLinear of its own int32 tensor")
-            b = get(bdq.input[0])
-            put(bdq.input[0], np.round(b.astype(np.float64) / 2).astype(np.int32))
-            put(bdq.input[1], (get(bdq.input[1]) * 2).astype(np.float32))
-            biases.add(bdq.input[0])
-    return len(weights)
 
 
 def val_accuracy(model_path: Path, manifest: dict[str, Any]) -> float:
@@ -107,7 +57,7 @@ def val_accuracy(model_path: Path, manifest: dict[str, Any]) -> float:
 def main() -> int:
     import onnx
 
-    from emodesk.training.common import write_manifest
+    from emodesk.training.common import weights_to_7bit, write_manifest
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="a shipped static-int8 face member (X.onnx, X.json beside)")
@@ -119,7 +69,11 @@ def main() -> int:
         print(f"{args.model}: not a static-int8 member (source.quantization.kept)", file=sys.stderr)
         return 2
     model = onnx.load(str(args.model))
-    n = to_7bit(model)
+    try:
+        n = weights_to_7bit(model)
+    except ValueError as e:
+        print(f"{args.model}: {e}", file=sys.stderr)
+        return 2
     onnx.checker.check_model(model)
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td) / args.model.name

@@ -7,7 +7,6 @@ differently there (``scripts/face_weights_7bit.py`` has the measurement).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ torch = pytest.importorskip("torch")
 import onnxruntime as ort  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
-from emodesk.training.common import export_onnx, quantize_static_int8  # noqa: E402
+from emodesk.training.common import export_onnx, quantize_static_int8, weights_to_7bit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,14 +87,13 @@ def test_training_export_quantises_weights_to_7_bits(tmp_path: Path) -> None:
     assert w and max(int(np.abs(a.astype(np.int16)).max()) for a in w.values()) <= 64
 
 
-def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "face_weights_7bit", ROOT / "scripts" / "face_weights_7bit.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _fused_convs(path: Path) -> int:
+    """How many convolutions ONNX Runtime runs as fused int8 kernels (QLinearConv)."""
+    o = ort.SessionOptions()
+    o.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    return sum(n.op_type == "QLinearConv" for n in onnx.load(o.optimized_model_filepath).graph.node)
 
 
 def test_7bit_conversion_keeps_the_fused_kernels_and_the_scores(tmp_path: Path) -> None:
@@ -122,18 +120,23 @@ def test_7bit_conversion_keeps_the_fused_kernels_and_the_scores(tmp_path: Path) 
     )
     model = onnx.load(str(eight))
     assert max(int(np.abs(a.astype(np.int16)).max()) for a in _int8_weights(model).values()) > 64
-    n = _load_script().to_7bit(model)
+    n = weights_to_7bit(model)
     assert n == 2  # the shared conv weight once, the head once
     seven = tmp_path / "7bit.onnx"
     onnx.save(model, str(seven))
     w = _int8_weights(model)
     assert max(int(np.abs(a.astype(np.int16)).max()) for a in w.values()) <= 64
 
+    # both convolutions still run as fused int8 kernels: a bias scale that no longer equalled
+    # input scale × weight scale would leave them float
+    assert _fused_convs(eight) == _fused_convs(seven) == 2
+    with pytest.raises(ValueError, match="already 7-bit"):
+        weights_to_7bit(onnx.load(str(seven)))
+
     x = np.random.default_rng(1).normal(size=(5, 4, 12, 12)).astype(np.float32)
     ref = _run(fp32, x)
     got7 = _run(seven, x)
-    # the fused kernels agree with the graph's own QDQ arithmetic (a bias scale that no longer
-    # matched input scale × weight scale would leave a convolution unfused or wrong)
+    # the fused kernels agree with the graph's own QDQ arithmetic
     np.testing.assert_allclose(got7, _run(seven, x, optimise=False), atol=0.05)
     # and one bit less does not wreck the scores
     assert np.abs(got7 - ref).max() < 0.25 * np.abs(ref).max()

@@ -256,6 +256,58 @@ def quantize_static_int8(src: Path, dst: Path, calibration: Sequence[Mapping[str
             logging.getLogger().setLevel(level)
 
 
+def weights_to_7bit(model: Any) -> int:
+    """Halve the int8 weights of a static QDQ graph, in place: what ``reduce_range`` gives at export.
+
+    For a member whose float model is gone (``scripts/face_weights_7bit.py``): every
+    symmetric int8 weight feeding a Conv/Gemm/MatMul through DequantizeLinear becomes
+    ``round(q / 2)`` with twice the scale, and the layer's int32 bias is halved with its
+    scale doubled, so the bias scale stays input scale × weight scale (ONNX Runtime's
+    fused kernels need that). A weight shared by two layers (the mirror branch) is
+    converted once. Returns how many weight tensors changed; ``ValueError`` on
+    asymmetric or already-7-bit weights, or a bias that is not the layer's own.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def get(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name])
+
+    def put(name: str, arr: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(arr, name))
+
+    weights: set[str] = set()
+    biases: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        wdq = producer.get(node.input[1])
+        if wdq is None or wdq.op_type != "DequantizeLinear" or wdq.input[0] not in inits:
+            continue
+        q = get(wdq.input[0])
+        if q.dtype != np.int8:
+            continue
+        if wdq.input[0] not in weights:  # shared by the mirror branch: once
+            if len(wdq.input) > 2 and get(wdq.input[2]).any():
+                raise ValueError(f"{wdq.name}: asymmetric int8 weights; this converts symmetric ones")
+            if np.abs(q.astype(np.int16)).max() <= 64:
+                raise ValueError(f"{wdq.name}: already 7-bit; nothing to do")
+            put(wdq.input[0], np.clip(np.round(q.astype(np.float32) / 2), -64, 64).astype(np.int8))
+            put(wdq.input[1], (get(wdq.input[1]) * 2).astype(np.float32))
+            weights.add(wdq.input[0])
+        if len(node.input) > 2 and node.input[2]:
+            bdq = producer.get(node.input[2])
+            if bdq is None or bdq.op_type != "DequantizeLinear" or bdq.input[0] in biases:
+                raise ValueError(f"{node.name}: its bias is not a DequantizeLinear of its own int32 tensor")
+            b = get(bdq.input[0])
+            put(bdq.input[0], np.round(b.astype(np.float64) / 2).astype(np.int32))
+            put(bdq.input[1], (get(bdq.input[1]) * 2).astype(np.float32))
+            biases.add(bdq.input[0])
+    return len(weights)
+
+
 def onnx_input_specs(path: Path) -> list[dict[str, Any]]:
     """The graph inputs as manifest ``inputs`` entries (symbolic dims as names)."""
     import onnx

@@ -375,9 +375,14 @@ def load_encoder(folder: Path) -> BertEncoder:
 
 def load_tokenizer(folder: Path, max_length: int) -> Any:
     """The encoder's ``tokenizers`` tokenizer, unpadded (batches pad themselves), truncating."""
+    return tokenizer_from_file(folder / "tokenizer.json", max_length)
+
+
+def tokenizer_from_file(path: Path, max_length: int) -> Any:
+    """A ``tokenizers`` JSON file as the app's TextScorer runs it: unpadded, truncating."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(path))
     tok.no_padding()
     tok.enable_truncation(max_length)
     return tok

@@ -669,11 +669,12 @@ def seconds_per_sentence(path: Path, tokenizer: Any, texts: Sequence[str]) -> fl
     return float(statistics.median(times))
 
 
-def license_text(kinds: set[str]) -> str:
-    parts = [
-        "Code: Apache-2.0 (emodesk).",
-        "Encoder: sentence-transformers/all-MiniLM-L6-v2, Apache-2.0.",
-    ]
+MINILM_LICENSE = "Encoder: sentence-transformers/all-MiniLM-L6-v2, Apache-2.0."
+
+
+def license_text(kinds: set[str], model_line: str = MINILM_LICENSE) -> str:
+    """The manifest's ``license``: the code, what the model is built from (``model_line``), the data."""
+    parts = ["Code: Apache-2.0 (emodesk).", model_line]
     if "goemotions" in kinds:
         parts.append("Training data: GoEmotions, Apache-2.0 (Demszky et al. 2020).")
     if "meld" in kinds:

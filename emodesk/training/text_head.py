@@ -202,6 +202,17 @@ def parse_weight_grid(
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(options[k] for k in keys))]
 
 
+def parse_l2_grid(spec: str, option: str) -> list[float]:
+    """``"1e-3,1e-2"`` → ``[0.001, 0.01]``: the L2 strengths a grid tries (at least one, none negative)."""
+    try:
+        grid = [float(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} {spec!r}: expected numbers, e.g. 1e-3,1e-2") from None
+    if not grid or min(grid) < 0:
+        raise InputError(f"{option}: give at least one strength ≥ 0")
+    return grid
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refit-head",
@@ -242,7 +253,7 @@ def batch1_outputs(sess: Any, ids: Sequence[np.ndarray], outputs: Sequence[str])
     return [np.stack(a).astype(np.float32) for a in got]
 
 
-def _val_scores(sets: Sequence[Any], probs: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
+def val_scores(sets: Sequence[Any], probs: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
     out = {}
     for s, p in zip(sets, probs, strict=True):
         m = compute_metrics(s.labels, p, bootstrap=0)
@@ -264,12 +275,7 @@ def run(args: argparse.Namespace) -> int:
     tok_file = man.companion_paths[0] if man.companion_paths else None
     if tok_file is None or not tok_file.is_file():
         raise InputError(f"--refit-head {src}: its tokenizer file is missing")
-    try:
-        l2_grid = [float(v) for v in str(args.refit_l2).split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"--refit-l2 {args.refit_l2!r}: expected numbers, e.g. 1e-3,1e-2") from None
-    if not l2_grid or min(l2_grid) < 0:
-        raise InputError("--refit-l2: give at least one strength ≥ 0")
+    l2_grid = parse_l2_grid(args.refit_l2, "--refit-l2")
     data: list[Path] = list(args.data) if args.data else default_data_dirs()
     for d in data:
         if not d.is_dir():
@@ -302,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         del sess
     x = np.vstack(feats_tr)
     y = np.concatenate([s.labels for s in train_sets])
-    before = _val_scores(val_sets, [softmax(o) for _, o in val_pairs])
+    before = val_scores(val_sets, [softmax(o) for _, o in val_pairs])
 
     grid: list[dict[str, Any]] = []
     best: tuple[float, int] = (float("-inf"), -1)
@@ -310,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
         w = np.concatenate([np.full(len(s.labels), weights.get(s.name, 1.0)) for s in train_sets])
         for l2 in l2_grid:
             wm, bm = fit_head(x, y, w, l2)
-            scores = _val_scores(val_sets, [softmax(f @ wm.T + bm) for f, _ in val_pairs])
+            scores = val_scores(val_sets, [softmax(f @ wm.T + bm) for f, _ in val_pairs])
             score = selection.score(scores)
             grid.append({"weights": weights, "l2": l2, "val": scores, "selection_score": score})
             if not args.quiet:

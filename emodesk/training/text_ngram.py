@@ -25,7 +25,7 @@ WordPiece tokenizer) and the app needs no code of its own for it:
 
 Training is convex (L-BFGS on the sparse features, no seed): the data weight
 of each dataset and the L2 strength are chosen by a grid on the val splits.
-``--companion`` (default: the installed ``text-minilm``) makes the grid
+``--companion`` (default: the one installed text member, ``text-minilm``) makes the grid
 select on what the app will show — the equal-weight fusion of both text
 members, as ``eval``'s ``modality:text`` — instead of this member alone.
 Test splits are scored once, on the exported file.
@@ -51,6 +51,7 @@ from emodesk.inference.manifest import ModelManifest, sha256_file
 from emodesk.labels import LABELS, N_LABELS
 from emodesk.machine import cpu_name
 from emodesk.training.common import command_line, torch, write_manifest
+from emodesk.training.minilm import tokenizer_from_file
 from emodesk.training.text import (
     INFERENCE_MAX_LENGTH,
     Selection,
@@ -69,7 +70,7 @@ from emodesk.training.text import (
     subsample_train,
     usage_note,
 )
-from emodesk.training.text_head import parse_weight_grid
+from emodesk.training.text_head import parse_l2_grid, parse_weight_grid, val_scores
 
 DEFAULT_NGRAM = 2
 DEFAULT_MIN_DF = 2
@@ -77,6 +78,9 @@ L2_GRID = (3e-7, 1e-6, 3e-6, 1e-5)
 INT8_MAX_DROP = 0.005
 ML_DOMAIN = "ai.onnx.ml"
 OPSET = 17
+TOKENIZER_LICENSE = (
+    "Tokenizer: the WordPiece vocabulary of sentence-transformers/all-MiniLM-L6-v2, Apache-2.0."
+)
 
 
 # --- features ------------------------------------------------------------------------------------
@@ -400,7 +404,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--companion",
         metavar="MODEL.onnx|none",
         help="with --arch ngram: select on the equal-weight fusion with this text member's val scores "
-        "(default: the installed text-minilm); none: on this member alone",
+        "(default: the installed text member, when there is one); none: on this member alone",
     )
     p.add_argument(
         "--tokenizer",
@@ -413,13 +417,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _companion(spec: str | None) -> ModelManifest | None:
     if spec is not None and spec.lower() == "none":
         return None
-    if spec is None:
-        from emodesk.inference.registry import find_model
+    if spec is None:  # the installed text member, when there is exactly one
+        from emodesk.inference.registry import models_of
 
-        try:
-            return find_model("text-minilm")
-        except EmodeskError as e:
-            raise InputError(f"no --companion given and {e}; pass --companion MODEL.onnx or none") from None
+        members = models_of("text")
+        if len(members) != 1:
+            found = ", ".join(sorted(m.id for m in members)) or "none"
+            raise InputError(
+                f"no --companion given and {len(members)} text members installed ({found}); "
+                "pass --companion MODEL.onnx or none"
+            )
+        return members[0]
     path = Path(spec)
     if not path.is_file() or not path.with_suffix(".json").is_file():
         raise InputError(
@@ -449,28 +457,9 @@ def _companion_probs(man: ModelManifest, sets: Sequence[TextSplit], tokenizer_fi
     return [np.stack([scorer.score(t) for t in s.texts]) for s in sets]
 
 
-def _scores(sets: Sequence[TextSplit], probs: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
-    out = {}
-    for s, p in zip(sets, probs, strict=True):
-        m = compute_metrics(s.labels, p, bootstrap=0)
-        out[s.name] = {"macro_f1": float(m["macro_f1"]), "weighted_f1": float(m["weighted_f1"])}
-    return out
-
-
-def _parse_l2(spec: str) -> list[float]:
-    try:
-        grid = [float(v) for v in str(spec).split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"--ngram-l2 {spec!r}: expected numbers, e.g. 1e-6,1e-5") from None
-    if not grid or min(grid) < 0:
-        raise InputError("--ngram-l2: give at least one strength ≥ 0")
-    return grid
-
-
 def run(args: argparse.Namespace) -> int:
     """Build the vocabulary, choose data weight and L2 on val, export ``args.out`` with its manifest."""
     import onnx
-    from tokenizers import Tokenizer
 
     if args.ngram < 1 or args.ngram > 3 or args.min_df < 1:
         raise InputError("--ngram must be 1, 2 or 3 and --min-df ≥ 1")
@@ -478,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--arch ngram trains in one go: drop --resume, --export-only, --init-from, --refit-head"
         )
-    l2_grid = _parse_l2(args.ngram_l2)
+    l2_grid = parse_l2_grid(args.ngram_l2, "--ngram-l2")
     companion = _companion(args.companion)
     tok_file: Path | None = args.tokenizer
     if tok_file is None:
@@ -491,9 +480,7 @@ def run(args: argparse.Namespace) -> int:
     for d in data:
         if not d.is_dir():
             raise InputError(f"--data {d}: no such folder (set EMODESK_DATA or pass --data DIR ...)")
-    tok = Tokenizer.from_file(str(tok_file))
-    tok.no_padding()
-    tok.enable_truncation(INFERENCE_MAX_LENGTH)  # what the app's TextScorer feeds the member
+    tok = tokenizer_from_file(tok_file, INFERENCE_MAX_LENGTH)  # what the app's TextScorer feeds the member
     vocab_size = tok.get_vocab_size()
     train_sets = load_text_splits(data, "train", tok, limit=args.limit, seed=args.seed)
     val_sets = load_text_splits(data, "val", tok, limit=args.limit, seed=args.seed)
@@ -513,7 +500,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"{len(vocab)} n-grams (n ≤ {args.ngram}, in ≥ {args.min_df} rows) from {len(y)} training rows")
     comp_val = _companion_probs(companion, val_sets, tok_file) if companion is not None else None
     if comp_val is not None:
-        say(f"companion {companion.id if companion else ''}: {_scores(val_sets, comp_val)}")
+        say(f"companion {companion.id if companion else ''}: {val_scores(val_sets, comp_val)}")
 
     def member_val(w: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
         return [softmax(_csr_logits(xv, w, b)) for xv in x_val]
@@ -530,7 +517,7 @@ def run(args: argparse.Namespace) -> int:
             t = time.perf_counter()
             w, b = fit_linear(x_train, len(vocab), y, rw, l2)
             probs = member_val(w, b)
-            own, fused = _scores(val_sets, probs), _scores(val_sets, judged(probs))
+            own, fused = val_scores(val_sets, probs), val_scores(val_sets, judged(probs))
             score = selection.score(fused)
             grid.append(
                 {"weights": weights, "l2": l2, "val": own, "val_judged": fused, "selection_score": score}
@@ -571,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
             diff = max(float(np.max(np.abs(g - r))) for g, r in zip(got, ref, strict=True))
             if diff > 1e-3:
                 raise EmodeskError(f"{path}: the ONNX graph disagrees with the fitted model by {diff:.2e}")
-        f1 = {n: v["macro_f1"] for n, v in _scores(val_sets, [softmax(g) for g in got]).items()}
+        f1 = {n: v["macro_f1"] for n, v in val_scores(val_sets, [softmax(g) for g in got]).items()}
         f1["mean"] = float(np.mean(list(f1.values())))
         variants[kind] = f1
         del sess
@@ -590,9 +577,7 @@ def run(args: argparse.Namespace) -> int:
     tok_out = args.out.with_name(f"{args.out.stem}.tokenizer.json")
     if tok_out.resolve() != tok_file.resolve():
         shutil.copyfile(tok_file, tok_out)
-    shipped_tok = Tokenizer.from_file(str(tok_out))
-    shipped_tok.no_padding()
-    shipped_tok.enable_truncation(INFERENCE_MAX_LENGTH)
+    shipped_tok = tokenizer_from_file(tok_out, INFERENCE_MAX_LENGTH)
     test_sets = load_text_splits(data, "test", shipped_tok, limit=args.limit, seed=args.seed)
     sess = ort_session(args.out, threads)
     metrics: dict[str, Any] = {
@@ -650,10 +635,7 @@ def run(args: argparse.Namespace) -> int:
             "command": command_line(),
             "seed": args.seed,
         },
-        "license": license_text(kinds).replace(
-            "Encoder: sentence-transformers/all-MiniLM-L6-v2",
-            "Tokenizer: the WordPiece vocabulary of sentence-transformers/all-MiniLM-L6-v2",
-        ),
+        "license": license_text(kinds, TOKENIZER_LICENSE),
         "usage": usage_note(kinds),
         "metrics": metrics,
         "requires": {},
