@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
         "--markdown",
         str(md),
     ]
+    began = time.monotonic()
     assert main(argv) == 0
+    took = time.monotonic() - began
     r = json.loads(out.read_text())
     assert (
         r["face"]["fps"] > 5
@@ -56,9 +59,9 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
     assert b["fps"] is None and b["ratio"] is None and "skipped" in b["error"]
     assert 0 < r["cpu_percent"] < 100 * 64
     assert r["rss_mb"]["peak"] >= r["rss_mb"]["final"] * 0.5 > 0
-    assert (
-        0 < r["startup_s"] < 120 and 0 < r["first_frame_s"] < 120
-    )  # the face path may score before ASR loads
+    # timed from the bench's own start, not the process's (this one ran every earlier test): both
+    # lie inside this call, the first frame before the 8 s it paces; the face may score before ASR loads
+    assert 0 < r["startup_s"] < took and 0 < r["first_frame_s"] < took - 8
     assert r["dropped_frames"] >= 0 and r["audio_overflows"] >= 0
     providers = r["providers"]
     assert any(k.startswith("face:") for k in providers) and "CPUExecutionProvider" in providers.values()

@@ -15,7 +15,7 @@ BUDGETS: tuple[tuple[str, str, float, str, str], ...] = (
     ("cpu_percent", "process CPU, live at the source's frame rate", 150.0, "max", "% of one core"),
     ("rss_mb.peak", "peak resident memory", 1000.0, "max", "MB"),
     ("rss_mb.growth_pct", "RSS growth from the first quarter of the run to its end", 5.0, "max", "%"),
-    ("first_frame_s", "launch → first scored frame (models warm; headless)", 3.0, "max", "s"),
+    ("first_frame_s", "bench start → first scored frame (models warm; headless)", 3.0, "max", "s"),
 )
 
 
@@ -136,7 +136,7 @@ def markdown(report: Mapping[str, Any], *, command: str, extra: str = "") -> str
         ("process CPU (100% = one core)", _fmt(report["cpu_percent"], "%")),
         ("RSS peak / final / growth", f"{rss[0]} / {rss[1]} / {_fmt(get(report, 'rss_mb.growth_pct'), '%')}"),
         (
-            "launch → models loaded / → first scored frame",
+            "bench start → models loaded / → first scored frame",
             f"{_fmt(report['startup_s'], 's')} / {_fmt(report['first_frame_s'], 's')}",
         ),
     ]

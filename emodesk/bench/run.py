@@ -8,8 +8,9 @@
    audio overflows, process CPU (100 = one core, measured after the first
    scored frame), RSS sampled every second (peak, final, growth from the end
    of the first quarter to the end), the execution provider of every model,
-   ``startup_s`` (process launch → models loaded) and ``first_frame_s``
-   (launch → first scored frame).
+   ``startup_s`` (the bench's start → models loaded) and ``first_frame_s``
+   (the bench's start → first scored frame). Not from the process's launch: a
+   bench run inside a longer process (a test session) would count all of it.
 2. **Unpaced**: the face path of ``emodesk analyze`` (decode, detect, crop,
    every face member, track) as fast as it goes, for ``face.fps``.
 3. **Baseline**: the ``fer``-style pipeline (:mod:`.baseline`) over the same
@@ -32,16 +33,6 @@ from emodesk.inference.runtime import Device
 from emodesk.machine import cpu_name
 
 Log = Callable[[str], None]
-
-
-def process_age_s() -> float | None:
-    """Seconds since this process was launched (Linux: /proc), else None."""
-    try:
-        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
 
 
 def rss_mb() -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def _log(msg: str) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
+    started = time.monotonic()  # startup_s and first_frame_s count from here
     args = _parser().parse_args(argv)
     from emodesk.bench import report as rep
     from emodesk.bench.run import machine_info, unpaced_pass
@@ -96,6 +98,7 @@ def run(argv: Sequence[str]) -> int:
         device=args.device,
         asr_model=args.asr_model,
         log=_log,
+        started=started,
     )
     _log(f"unpaced pass: {args.frames} frames through the face path")
     unpaced = unpaced_pass(
