@@ -1,11 +1,19 @@
-"""The machine a measurement ran on: every timing the project records names its CPU (and GPU)."""
+"""What this machine has: its CPU and GPU (every timing the project records names them) and the
+ONNX Runtime execution providers a model can run on here (CUDA when present, else the CPU)."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import platform
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
 
 
 def cpu_name() -> str:
@@ -33,3 +41,45 @@ def gpu_name() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.splitlines()[0] if out else None
+
+
+Device = Literal["auto", "cpu", "cuda"]
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    providers: tuple[str, ...]
+    reason: str
+
+
+@functools.cache
+def _preload_cuda() -> None:
+    """onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* wheels; do it once."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except (OSError, RuntimeError) as e:
+            log.warning("onnxruntime.preload_dlls() failed: %s", e)
+
+
+def choose_providers(device: Device = "auto") -> ProviderChoice:
+    """Which execution providers to ask for, and why."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ProviderChoice((CPU,), "CPU requested")
+    if CUDA in available:
+        _preload_cuda()
+        return ProviderChoice((CUDA, CPU), "CUDA provider available")
+    why = (
+        "onnxruntime-gpu is not installed (pip install 'emodesk[gpu]')"
+        if device == "auto"
+        else "CUDA requested but onnxruntime has no CUDA provider; install 'emodesk[gpu]'"
+    )
+    return ProviderChoice((CPU,), why)

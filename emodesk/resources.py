@@ -7,6 +7,7 @@ PyInstaller bundle (``sys._MEIPASS``) and an installed wheel
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -82,3 +83,11 @@ def datasets_dir() -> Path:
     """``EMODESK_DATA`` or ``../shared/datasets`` beside the source checkout."""
     env = os.environ.get("EMODESK_DATA")
     return Path(env) if env else _PKG.parent.parent / "shared" / "datasets"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

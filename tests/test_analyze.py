@@ -10,7 +10,7 @@ import pytest
 from emodesk.cli.main import main
 from emodesk.labels import LABELS
 from emodesk.records import read_records
-from tests.media import speech_video
+from tests.support.media import speech_video
 
 pytestmark = pytest.mark.slow
 

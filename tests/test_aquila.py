@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from emodesk.fusion.benchmark_functions import FUNCTION_NAMES, get_function, shift_point
 from emodesk.fusion.optimize import (
     OPTIMIZERS,
     AquilaOptimizer,
@@ -18,6 +17,7 @@ from emodesk.fusion.optimize import (
     minimize,
 )
 from emodesk.fusion.optimize.aquila import AquilaParams, aquila_candidates, mantegna_sigma, spiral_y_minus_x
+from emodesk.lab.aquila_benchmark.functions import FUNCTION_NAMES, get_function, shift_point
 
 ALL = sorted(OPTIMIZERS)
 

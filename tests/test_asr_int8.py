@@ -69,7 +69,7 @@ def test_cpu_int8_encoder_is_bit_identical_and_keeps_the_voice_members_encoder(
     with open(tampered / "model.bin", "r+b") as fh:
         fh.seek(-1, 2)
         fh.write(b"\x01" if fh.read(1) != b"\x01" else b"\x02")
-    from emodesk.inference.manifest import sha256_file
+    from emodesk.resources import sha256_file
 
     own = sha256_file(tampered / "model.bin")
     assert ct2_int8.derived_from(tampered, own) is None

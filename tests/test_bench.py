@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from emodesk.bench.baseline import SCRIPT, BaselineUnavailable, run_baseline
 from emodesk.bench.report import BUDGETS, budgets
 from emodesk.capture.sources import demo_clip_path
 from emodesk.cli.bench_cmd import main
+from emodesk.lab.baseline.runner import SCRIPT, BaselineUnavailable, run_baseline
 from emodesk.resources import shipped_models_dir
 
 FER = shipped_models_dir() / "face-fer-minixception.onnx"

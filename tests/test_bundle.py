@@ -335,11 +335,11 @@ def test_bundle_contents_and_size(bundle: dict[str, Path]) -> None:
         assert not (internal / "PySide6/Qt/translations").exists()
         dangling = [str(p) for p in internal.rglob("*") if p.is_symlink() and not p.exists()]
         assert dangling == []
-    # Nothing of training, torch or the dev tools went in (the PYZ table of contents
+    # Nothing of the lab, torch or the dev tools went in (the PYZ table of contents
     # lists every Python module the bundle carries).
     pyz_toc = (bundle["work"] / "emodesk" / "PYZ-00.toc").read_text(encoding="utf-8")
     for forbidden in (
-        "emodesk.training",
+        "emodesk.lab",
         "torch",
         "scipy",
         "matplotlib",

@@ -2,7 +2,7 @@
 
 With 8-bit weights, ONNX Runtime's uint8 × int8 kernels saturate on CPUs
 without VNNI (``vpmaddubsw`` sums pairs in 16 bits), so a member scored
-differently there (``scripts/face_weights_7bit.py`` has the measurement).
+differently there (``emodesk/lab/convert/weights_7bit.py`` has the measurement).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 import onnxruntime as ort  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
-from emodesk.training.common import export_onnx, quantize_static_int8, weights_to_7bit  # noqa: E402
+from emodesk.lab.train.common import export_onnx, quantize_static_int8, weights_to_7bit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

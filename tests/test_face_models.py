@@ -279,7 +279,7 @@ def test_shipped_manifests_describe_their_models() -> None:
     fer = find_model(FER_ID)
     assert fer.modality == "face" and fer.preprocessing["color"] == "gray"
     m = fer.metrics.get("fer2013-test")
-    if m is not None:  # written by scripts/convert_fer_model.py when FER-2013 was there
+    if m is not None:  # written by emodesk/lab/convert/fer_model.py when FER-2013 was there
         assert m["n"] == 7178 and 0.63 < m["accuracy"] < 0.68
     det = find_model(DETECTOR_ID)
     assert det.modality == "face-detector"

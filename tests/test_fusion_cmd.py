@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emodesk.cli.fusion_cmd import main
-from emodesk.fusion import benchmark as bm
+from emodesk.lab.aquila_benchmark import run as bm
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--seeds", "2", "--iterations", "20", "--functions", "sphere,rastrigin"]
@@ -148,9 +148,9 @@ def test_the_optimizer_and_the_command_import_neither_scipy_nor_mealpy():
     """numpy only in emodesk.fusion: the comparison packages load lazily, inside a benchmark run."""
     code = (
         "import sys\n"
-        "import emodesk.fusion.optimize, emodesk.fusion.benchmark, emodesk.cli.fusion_cmd\n"
-        "from emodesk.cli.fusion_cmd import _benchmark_parser\n"
-        "_benchmark_parser()\n"
+        "import emodesk.fusion.optimize, emodesk.lab.aquila_benchmark.run, emodesk.cli.fusion_cmd\n"
+        "from emodesk.lab.aquila_benchmark.cli import parser\n"
+        "parser()\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('scipy', 'mealpy')]\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )

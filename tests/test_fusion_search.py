@@ -14,7 +14,6 @@ from emodesk.cli.fusion_cmd import main
 from emodesk.errors import InputError
 from emodesk.evaluation.datasets import Row
 from emodesk.evaluation.metrics import compute_metrics
-from emodesk.fusion.compare import METHODS, compare_methods, fit_stacking, summarise
 from emodesk.fusion.fuse import fuse, fuse_population
 from emodesk.fusion.paired import PairedRow, load_paired_manifest, make_pairs, write_paired_manifest
 from emodesk.fusion.search import (
@@ -27,6 +26,7 @@ from emodesk.fusion.search import (
 )
 from emodesk.inference.face_detector import FaceDetector
 from emodesk.inference.face_scorer import FaceExpressionScorer
+from emodesk.lab.studies.fusion_comparison.methods import METHODS, compare_methods, fit_stacking, summarise
 from emodesk.labels import LABELS
 from emodesk.resources import assets_dir
 

@@ -25,7 +25,7 @@ from emodesk.capture.clock import MonotonicClock
 from emodesk.capture.microphone import MicrophoneSource, list_microphones, resolve_microphone
 from emodesk.errors import DeviceError
 from emodesk.types import AudioChunk
-from tests.pulse import (
+from tests.support.pulse import (
     ALSA_DEVICE,
     SOURCE,
     PulseUnavailable,

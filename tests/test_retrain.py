@@ -11,10 +11,10 @@ import pytest
 from emodesk import imaging
 from emodesk.cli.main import main as cli
 from emodesk.inference.face_detector import FaceDetector
+from emodesk.lab.retrain.retrain import TooLittleData, install_fusion, retrain, rollback
 from emodesk.labels import LABELS
 from emodesk.recording.writer import SessionMeta, SessionWriter
-from emodesk.training.retrain import TooLittleData, install_fusion, retrain, rollback
-from tests.media import face_image
+from tests.support.media import face_image
 
 SENTENCES = {
     "angry": "I am so angry and furious right now",
@@ -117,8 +117,8 @@ def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
 
 def test_a_worse_set_is_refused_and_a_better_one_installed(emodesk_home: Path) -> None:
     from emodesk.fusion.search import MemberScores
+    from emodesk.lab.retrain.retrain import _compare_and_install
     from emodesk.resources import active_models_dir
-    from emodesk.training.retrain import _compare_and_install
 
     rng = np.random.default_rng(0)
     n = 200
@@ -186,8 +186,8 @@ def test_the_voice_member_is_refitted_on_session_utterances(sessions: Path, tmp_
     from emodesk.evaluation.datasets import load_manifest
     from emodesk.inference.registry import installed_manifests
     from emodesk.inference.utterance_scorers import VoiceScorer
+    from emodesk.lab.train.voice.finetune import finetune_voice
     from emodesk.recording.export import export_session
-    from emodesk.training.voice_finetune import finetune_voice
 
     rows = []
     for s in sorted(sessions.iterdir())[:2]:
@@ -206,7 +206,7 @@ def test_the_voice_member_is_refitted_on_session_utterances(sessions: Path, tmp_
 
 
 def test_paired_bootstrap_interval_of_the_gain() -> None:
-    from emodesk.training.retrain import paired_bootstrap_diff
+    from emodesk.lab.retrain.retrain import paired_bootstrap_diff
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 200)
@@ -220,7 +220,7 @@ def test_output_adaptation_starts_at_the_member_and_learns_a_bias(tmp_path: Path
     from emodesk.inference.face_scorer import FaceExpressionScorer
     from emodesk.inference.registry import installed_manifests
     from emodesk.inference.runtime import OnnxModel
-    from emodesk.training.adapt import adapted, choose_lambda, fit_layer, write_adapted_member
+    from emodesk.lab.retrain.adapt import adapted, choose_lambda, fit_layer, write_adapted_member
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 300)

@@ -8,7 +8,7 @@ from emodesk.capture.files import AudioFileSource, VideoFileSource
 from emodesk.capture.sources import open_sources, parse_camera
 from emodesk.capture.webcam import CameraSource
 from emodesk.errors import DeviceError, InputError
-from tests.media import DEMO_CLIP
+from tests.support.media import DEMO_CLIP
 
 
 def _drain_video(src):

@@ -22,7 +22,7 @@ from emodesk.speech.processor import SpeechEvent, SpeechProcessor
 from emodesk.speech.segmenter import SegmenterConfig, UtteranceSegmenter
 from emodesk.speech.vad import WINDOW, SileroVad
 from emodesk.types import AudioChunk, Utterance
-from tests.media import need_espeak
+from tests.support.media import need_espeak
 
 SR = 16000
 PAD = SegmenterConfig().speech_pad_s

@@ -304,7 +304,7 @@ def test_committed_demo_clip() -> None:
     cv2 = pytest.importorskip("cv2")
     path = ASSETS / "demo.mp4"
     if not path.exists():
-        pytest.skip("assets/demo.mp4 not generated (python scripts/make_demo_clip.py)")
+        pytest.skip("assets/demo.mp4 not generated (python -m emodesk.lab.assets.demo_clip)")
     assert path.stat().st_size < 1_500_000
     cap = cv2.VideoCapture(str(path))
     assert cap.isOpened()

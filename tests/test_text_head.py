@@ -20,15 +20,16 @@ onnx = pytest.importorskip("onnx")
 
 from emodesk.cli.train_cmd import main as train_main  # noqa: E402
 from emodesk.errors import InputError  # noqa: E402
-from emodesk.inference.manifest import ModelManifest, sha256_file  # noqa: E402
+from emodesk.inference.manifest import ModelManifest  # noqa: E402
 from emodesk.inference.utterance_scorers import TextScorer  # noqa: E402
-from emodesk.labels import LABELS  # noqa: E402
-from emodesk.training.text_head import (  # noqa: E402
+from emodesk.lab.train.text.head import (  # noqa: E402
     find_head,
     fit_head,
     parse_weight_grid,
     with_pooled_output,
 )
+from emodesk.labels import LABELS  # noqa: E402
+from emodesk.resources import sha256_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,7 @@ def test_fit_head_folds_the_standardisation_and_shrinks_with_l2() -> None:
 def test_refit_replaces_a_session_adaptation_layer(tiny: dict[str, Path], trained: dict[str, Path]) -> None:
     """``emodesk retrain`` appends a layer after the logits; a re-fit's head replaces it, and the
     manifest stops describing a layer that is gone."""
-    from emodesk.training.adapt import write_adapted_member
+    from emodesk.lab.retrain.adapt import write_adapted_member
 
     member = ModelManifest.load(trained["out"].with_suffix(".json"))
     a, c = np.eye(7) * 1.5, np.linspace(-0.3, 0.3, 7)

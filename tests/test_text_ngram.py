@@ -24,10 +24,9 @@ import onnxruntime as ort  # noqa: E402
 
 from emodesk.cli.train_cmd import main as train_main  # noqa: E402
 from emodesk.errors import InputError  # noqa: E402
-from emodesk.inference.manifest import ModelManifest, sha256_file  # noqa: E402
+from emodesk.inference.manifest import ModelManifest  # noqa: E402
 from emodesk.inference.utterance_scorers import TextScorer  # noqa: E402
-from emodesk.labels import LABELS  # noqa: E402
-from emodesk.training.text_ngram import (  # noqa: E402
+from emodesk.lab.train.text.ngram import (  # noqa: E402
     NgramVocabulary,
     _csr_logits,
     balanced_row_weights,
@@ -36,6 +35,8 @@ from emodesk.training.text_ngram import (  # noqa: E402
     ngram_keys,
     top_features,
 )
+from emodesk.labels import LABELS  # noqa: E402
+from emodesk.resources import sha256_file  # noqa: E402
 
 
 def test_ngram_keys_by_hand() -> None:
@@ -229,7 +230,7 @@ def test_ngram_refusals(
 
 
 def test_ngram_weights_name_their_option(tiny: dict[str, Path], tmp_path: Path) -> None:
-    from emodesk.training.text_head import parse_weight_grid
+    from emodesk.lab.train.text.head import parse_weight_grid
 
     with pytest.raises(InputError, match="--ngram-weights names 'meld'"):
         parse_weight_grid("meld=2", ["goemotions-ekman"], option="--ngram-weights")

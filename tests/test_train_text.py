@@ -22,10 +22,9 @@ pytest.importorskip("onnx")
 
 from emodesk.cli.train_cmd import main as train_main  # noqa: E402
 from emodesk.errors import InputError  # noqa: E402
-from emodesk.inference.manifest import ModelManifest, sha256_file  # noqa: E402
+from emodesk.inference.manifest import ModelManifest  # noqa: E402
 from emodesk.inference.utterance_scorers import TextScorer  # noqa: E402
-from emodesk.labels import LABELS  # noqa: E402
-from emodesk.training.minilm import (  # noqa: E402
+from emodesk.lab.train.text.minilm import (  # noqa: E402
     BertConfig,
     BertEncoder,
     copy_encoder,
@@ -37,7 +36,9 @@ from emodesk.training.minilm import (  # noqa: E402
     resolve_encoder_dir,
     write_safetensors,
 )
-from emodesk.training.text import EmotionClassifier, pad_batch  # noqa: E402
+from emodesk.lab.train.text.train import EmotionClassifier, pad_batch  # noqa: E402
+from emodesk.labels import LABELS  # noqa: E402
+from emodesk.resources import sha256_file  # noqa: E402
 
 # GoEmotions label ids: anger, disgust, fear, joy, neutral, sadness, surprise
 CUES = {
@@ -178,7 +179,7 @@ def test_trained_model_loads_in_the_app_and_reads_easy_sentences(trained: dict[s
 
 
 def test_onnx_export_matches_torch(tiny: dict[str, Path], trained: dict[str, Any]) -> None:
-    from emodesk.training.common import onnx_outputs
+    from emodesk.lab.train.common import onnx_outputs
 
     best = torch.load(trained["ckpt"] / "best.pt", map_location="cpu", weights_only=False)
     model = EmotionClassifier(load_encoder(tiny["encoder"]))
@@ -318,7 +319,7 @@ def test_continue_from_a_checkpoint_with_other_rows_and_selection(
 
 
 def test_manifests_record_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from emodesk.training.common import command_line
+    from emodesk.lab.train.common import command_line
 
     monkeypatch.setattr("sys.argv", ["/venv/bin/emodesk", "train", "face", "--out", "models/a b.onnx"])
     assert command_line() == "emodesk train face --out 'models/a b.onnx'"

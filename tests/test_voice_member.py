@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from voice_heads import write_voice_head
 
 from emodesk.errors import ModelError
-from emodesk.inference.manifest import sha256_file
 from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.utterance_scorers import VoiceScorer
 from emodesk.inference.voice_features import RunningNormalizer, pool_frames, shrunk_stats
+from emodesk.resources import sha256_file
+from tests.support.voice_heads import write_voice_head
 
 onnx = pytest.importorskip("onnx")
 

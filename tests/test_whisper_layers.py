@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from emodesk.errors import ModelError
-from emodesk.inference.manifest import ModelManifest, sha256_file
+from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.utterance_scorers import VoiceScorer
 from emodesk.inference.voice_features import RunningNormalizer
+from emodesk.resources import sha256_file
 from emodesk.speech import ct2_int8
 from emodesk.speech.asr import bundled_asr_model, context_frames, encoder_sha256, log_mel_window
 from emodesk.speech.whisper_layers import WhisperLayers, encoder_weights
@@ -21,10 +22,9 @@ from emodesk.speech.whisper_layers import WhisperLayers, encoder_weights
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from voice_heads import write_voice_head  # noqa: E402
-from whisper_reference import WhisperEncoder  # noqa: E402
-
-from emodesk.training.whisper_graph import write_graph  # noqa: E402
+from emodesk.lab.studies.voice_layers.reference_encoder import WhisperEncoder  # noqa: E402
+from emodesk.lab.train.voice.whisper_graph import write_graph  # noqa: E402
+from tests.support.voice_heads import write_voice_head  # noqa: E402
 
 
 def _window(audio: np.ndarray, extractor: object) -> np.ndarray:

@@ -23,7 +23,7 @@ from emodesk.ui.errors import ErrorReporter
 from emodesk.ui.main_window import DEMO_BANNER_NO_CAMERA, MainWindow
 from emodesk.ui.widgets import bgr_to_qimage
 from emodesk.workers import LivePipeline, running_workers
-from tests.live_fakes import fake_speech_loader
+from tests.support.live_fakes import fake_speech_loader
 
 SCREENSHOT = Path("/tmp/emodesk_window.png")
 

@@ -24,7 +24,7 @@ from emodesk.pipeline.models import SlotStatus
 from emodesk.types import Transcript
 from emodesk.workers import BoundedChunkQueue, LivePipeline, SpeechModels, running_workers
 from emodesk.workers.stats import LatencyWindow, RateMeter
-from tests.live_fakes import FailingAudio, FakeSpeech, SlowFace, VideoThatDies, fake_speech_loader
+from tests.support.live_fakes import FailingAudio, FakeSpeech, SlowFace, VideoThatDies, fake_speech_loader
 
 FACE_PNG = Path(__file__).resolve().parents[1] / "assets" / "face_astronaut.png"
 FACE_MODEL = "face-fer-minixception"

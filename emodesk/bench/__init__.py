@@ -1,7 +1,8 @@
-"""``emodesk bench``: the real pipeline and models, replayed headless and measured (CONTRACTS.md).
+"""``emodesk bench``: the real pipeline and models, replayed headless and measured (``docs/formats.md``,
+"Benchmark JSON").
 
 :mod:`.run` measures (a paced pass for latency, CPU and memory, an unpaced
-pass for throughput), :mod:`.baseline` runs the ``fer``-style peer pipeline in
-its own environment for the speed ratio, :mod:`.report` writes
-``docs/performance.md``.
+pass for throughput), :mod:`.report` writes ``docs/performance.md``. The
+``fer``-style peer pipeline it compares against is lab code
+(:mod:`emodesk.lab.baseline`), reached through :func:`emodesk.cli.common.lab_module`.
 """

@@ -29,8 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from emodesk.inference.runtime import Device
-from emodesk.machine import cpu_name
+from emodesk.machine import Device, cpu_name
 
 Log = Callable[[str], None]
 

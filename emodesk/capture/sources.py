@@ -26,7 +26,9 @@ DEMO_CLIP = "demo.mp4"
 def demo_clip_path() -> Path:
     p = assets_dir() / DEMO_CLIP
     if not p.is_file():
-        raise InputError(f"the demo clip {p} is missing; reinstall emodesk or run scripts/make_demo_clip.py")
+        raise InputError(
+            f"the demo clip {p} is missing; reinstall emodesk or run python -m emodesk.lab.assets.demo_clip"
+        )
     return p
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from emodesk.cli.common import Parser, UsageError, guarded
+from emodesk.cli.common import Parser, UsageError, guarded, lab_module
 from emodesk.errors import EmodeskError, InputError
 
 
@@ -110,14 +110,14 @@ def run(argv: Sequence[str]) -> int:
     elif video is None:
         baseline["error"] = "not run: the baseline replays a video file, not a camera"
     else:
-        from emodesk.bench.baseline import BaselineUnavailable, run_baseline
         from emodesk.inference.registry import find_model
 
         try:
+            runner = lab_module("baseline.runner", "the fer-style baseline")
             model = find_model("face-fer-minixception").model_path
             _log(f"baseline: {args.frames} frames through the fer-style pipeline")
             baseline.update(
-                run_baseline(
+                runner.run_baseline(
                     video,
                     model,
                     args.frames,
@@ -125,7 +125,7 @@ def run(argv: Sequence[str]) -> int:
                     log=_log,
                 )
             )
-        except (BaselineUnavailable, EmodeskError) as e:
+        except EmodeskError as e:  # BaselineUnavailable is one
             baseline["error"] = str(e)
             _log(f"baseline unavailable: {e}")
     stages: dict[str, object] = {}

@@ -8,8 +8,10 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import NoReturn
 
 from emodesk.errors import ConfigError, EmodeskError, InputError
@@ -24,6 +26,23 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def lab_module(name: str, what: str) -> ModuleType:
+    """``emodesk.lab.<name>``, the one way the app reaches the lab (an import-linter contract keeps
+    every other import out). The bundle leaves the lab out, and its training code needs the ``train``
+    extra: either is an :class:`EmodeskError` that says ``what`` needs a source install."""
+    try:
+        return importlib.import_module(f"emodesk.lab.{name}")
+    except ModuleNotFoundError as e:
+        if e.name is None or not e.name.startswith("emodesk.lab"):
+            raise EmodeskError(
+                f"{what} runs from a source install with the train extra (pip install -e '.[train]'): {e}"
+            ) from None
+        raise EmodeskError(
+            f"{what} is part of emodesk's lab, which this installation leaves out: "
+            "run it from a source install (pip install -e '.[train]')"
+        ) from None
 
 
 def fail(code: int, msg: str) -> int:

@@ -5,6 +5,7 @@
   paired validation manifest, written as ``fusion.json``;
 - ``eval``: fused, equal-weight, per-member and per-modality metrics on a
   paired manifest;
+- ``equal``: ``fusion.json`` with equal weights per modality (no data needed);
 - ``benchmark-ao``: AO against mealpy and differential evolution.
 
 Exit status: 0 success, 1 the work failed, 2 bad usage or unreadable input
@@ -15,141 +16,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emodesk.cli.common import Parser, UsageError, fail, guarded
+from emodesk.cli.common import Parser, UsageError, fail, guarded, lab_module
+from emodesk.errors import InputError
 
-SUBCOMMANDS = ("pair", "optimize", "eval", "benchmark-ao")
+SUBCOMMANDS = ("pair", "optimize", "eval", "equal", "benchmark-ao")
 
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _benchmark_parser() -> Parser:
-    from emodesk.fusion.benchmark_functions import FUNCTION_NAMES
-
-    p = Parser(
-        prog="emodesk fusion benchmark-ao",
-        description="Compare emodesk's Aquila Optimizer with mealpy's OriginalAO and scipy's differential "
-        "evolution at the same evaluation budget (30 D, 50 agents). Prints a table; --json writes the "
-        "report of CONTRACTS.md.",
-    )
-    p.add_argument(
-        "--seeds", type=int, default=10, metavar="N", help="seeds 0..N-1 per function (default 10)"
-    )
-    p.add_argument("--iterations", type=int, default=500, metavar="T", help="iterations T (default 500)")
-    p.add_argument(
-        "--functions",
-        type=_csv,
-        default=list(FUNCTION_NAMES),
-        metavar="A,B",
-        help=f"functions (default all: {','.join(FUNCTION_NAMES)})",
-    )
-    p.add_argument(
-        "--shifted", action="store_true", help="also run NAME_shifted (optimum moved off the origin)"
-    )
-    p.add_argument(
-        "--variants",
-        type=_csv,
-        default=["all"],
-        metavar="V,…|all|none",
-        help="improved emodesk variants to add as emodesk-V (default all)",
-    )
-    p.add_argument(
-        "--optimizers",
-        type=_csv,
-        metavar="A,B",
-        help="comparison optimizers among mealpy,de (default: those installed; naming one that is not "
-        "installed is an error)",
-    )
-    p.add_argument(
-        "--cache", metavar="RUNS.jsonl", help="append each finished run here; reuse runs found here"
-    )
-    p.add_argument(
-        "--markdown", metavar="TABLE.md", help="also write the table (with command and machine) here"
-    )
-    p.add_argument("--json", required=True, metavar="OUT", help="the report (CONTRACTS.md format)")
-    return p
-
-
 def cmd_benchmark_ao(argv: Sequence[str]) -> int:
-    args = _benchmark_parser().parse_args(argv)
-    from emodesk.fusion import benchmark as bm
-    from emodesk.fusion import benchmark_report as report
-    from emodesk.fusion.benchmark_functions import FUNCTION_NAMES
-    from emodesk.fusion.optimize import OPTIMIZERS
-
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.iterations < 1:
-        raise UsageError(f"--iterations must be at least 1, got {args.iterations}")
-    functions: list[str] = []
-    for name in args.functions:
-        if name.removesuffix("_shifted") not in FUNCTION_NAMES:
-            raise UsageError(f"unknown function {name!r}; choose from {','.join(FUNCTION_NAMES)}")
-        functions.append(name)
-    if args.shifted:
-        functions += [f"{n}_shifted" for n in args.functions if not n.endswith("_shifted")]
-    functions = list(dict.fromkeys(functions))
-
-    known_variants = [k.removeprefix("emodesk-") for k in OPTIMIZERS if k.startswith("emodesk-")]
-    if args.variants == ["all"]:
-        variants = known_variants
-    elif args.variants in ([], ["none"]):
-        variants = []
-    else:
-        variants = [v.removeprefix("emodesk-") for v in args.variants]
-        bad = [v for v in variants if v not in known_variants]
-        if bad:
-            raise UsageError(
-                f"unknown variant {bad[0]!r}; choose from {','.join(known_variants) or '(none)'}"
-            )
-    optimizers = ["emodesk", *(f"emodesk-{v}" for v in variants)]
-
-    if args.optimizers is None:
-        for ext in bm.EXTERNAL:
-            try:
-                bm.require(ext)
-            except bm.MissingDependency as e:
-                print(f"emodesk: skipping {ext}: {e}", file=sys.stderr)
-            else:
-                optimizers.append(ext)
-    else:
-        for ext in args.optimizers:
-            if ext not in bm.EXTERNAL:
-                raise UsageError(f"unknown comparison optimizer {ext!r}; choose from {','.join(bm.EXTERNAL)}")
-            try:
-                bm.require(ext)
-            except bm.MissingDependency as e:
-                raise UsageError(str(e)) from None
-            optimizers.append(ext)
-
-    json_path = Path(args.json)
-    if not json_path.parent.is_dir():
-        raise UsageError(f"--json {args.json}: folder {json_path.parent} does not exist")
-    cache = bm.RunCache(Path(args.cache) if args.cache else None)
-    records = bm.run_benchmark(
-        functions,
-        optimizers,
-        range(args.seeds),
-        args.iterations,
-        cache=cache,
-        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-    )
-    summary = bm.summarize(records)
-    json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(report.format_text_table(summary))
-    if args.markdown:
-        command = "emodesk fusion benchmark-ao " + " ".join(shlex.quote(a) for a in argv)
-        Path(args.markdown).write_text(
-            report.markdown_report(summary, command=command, seeds=args.seeds, iterations=args.iterations),
-            encoding="utf-8",
-        )
-    return 0
+    """The benchmark is lab code (:mod:`emodesk.lab.aquila_benchmark.cli`), reached only from here."""
+    return int(lab_module("aquila_benchmark.cli", "the Aquila benchmark").run(argv))
 
 
 def _label_args(p: Parser) -> None:
@@ -328,6 +211,40 @@ def cmd_optimize(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_equal(argv: Sequence[str]) -> int:
+    """``fusion.json`` with equal weights per modality: the baseline, and the fallback without paired
+    data (rerun after re-exporting a member: its sha256 is recorded)."""
+    p = Parser(
+        prog="emodesk fusion equal",
+        description="Write fusion.json with equal weights per modality (each modality weighs the same in "
+        "total, shared equally by its members) over the members in --models.",
+    )
+    p.add_argument("--models", metavar="DIR", required=True, help="the model folder (e.g. models)")
+    p.add_argument("--out", required=True, metavar="fusion.json", help="where to write the weights")
+    args = p.parse_args(argv)
+    from emodesk.fusion.search import equal_fusion_document
+    from emodesk.inference.registry import installed_manifests
+    from emodesk.pipeline.models import MEMBER_MODALITIES
+
+    models = Path(args.models)
+    if not models.is_dir():
+        raise InputError(f"--models {args.models}: no such folder")
+    out = _out_file("--out", args.out)
+    members = [
+        (m.id, m.sha256, m.modality)
+        for m in installed_manifests([models]).values()
+        if m.modality in MEMBER_MODALITIES
+    ]
+    if not members:
+        raise InputError(f"--models {args.models}: no face, voice or text member found")
+    doc = equal_fusion_document(members)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(f"wrote {out}: " + ", ".join(f"{m} {w:.4g}" for m, w in doc["weights"].items()))
+    return 0
+
+
 def _eval_parser() -> Parser:
     p = Parser(
         prog="emodesk fusion eval",
@@ -381,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pair": cmd_pair,
         "optimize": cmd_optimize,
         "eval": cmd_eval,
+        "equal": cmd_equal,
         "benchmark-ao": cmd_benchmark_ao,
     }
     if cmd not in handlers:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 
 
 def _frame_with_face() -> np.ndarray:

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emodesk.cli.common import Parser, UsageError, guarded
-from emodesk.errors import EmodeskError, InputError
+from emodesk.cli.common import Parser, UsageError, guarded, lab_module
+from emodesk.errors import InputError
 
 
 def default_parent() -> Path:
@@ -162,14 +162,7 @@ def cmd_retrain(argv: Sequence[str]) -> int:
     p.add_argument("--rollback", action="store_true", help="make the previous model set active again")
     p.add_argument("--no-fine-tune", action="store_true", help="re-optimise the fusion weights only")
     args = p.parse_args(argv)
-    import importlib
-
-    try:  # emodesk.training is a source-install module (the bundle leaves it out): import-linter contract
-        rt = importlib.import_module("emodesk.training.retrain")
-    except ImportError as e:
-        raise EmodeskError(
-            f"retraining runs from a source install with the train extra (pip install -e '.[train]'): {e}"
-        ) from None
+    rt = lab_module("retrain.retrain", "retraining")
     retrain, rollback = rt.retrain, rt.rollback
 
     if args.rollback:

@@ -8,19 +8,15 @@ one-line message here, not a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from emodesk.cli.common import lab_module
 from emodesk.errors import EmodeskError, InputError
 
-MODALITIES = {
-    "face": "emodesk.training.face",
-    "voice": "emodesk.training.voice",
-    "text": "emodesk.training.text",
-}
+MODALITIES = ("face", "voice", "text")  # each emodesk.lab.train.<modality>.train
 
 
 def _parser(modality: str) -> argparse.ArgumentParser:
@@ -47,8 +43,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     modality, rest = argv[0], argv[1:]
     try:
-        mod = importlib.import_module(MODALITIES[modality])
-    except EmodeskError as e:  # torch missing: common.py says which extra to install
+        mod = lab_module(f"train.{modality}.train", "training")
+    except EmodeskError as e:  # torch or the lab missing: the message says what to install
         print(f"emodesk: {e}", file=sys.stderr)
         return 2
     p = _parser(modality)

@@ -6,7 +6,8 @@ rows of labels absent from the data are greyed out.
 
 The text is the text ``cv2.putText`` drew here while the app shipped OpenCV
 (OpenCV 5's Rubik "sans" face), redrawn from a glyph atlas that
-``scripts/make_font_atlas.py`` cut out of it (``assets/font_atlas.*``): at the
+a since-retired builder (``git show 4d68358:scripts/make_font_atlas.py``) cut out of it
+(``assets/font_atlas.*``): at the
 sizes the atlas holds it matches OpenCV to within one grey level; other sizes
 (text shrunk to fit) are resampled from the next larger one.
 """

@@ -26,9 +26,10 @@ from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.face_detector import FaceDetector
 from emodesk.inference.face_scorer import FaceExpressionScorer
 from emodesk.inference.manifest import ModelManifest
-from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
 from emodesk.labels import N_LABELS
+from emodesk.machine import Device
 from emodesk.types import FaceBox
 
 Modality = Literal["face", "voice", "text"]

@@ -288,6 +288,28 @@ def optimize_weights(
     return res, problem.weight_dict(res.x)
 
 
+def _document(
+    members: Sequence[tuple[str, str, str]],
+    weights: Mapping[str, float | list[float]],
+    *,
+    optimizer: dict[str, Any],
+    objective: dict[str, Any],
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """``fusion.json`` (``docs/formats.md``, "Fusion"): the one place its keys are written.
+    ``members``: (id, sha256, modality) of each member, in weight order."""
+    return {
+        "version": 1,
+        "classes": list(LABELS),
+        "members": [{"id": m, "sha256": sha, "modality": mod} for m, sha, mod in members],
+        "weights": dict(weights),
+        "optimizer": optimizer,
+        "objective": objective,
+        "data": data,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 def fusion_document(
     problem: FusionProblem,
     result: Result,
@@ -297,37 +319,45 @@ def fusion_document(
     manifest: Path | None,
     rows: int,
 ) -> dict[str, Any]:
-    """``fusion.json`` (CONTRACTS.md "Fusion") for a search result."""
+    """``fusion.json`` for a search result."""
     s = problem.scores
     data_sha = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest is not None else None
     metric = float(problem.metric(result.x[None])[0])
-    return {
-        "version": 1,
-        "classes": list(LABELS),
-        "members": [
-            {"id": m, "sha256": sha, "modality": mod}
-            for m, sha, mod in zip(s.ids, s.sha256, s.modalities, strict=True)
-        ],
-        "weights": dict(weights),
-        "optimizer": {
+    return _document(
+        list(zip(s.ids, s.sha256, s.modalities, strict=True)),
+        weights,
+        optimizer={
             "name": optimizer,
             "params": {**dict(result.params), "iterations": result.n_iter},
             "seed": result.seed,
             "evaluations": result.n_evals,
         },
-        "objective": {
+        objective={
             "name": f"1 - {problem.objective} + {problem.penalty:g} * TV(weights, equal)",
             "value": round(float(result.f), 6),
             problem.objective: round(metric, 6),
             "per_class": problem.per_class,
         },
-        "data": {
+        data={
             "manifest": manifest.name if manifest is not None else None,
             "sha256": data_sha,
             "rows": rows,
         },
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    )
+
+
+def equal_fusion_document(members: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    """``fusion.json`` with equal weights per modality, shared equally by its members: the baseline,
+    and the fallback when no paired data is at hand (``emodesk fusion equal``)."""
+    members = sorted(members)
+    per_modality = {mod: sum(o[2] == mod for o in members) for _, _, mod in members}
+    return _document(
+        members,
+        {m: 1.0 / per_modality[mod] for m, _, mod in members},
+        optimizer={"name": "equal-weights", "params": {}, "seed": None, "evaluations": 0},
+        objective={"name": "none", "value": None},
+        data={"manifest": None, "sha256": None, "rows": 0},
+    )
 
 
 def fused_probs(scores: MemberScores, weights: Mapping[str, Any] | None) -> np.ndarray:

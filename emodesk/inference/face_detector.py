@@ -21,7 +21,8 @@ from emodesk.errors import ModelError
 from emodesk.imaging import resize
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
-from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.inference.runtime import OnnxModel
+from emodesk.machine import Device
 from emodesk.types import Box, FaceBox, iou
 
 
@@ -140,7 +141,7 @@ def _postprocessing(manifest: ModelManifest) -> Mapping[str, Any]:
     if not isinstance(post, dict) or not isinstance(post.get("anchors"), dict) or "decoding" not in post:
         raise ModelError(
             f"model {manifest.id}: manifest {manifest.path} lacks postprocessing.anchors/decoding; "
-            "re-export it with scripts/convert_blazeface.py"
+            "re-export it with emodesk/lab/convert/blazeface.py"
         )
     return post
 

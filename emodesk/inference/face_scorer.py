@@ -16,8 +16,9 @@ import numpy as np
 from emodesk import imaging
 from emodesk.errors import LabelError, ModelError
 from emodesk.inference.registry import find_model
-from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.inference.runtime import OnnxModel
 from emodesk.labels import N_LABELS, reorder_indices
+from emodesk.machine import Device
 from emodesk.types import FaceBox
 
 BoxLike = FaceBox | Sequence[float]

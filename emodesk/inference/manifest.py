@@ -6,7 +6,6 @@ manifest, with a message naming both (CONTRACTS.md, "Model manifests").
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emodesk.errors import ModelError
+from emodesk.resources import sha256_file
 
 MODALITIES = ("face", "voice", "text", "face-detector", "vad", "asr")
 Dim = int | str | None
@@ -31,14 +31,6 @@ class TensorSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 #: ``preprocessing`` keys whose value is the name of a file beside the manifest that travels with it

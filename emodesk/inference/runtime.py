@@ -1,66 +1,24 @@
 """ONNX Runtime sessions with explicit providers and thread counts.
 
-The provider is decided per model: CUDA when ``onnxruntime-gpu`` is installed
-and the session really runs on it, else CPU — and the reason is kept so the
-window and ``bench`` can show it instead of silently leaving a GPU unused.
+The provider is decided per model (:func:`emodesk.machine.choose_providers`): CUDA
+when ``onnxruntime-gpu`` is installed and the session really runs on it, else CPU —
+and the reason is kept so the window and ``bench`` can show it instead of silently
+leaving a GPU unused.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from emodesk.errors import ModelError
 from emodesk.inference.manifest import ModelManifest, TensorSpec
+from emodesk.machine import CPU, CUDA, Device, choose_providers
 
 log = logging.getLogger(__name__)
-
-Device = Literal["auto", "cpu", "cuda"]
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-
-
-@dataclass(frozen=True)
-class ProviderChoice:
-    providers: tuple[str, ...]
-    reason: str
-
-
-@functools.cache
-def _preload_cuda() -> None:
-    """onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* wheels; do it once."""
-    import onnxruntime as ort
-
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None:
-        try:
-            preload()
-        except (OSError, RuntimeError) as e:
-            log.warning("onnxruntime.preload_dlls() failed: %s", e)
-
-
-def choose_providers(device: Device = "auto") -> ProviderChoice:
-    """Which execution providers to ask for, and why."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return ProviderChoice((CPU,), "CPU requested")
-    if CUDA in available:
-        _preload_cuda()
-        return ProviderChoice((CUDA, CPU), "CUDA provider available")
-    why = (
-        "onnxruntime-gpu is not installed (pip install 'emodesk[gpu]')"
-        if device == "auto"
-        else "CUDA requested but onnxruntime has no CUDA provider; install 'emodesk[gpu]'"
-    )
-    return ProviderChoice((CPU,), why)
-
 
 class OnnxModel:
     """A verified ONNX model and its session, created in the thread that uses it."""

@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import ModelError
-from emodesk.inference.manifest import ModelManifest, sha256_file
-from emodesk.inference.runtime import CUDA, Device, OnnxModel
+from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.voice_features import POOLINGS, RunningNormalizer, pool_frames
 from emodesk.labels import reorder_indices
+from emodesk.machine import CUDA, Device
+from emodesk.resources import sha256_file
 
 
 def _softmax_if_needed(x: np.ndarray, already: bool) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Utterance features for voice members built on the ASR's whisper encoder.
 
 A voice member of this kind is a small ONNX head; its input is computed here,
-the same way at training (``emodesk.training.voice``), evaluation and live:
+the same way at training (``emodesk.lab.train.voice.train``), evaluation and live:
 
 1. the utterance is encoded once by the ASR (``Transcriber.encode``; the live
    app reuses that pass for the transcript), giving 50 frames/s of d-dim

@@ -21,7 +21,7 @@ from emodesk.capture.sources import SourceSet
 from emodesk.errors import EmodeskError
 from emodesk.fusion.config import FusionConfig
 from emodesk.fusion.state import FusionState
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 from emodesk.pipeline.models import (
     SlotStatus,
     load_face_pipeline,

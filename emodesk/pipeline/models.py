@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Literal
 from emodesk.errors import EmodeskError, ModelError
 from emodesk.fusion.config import FusionConfig, load_fusion_config
 from emodesk.inference.registry import find_fusion_config, installed_manifests
-from emodesk.inference.runtime import Device, OnnxModel
+from emodesk.inference.runtime import OnnxModel
+from emodesk.machine import Device
 
 if TYPE_CHECKING:
     from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer

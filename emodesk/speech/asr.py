@@ -7,10 +7,10 @@ CTranslate2's Whisper encoder accepts shorter inputs, so we encode the
 utterance + 2 s of padding, at least 10 s, and decode with CTranslate2
 directly. Much shorter windows made the decoder loop ("Dogs are sitting by
 the door. Dogs are sitting by the door."); output that still looks looped is
-decoded again over the full 30 s window. ``scripts/measure_asr_window.py``
+decoded again over the full 30 s window. ``emodesk/lab/studies/asr_window/measure.py``
 compares the two on RAVDESS (on the 2-core dev machine, 120 clips: WER 1.3 %
 at 194 ms/clip against 2.1 % at 734 ms/clip for the 30 s window;
-``docs/asr-window-2core.json``).
+``emodesk/lab/studies/asr_window/results-2core.json``).
 
 Other settings: the utterance was already cut by our VAD, so no VAD filter,
 no timestamps, no conditioning on earlier text; temperature 0 only (no
@@ -174,7 +174,7 @@ def _check_audio(audio: np.ndarray) -> np.ndarray:
 def encoder_sha256(folder: Path) -> str:
     """sha256 of a CTranslate2 folder's ``model.bin``, or of its source for an int8 copy made by
     :mod:`emodesk.speech.ct2_int8` (see :attr:`Transcriber.encoder_sha256`)."""
-    from emodesk.inference.manifest import sha256_file
+    from emodesk.resources import sha256_file
     from emodesk.speech.ct2_int8 import derived_from
 
     own = sha256_file(folder / "model.bin")

@@ -28,7 +28,7 @@ from typing import BinaryIO
 import numpy as np
 
 from emodesk.errors import ModelError
-from emodesk.inference.manifest import sha256_file
+from emodesk.resources import sha256_file
 
 DERIVED_FILE = "emodesk-derived.json"
 

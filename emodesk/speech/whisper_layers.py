@@ -3,7 +3,7 @@
 Why: CTranslate2 returns only the encoder's last layer, and emotion lives
 lower down. On RAVDESS (actor-group CV over actors 01–20) the states after
 tiny.en's second block classify emotion about five points better than the
-final output (``scripts/voice_layer_study.py``). A voice member of kind
+final output (``emodesk/lab/studies/voice_layers/study.py``). A voice member of kind
 ``whisper_layers`` (:class:`emodesk.inference.utterance_scorers.VoiceScorer`)
 pools these states instead.
 
@@ -14,7 +14,7 @@ member names. Linear weights go through CTranslate2's int8 rule
 (:func:`emodesk.speech.ct2_int8.quantize_variable`, then back to float32), so
 the float16 source folder and the bundle's int8 copy give identical weights,
 and so identical features; convolutions, layer norms and position encodings
-are used as stored. The graph is built by ``emodesk.training.whisper_graph``.
+are used as stored. The graph is built by ``emodesk.lab.train.voice.whisper_graph``.
 
 Input: the log-mel window ``Transcriber.encode`` uses (the utterance plus 2 s,
 at least 10 s, zero-padded); output: the states of the utterance's own frames
@@ -128,7 +128,7 @@ class WhisperLayers:
         import onnxruntime as ort
         from faster_whisper.feature_extractor import FeatureExtractor
 
-        from emodesk.inference.runtime import choose_providers
+        from emodesk.machine import choose_providers
 
         if not blocks or min(blocks) < 1:
             raise ModelError(f"encoder blocks must be ≥ 1, got {blocks}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from emodesk.capture.sources import camera_available, microphone_available, parse_camera
 from emodesk.errors import DeviceError, EmodeskError, InputError
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Protocol
 from PySide6.QtCore import QObject
 
 from emodesk.capture.buffers import LatestSlot
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 from emodesk.pipeline.models import SlotStatus
 from emodesk.types import FaceFrameResult, Frame
 from emodesk.workers.base import LOADING, Worker

@@ -22,7 +22,7 @@ from emodesk.capture.buffers import LatestSlot
 from emodesk.capture.sources import SourceSet, open_sources
 from emodesk.fusion.config import FusionConfig
 from emodesk.fusion.state import FusionState
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 from emodesk.pipeline.models import SlotStatus
 from emodesk.types import AudioChunk, FaceFrameResult, Frame, FusedScores, ModalityScores, Transcript
 from emodesk.workers.base import Worker

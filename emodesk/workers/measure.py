@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from emodesk.bench.run import Log, _cpu_s, peak_rss_mb, rss_mb
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 
 
 def paced_pass(

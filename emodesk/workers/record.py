@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emodesk.errors import EmodeskError
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 
 
 def record_headless(

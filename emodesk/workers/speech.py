@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject
 
-from emodesk.inference.runtime import Device
+from emodesk.machine import Device
 from emodesk.pipeline.models import SlotStatus
 from emodesk.pipeline.utterance_path import UtteranceOutput, UtterancePipeline
 from emodesk.types import AudioChunk, ModalityScores, Transcript

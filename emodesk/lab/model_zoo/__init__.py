@@ -1,0 +1,1 @@
+"""The model zoo's table: ``models/README.md`` from the shipped manifests (:mod:`.model_table`)."""

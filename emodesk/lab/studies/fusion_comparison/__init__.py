@@ -1,0 +1,1 @@
+"""Does AO-tuned fusion pay? Fusion methods compared on pseudo-paired val/test rows (README.md)."""

@@ -1,0 +1,1 @@
+"""Face members: the ResNet-style network (:mod:`.net`) and its trainer (:mod:`.train`)."""
