@@ -1,7 +1,7 @@
 """The canonical label order, aliases, and remapping of model outputs.
 
 Every probability vector stored or exchanged by emodesk uses ``LABELS`` order
-(CONTRACTS.md, "Labels").
+(docs/formats.md, "Labels").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Score records: the JSON lines of ``analyze`` and of a session's ``scores.jsonl``.
 
-CONTRACTS.md, "Score records". One function per kind, so every writer agrees.
+docs/formats.md, "Score records". One function per kind, so every writer agrees.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def active_models_dir() -> Path | None:
 
 
 def model_search_dirs() -> list[Path]:
-    """Active set first, then the shipped set (CONTRACTS.md, "Model manifests")."""
+    """Active set first, then the shipped set (docs/formats.md, "Model manifests")."""
     dirs = [d for d in (active_models_dir(), shipped_models_dir()) if d is not None]
     return dirs
 

@@ -235,3 +235,11 @@ def test_benchmark_functions_have_their_minimum_where_stated(name):
     b = shifted.bound
     assert np.array_equal(shifted.x_opt, np.random.default_rng(2021 + i).uniform(-0.8 * b, 0.8 * b, 30))
     assert np.array_equal(shift_point(i, b), shifted.x_opt)
+
+
+def test_the_benchmark_cache_key_covers_the_optimizers_code() -> None:
+    """A change to emodesk's optimizer code must redo its cached benchmark runs."""
+    from emodesk.lab.aquila_benchmark.run import _OPTIMIZE_DIR
+
+    names = {p.name for p in _OPTIMIZE_DIR.glob("*.py")}
+    assert {"aquila.py", "aquila_levy_ls.py"} <= names, names

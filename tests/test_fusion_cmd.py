@@ -1,4 +1,4 @@
-"""``emodesk fusion benchmark-ao``: the JSON of CONTRACTS.md, resumable runs, and one-line usage errors."""
+"""``emodesk fusion benchmark-ao``: the JSON of docs/formats.md, resumable runs, and one-line usage errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The metrics JSON of CONTRACTS.md, checked on cases small enough to work out by hand."""
+"""The metrics JSON of docs/formats.md, checked on cases small enough to work out by hand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The bench report: the CONTRACTS.md JSON, the budgets of this project, and ``docs/performance.md``."""
+"""The bench report: the docs/formats.md JSON, the budgets of this project, and ``docs/performance.md``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Turning a command-line ``SOURCE`` (path, ``camera[:N]``, ``demo``) into sources.
 
-CONTRACTS.md, "Command-line conventions".
+docs/formats.md, "Command-line conventions".
 """
 
 from __future__ import annotations

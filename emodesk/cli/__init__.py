@@ -1,1 +1,1 @@
-"""The ``emodesk`` command line (CONTRACTS.md, "Command-line conventions")."""
+"""The ``emodesk`` command line (docs/formats.md, "Command-line conventions")."""

@@ -1,4 +1,5 @@
-"""``emodesk bench SOURCE [--audio FILE] --json OUT``: measure the real pipeline (CONTRACTS.md).
+"""``emodesk bench SOURCE [--audio FILE] --json OUT``: measure the real pipeline (docs/formats.md,
+"Benchmark JSON").
 
 Exit status: 0 measured (budgets missed or not: the report says which), 1 the
 measurement failed, 2 bad usage or unreadable input.
@@ -23,7 +24,7 @@ def _parser() -> Parser:
         description="Replay SOURCE through the real pipeline and models, headless: once paced in real time "
         "(latency, CPU, memory, start-up), once unpaced (face throughput), and the fer-style baseline "
         "pipeline in its own environment (speed ratio). Prints the budgets table; --json writes the "
-        "report of CONTRACTS.md.",
+        "report of docs/formats.md.",
     )
     p.add_argument(
         "source", metavar="SOURCE", help="a video file or demo (a camera works for the paced pass)"

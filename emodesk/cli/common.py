@@ -1,6 +1,6 @@
 """What every subcommand module shares: one-line usage errors and the exit status convention.
 
-Exit status (CONTRACTS.md, "Command-line conventions"): 0 success, 1 the work
+Exit status (docs/formats.md, "Command-line conventions"): 0 success, 1 the work
 failed, 2 bad usage or unreadable input — with one line on stderr, never a
 traceback.
 """

@@ -218,7 +218,7 @@ def record_metrics(
 def _modality_fusion(
     modality: str, rows: Sequence[Any], scores: dict[str, np.ndarray], *, several_ids: list[str]
 ) -> dict[str, Any]:
-    """CONTRACTS.md's ``modality:X`` entry: the equal-weight fusion (``emodesk.fusion.fuse``, the
+    """docs/formats.md's ``modality:X`` entry: the equal-weight fusion (``emodesk.fusion.fuse``, the
     live rule) of the members, over the rows every member scored."""
     from emodesk.evaluation.metrics import compute_metrics
     from emodesk.fusion.fuse import fuse

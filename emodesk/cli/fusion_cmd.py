@@ -1,6 +1,6 @@
 """``emodesk fusion SUBCOMMAND``: pair, optimize, eval, and the optimizer benchmark.
 
-- ``pair``: pseudo-paired manifests from unimodal data (CONTRACTS.md flags);
+- ``pair``: pseudo-paired manifests from unimodal data (docs/formats.md, "Manifests (data)");
 - ``optimize``: the fusion-weight search with AO (or another optimizer) on a
   paired validation manifest, written as ``fusion.json``;
 - ``eval``: fused, equal-weight, per-member and per-modality metrics on a
@@ -256,7 +256,7 @@ def _eval_parser() -> Parser:
     )
     _member_args(p)
     p.add_argument("--weights", metavar="fusion.json", help="weights to evaluate (default: the active set's)")
-    p.add_argument("--json", metavar="OUT", help="write the report (CONTRACTS.md, 'fusion eval --json')")
+    p.add_argument("--json", metavar="OUT", help="write the report (docs/formats.md, 'fusion eval --json')")
     return p
 
 

@@ -1,4 +1,4 @@
-"""``emodesk record`` and ``emodesk sessions list|check|repair|export`` (CONTRACTS.md, "Command-line").
+"""``emodesk record`` and ``emodesk sessions list|check|repair|export`` (docs/formats.md, "Command-line").
 
 Exit status: 0 success (``check``: the session is sound), 1 the work failed
 (``check``: problems found; ``record``: the recording stopped on an error),

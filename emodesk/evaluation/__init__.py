@@ -1,4 +1,4 @@
-"""Evaluating models against labelled data: the metrics JSON of CONTRACTS.md."""
+"""Evaluating models against labelled data: the metrics JSON of docs/formats.md."""
 
 from emodesk.evaluation.metrics import compute_metrics
 

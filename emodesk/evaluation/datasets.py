@@ -1,7 +1,7 @@
 """Labeled rows from data manifests and from the dataset folders of ``../shared/datasets``.
 
 One reader for training (``emodesk train``) and evaluation (``emodesk eval``),
-so both see the same splits and the same label rules (CONTRACTS.md,
+so both see the same splits and the same label rules (docs/formats.md,
 "Manifests (data)"; the protocols in ``../shared/datasets/README.md``):
 
 - FER-2013 ``{train,val,test}/<class>/*.png``.
@@ -38,7 +38,7 @@ Split = Literal["train", "val", "test"]
 DatasetKind = Literal["fer2013", "ravdess", "goemotions", "meld", "dair-ai"]
 _RAVDESS_EMOTIONS = {
     "01": "neutral",
-    "02": "neutral",  # calm → neutral (CONTRACTS.md aliases)
+    "02": "neutral",  # calm → neutral (docs/formats.md aliases)
     "03": "happy",
     "04": "sad",
     "05": "angry",

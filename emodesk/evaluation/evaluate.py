@@ -44,7 +44,7 @@ SAMPLE_RATE = 16000
 
 @dataclass(frozen=True)
 class ModelEvaluation:
-    """One model's scores over the rows and its metrics (CONTRACTS.md "Metrics JSON").
+    """One model's scores over the rows and its metrics (docs/formats.md "Metrics JSON").
 
     ``probs`` has a row per input row, canonical order; rows where no face was
     found (``--detect``) are NaN and left out of ``metrics``.

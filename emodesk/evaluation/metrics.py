@@ -1,4 +1,4 @@
-"""Classification metrics in the shape CONTRACTS.md ("Metrics JSON") fixes.
+"""Classification metrics in the shape docs/formats.md ("Metrics JSON") fixes.
 
 Averages run over the labels present among the *true* labels; a prediction
 of an absent label is simply an error (it lowers the recall of the row's true

@@ -1,4 +1,4 @@
-"""``fusion.json``: which members are fused, with which weights (CONTRACTS.md, "Fusion")."""
+"""``fusion.json``: which members are fused, with which weights (docs/formats.md, "Fusion")."""
 
 from __future__ import annotations
 

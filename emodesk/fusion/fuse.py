@@ -1,4 +1,4 @@
-"""The fusion rule of CONTRACTS.md: a renormalised weighted sum of member probabilities.
+"""The fusion rule of docs/formats.md: a renormalised weighted sum of member probabilities.
 
 One implementation, :func:`fuse_population`, serves the live app (one row, one
 weight set, through :func:`fuse`), ``fusion eval`` (many rows) and the weight

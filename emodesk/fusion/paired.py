@@ -1,4 +1,4 @@
-"""Paired manifests, the data of the fusion search (CONTRACTS.md, "Manifests (data)").
+"""Paired manifests, the data of the fusion search (docs/formats.md, "Manifests (data)").
 
 A paired manifest is a CSV ``face_path,audio_path,text,label``: one labeled
 moment seen by up to three modalities; any of the three may be empty (that

@@ -368,7 +368,8 @@ def fused_probs(scores: MemberScores, weights: Mapping[str, Any] | None) -> np.n
 def evaluate_fusion(
     scores: MemberScores, weights: Mapping[str, Weight] | None, *, bootstrap: int = 1000
 ) -> dict[str, Any]:
-    """The ``fusion eval`` report (CONTRACTS.md): fused, equal weights, each member, each modality."""
+    """The ``fusion eval`` report (docs/formats.md, "`fusion eval --json` output"): fused, equal
+    weights, each member, each modality."""
     out: dict[str, Any] = {}
     rows = scores.present.any(axis=0)
     y = scores.y[rows]

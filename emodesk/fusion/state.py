@@ -1,7 +1,7 @@
 """Which member scores are fresh at a media time, and their fusion.
 
 Freshness is judged in media time, never wall-clock, so batch results do not
-depend on CPU speed (CONTRACTS.md, "Fusion").
+depend on CPU speed (docs/formats.md, "Fusion").
 """
 
 from __future__ import annotations

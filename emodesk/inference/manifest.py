@@ -1,7 +1,7 @@
 """Model manifests (``X.json`` beside ``X.onnx``) and their load-time checks.
 
 A model is refused when its sha256 or its input shapes disagree with the
-manifest, with a message naming both (CONTRACTS.md, "Model manifests").
+manifest, with a message naming both (docs/formats.md, "Model manifests").
 """
 
 from __future__ import annotations

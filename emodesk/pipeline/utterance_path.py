@@ -100,7 +100,7 @@ class UtterancePipeline:
 
 
 def _score(kind: Kind, model: str, utt: Utterance, probs: np.ndarray) -> ModalityScores:
-    """An utterance-level member score: ``t`` is the utterance's end (CONTRACTS.md)."""
+    """An utterance-level member score: ``t`` is the utterance's end (docs/formats.md, "Score records")."""
     return ModalityScores(
         kind=kind, model=model, t=utt.t1, probs=probs, t0=utt.t0, t1=utt.t1, wall=time.monotonic()
     )

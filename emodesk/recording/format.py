@@ -8,7 +8,7 @@
         video.mp4      H.264, fragmented MP4 (readable after a kill up to its last
                        0.5 s fragment); pts in ms = media time − video.start_t
         audio.wav      16 kHz mono PCM s16le; sample k is at audio.start_t + k / 16000
-        scores.jsonl   every score record of CONTRACTS.md (face, voice, text, fused,
+        scores.jsonl   every score record of docs/formats.md (face, voice, text, fused,
                        transcript), ``t`` on the same media clock
         labels.jsonl   label changes {"t", "label" (canonical or null), "source"};
                        a label holds from its ``t`` to the next change

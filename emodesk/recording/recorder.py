@@ -3,7 +3,7 @@
 :class:`SessionRecorder` is called from the capture, face and speech threads
 (``LivePipeline.start_recording`` wires it in) and only enqueues, so
 recording never slows the live view. It writes the score records of
-CONTRACTS.md into ``scores.jsonl``: each face member's scores as scored
+docs/formats.md into ``scores.jsonl``: each face member's scores as scored
 (carried-forward ones are not repeated), each voice and text score, each final
 transcript, and ``fused`` rows read from the live fusion (``fused(t)``, the
 pipeline's own state, so a reloaded ``fusion.json`` is recorded as shown) —

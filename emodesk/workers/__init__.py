@@ -1,6 +1,6 @@
 """Qt worker threads that drive the Qt-free pipeline live, one owner thread per device and model.
 
-Only this package and ``emodesk.ui`` import PySide6 (STYLE.md).
+Only this package and ``emodesk.ui`` import PySide6 (docs/architecture.md).
 """
 
 from emodesk.workers.base import Worker, running_workers

@@ -1,7 +1,7 @@
 """The paced pass of ``emodesk bench``: the live worker threads, headless, in real time.
 
-Here because it runs a Qt event loop (STYLE.md: Qt only in ``ui`` and
-``workers``); what it measures is described in :mod:`emodesk.bench.run`.
+Here because it runs a Qt event loop (docs/architecture.md: Qt only in
+``ui`` and ``workers``); what it measures is described in :mod:`emodesk.bench.run`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Runs the live pipeline (every model, paced in real time) with the recorder
 attached from the first frame, until ``duration`` media seconds have passed
 or the source ends, then closes the session and returns its folder. Here
-because it runs a Qt event loop (STYLE.md: Qt only in ``ui`` and ``workers``).
+because it runs a Qt event loop (docs/architecture.md: Qt only in ``ui`` and ``workers``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Problems, results and ``minimize``: the pymoo shape (STYLE.md) for emodesk's optimizers.
+"""Problems, results and ``minimize``: pymoo's shape (``Problem``, ``Algorithm``,
+``minimize(problem, algorithm, seed=…)``) for emodesk's optimizers.
 
 A :class:`Problem` knows its bounds and scores a whole population in one call
 (``evaluate(X: (n, d)) -> (n,)``), so an optimizer pays one Python call per

@@ -29,7 +29,7 @@ def parser() -> Parser:
         prog="emodesk fusion benchmark-ao",
         description="Compare emodesk's Aquila Optimizer with mealpy's OriginalAO and scipy's differential "
         "evolution at the same evaluation budget (30 D, 50 agents). Prints a table; --json writes the "
-        "report of CONTRACTS.md.",
+        "report of docs/formats.md.",
     )
     p.add_argument(
         "--seeds", type=int, default=10, metavar="N", help="seeds 0..N-1 per function (default 10)"
@@ -65,7 +65,7 @@ def parser() -> Parser:
     p.add_argument(
         "--markdown", metavar="TABLE.md", help="also write the table (with command and machine) here"
     )
-    p.add_argument("--json", required=True, metavar="OUT", help="the report (CONTRACTS.md format)")
+    p.add_argument("--json", required=True, metavar="OUT", help="the report (docs/formats.md format)")
     return p
 
 

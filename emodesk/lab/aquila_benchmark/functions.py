@@ -3,7 +3,7 @@
 Each takes ``X`` of shape ``(n, d)`` and returns ``(n,)``. Bounds are the
 standard ones (Yao et al. 1999, as in the AO paper's F1–F13). The shifted
 version of the i-th function moves its optimum to
-``np.random.default_rng(2021 + i).uniform(-0.8*b, 0.8*b, d)`` (CONTRACTS.md)
+``np.random.default_rng(2021 + i).uniform(-0.8*b, 0.8*b, d)`` (docs/formats.md)
 and keeps its minimum value: ``f_shifted(x) = f(x − o + x*)`` with ``x*`` the
 unshifted minimiser (0, or 1 for Rosenbrock).
 """
@@ -91,7 +91,7 @@ FUNCTION_NAMES: tuple[str, ...] = tuple(row[0] for row in _TABLE)
 
 
 def shift_point(index: int, bound: float, dim: int = 30) -> np.ndarray:
-    """The shifted optimum of the ``index``-th function (0-based, CONTRACTS.md order)."""
+    """The shifted optimum of the ``index``-th function (0-based, docs/formats.md order)."""
     return np.random.default_rng(2021 + index).uniform(-0.8 * bound, 0.8 * bound, dim)
 
 

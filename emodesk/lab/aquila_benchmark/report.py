@@ -18,7 +18,7 @@ Summary = dict[str, dict[str, dict[str, Any]]]
 
 
 def no_worse(ours: float, theirs: float) -> bool:
-    """CONTRACTS.md: our median ≤ 1.5 × theirs, or within 1e-6 of it."""
+    """docs/formats.md: our median ≤ 1.5 × theirs, or within 1e-6 of it."""
     return ours <= 1.5 * theirs or abs(ours - theirs) <= 1e-6
 
 
@@ -151,7 +151,7 @@ def markdown_report(summary: Summary, *, command: str, seeds: int, iterations: i
         f"maxiter={de_maxiter(iterations)}, polish=False, tol=0, atol=0)`.",
         "- Cells: median final fitness [25th, 75th percentile] over the seeds, and median wall seconds per "
         "run (objective included; each optimizer calls the same vectorised numpy function, mealpy and DE "
-        "one row at a time). \"No worse\" is CONTRACTS.md's rule: our median ≤ 1.5 × mealpy's, or within "
+        "one row at a time). \"No worse\" is docs/formats.md's rule: our median ≤ 1.5 × mealpy's, or within "
         '1e-6 of it; "× faster" is mealpy\'s median time over ours.',
         f"- Evaluations per run (the largest over seeds; mealpy's counted at the objective, DE's `nfev`): "
         f"{evaluations_line(summary)}.",

@@ -1,5 +1,5 @@
 """``fusion benchmark-ao``: emodesk's Aquila Optimizer against mealpy's ``OriginalAO`` and
-scipy's differential evolution at the same evaluation budget (CONTRACTS.md).
+scipy's differential evolution at the same evaluation budget (docs/formats.md).
 
 Every (function, optimizer, seed) run is one :class:`RunRecord`; a
 :class:`RunCache` appends each to a JSON-lines file as it finishes, so a killed
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import EmodeskError
+from emodesk.fusion import optimize
 from emodesk.fusion.optimize import OPTIMIZERS, make_optimizer
 from emodesk.fusion.optimize.problem import FunctionProblem, minimize
 from emodesk.lab.aquila_benchmark.functions import BenchmarkFunction, get_function
@@ -30,7 +31,7 @@ DIM = 30
 POP_SIZE = 50
 DE_POPSIZE = 5
 EXTERNAL = ("mealpy", "de")
-_OPTIMIZE_DIR = Path(__file__).resolve().parent / "optimize"
+_OPTIMIZE_DIR = Path(optimize.__file__).resolve().parent  # the code under benchmark
 
 
 class MissingDependency(EmodeskError):
@@ -246,7 +247,7 @@ def run_benchmark(
 
 
 def summarize(records: Iterable[RunRecord]) -> dict[str, dict[str, dict[str, Any]]]:
-    """The ``fusion benchmark-ao --json`` object of CONTRACTS.md."""
+    """The ``fusion benchmark-ao --json`` object (docs/formats.md, "`fusion benchmark-ao --json` output")."""
     groups: dict[str, dict[str, list[RunRecord]]] = {}
     for r in records:
         groups.setdefault(r.function, {}).setdefault(r.optimizer, []).append(r)

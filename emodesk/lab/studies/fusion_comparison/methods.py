@@ -3,7 +3,7 @@
 Methods, all fitted on the validation rows only and scored on the test rows:
 
 - ``best-single``: the member with the best validation macro-F1, alone;
-- ``equal-weights``: one weight per member (CONTRACTS.md's equal weights);
+- ``equal-weights``: one weight per member (docs/formats.md's equal weights);
 - ``equal-per-modality``: each modality weighs the same, shared by its members;
 - ``ao`` (the faithful Aquila Optimizer), ``ao-levy-ls`` (its improved variant),
   ``de`` (scipy's differential evolution), ``pso``, ``random``: the same
