@@ -24,6 +24,8 @@ from emodesk.cli.train_cmd import main as train_main  # noqa: E402
 from emodesk.errors import InputError  # noqa: E402
 from emodesk.inference.manifest import ModelManifest  # noqa: E402
 from emodesk.inference.utterance_scorers import TextScorer  # noqa: E402
+from emodesk.lab.train.text.data import pad_batch  # noqa: E402
+from emodesk.lab.train.text.finetune import EmotionClassifier  # noqa: E402
 from emodesk.lab.train.text.minilm import (  # noqa: E402
     BertConfig,
     BertEncoder,
@@ -36,7 +38,6 @@ from emodesk.lab.train.text.minilm import (  # noqa: E402
     resolve_encoder_dir,
     write_safetensors,
 )
-from emodesk.lab.train.text.train import EmotionClassifier, pad_batch  # noqa: E402
 from emodesk.labels import LABELS  # noqa: E402
 from emodesk.resources import sha256_file  # noqa: E402
 

@@ -35,8 +35,9 @@ ROOT = REPO
 from emodesk.evaluation.datasets import Row, load_split  # noqa: E402
 from emodesk.evaluation.metrics import compute_metrics  # noqa: E402
 from emodesk.lab.train.common import class_weights, seed_everything, torch  # noqa: E402
+from emodesk.lab.train.text.data import epoch_batches  # noqa: E402
+from emodesk.lab.train.text.finetune import EmotionClassifier  # noqa: E402
 from emodesk.lab.train.text.minilm import load_encoder, load_tokenizer, mean_pool, resolve_encoder_dir  # noqa: E402
-from emodesk.lab.train.text.train import EmotionClassifier, epoch_batches  # noqa: E402
 from emodesk.resources import datasets_dir  # noqa: E402
 
 F = torch.nn.functional

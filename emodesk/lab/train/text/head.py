@@ -35,19 +35,21 @@ from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.manifest import ModelManifest
 from emodesk.lab.train.common import command_line, write_manifest
-from emodesk.lab.train.text.train import (
+from emodesk.lab.train.text.data import (
     Selection,
+    default_data_dirs,
+    load_text_splits,
+    parse_train_rows,
+    subsample_train,
+)
+from emodesk.lab.train.text.exported import (
     check_in_app,
     data_lines,
-    default_data_dirs,
     license_text,
-    load_text_splits,
     ort_session,
-    parse_train_rows,
     record_name,
     seconds_per_sentence,
     softmax,
-    subsample_train,
     usage_note,
 )
 from emodesk.labels import LABELS, N_LABELS

@@ -49,26 +49,28 @@ from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.manifest import ModelManifest
 from emodesk.lab.train.common import command_line, torch, write_manifest
-from emodesk.lab.train.text.head import parse_l2_grid, parse_weight_grid, val_scores
-from emodesk.lab.train.text.minilm import tokenizer_from_file
-from emodesk.lab.train.text.train import (
+from emodesk.lab.train.text.data import (
     INFERENCE_MAX_LENGTH,
     Selection,
     TextSplit,
+    default_data_dirs,
+    load_text_splits,
+    parse_train_rows,
+    subsample_train,
+)
+from emodesk.lab.train.text.exported import (
     check_in_app,
     data_lines,
-    default_data_dirs,
     license_text,
-    load_text_splits,
     onnx_logits,
     ort_session,
-    parse_train_rows,
     record_name,
     seconds_per_sentence,
     softmax,
-    subsample_train,
     usage_note,
 )
+from emodesk.lab.train.text.head import parse_l2_grid, parse_weight_grid, val_scores
+from emodesk.lab.train.text.minilm import tokenizer_from_file
 from emodesk.labels import LABELS, N_LABELS
 from emodesk.machine import cpu_name
 from emodesk.resources import sha256_file
