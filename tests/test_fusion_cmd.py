@@ -156,3 +156,24 @@ def test_the_optimizer_and_the_command_import_neither_scipy_nor_mealpy():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_fusion_equal_gives_each_modality_the_same_total_weight(tmp_path, capsys):
+    """``emodesk fusion equal`` (which replaced scripts/write_equal_fusion.py) over the shipped set:
+    the window reads the file it writes without a warning."""
+    from emodesk.fusion.config import parse_fusion_json
+    from emodesk.inference.registry import installed_manifests
+
+    out = tmp_path / "fusion.json"
+    assert main(["equal", "--models", str(REPO / "models"), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    mods = {m["id"]: m["modality"] for m in doc["members"]}
+    assert set(mods.values()) == {"face", "voice", "text"}
+    for modality in ("face", "voice", "text"):
+        total = sum(w for m, w in doc["weights"].items() if mods[m] == modality)
+        assert total == pytest.approx(1.0), modality
+    installed = {m.id: m.sha256 for m in installed_manifests([REPO / "models"]).values()}
+    cfg = parse_fusion_json(out, installed)
+    assert set(cfg.weights) == set(mods) and not cfg.warnings
+    assert main(["equal", "--models", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "no such folder" in capsys.readouterr().err

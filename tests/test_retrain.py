@@ -157,8 +157,8 @@ def test_too_little_labeled_data_is_refused_with_the_numbers(
 
 
 def test_install_and_rollback_of_model_sets(emodesk_home: Path) -> None:
+    from emodesk.fusion.config import load_active_fusion
     from emodesk.inference.registry import installed_manifests
-    from emodesk.pipeline.models import load_fusion
     from emodesk.resources import active_models_dir
 
     ms = [m for m in installed_manifests().values() if m.modality in ("face", "voice", "text")]
@@ -170,7 +170,7 @@ def test_install_and_rollback_of_model_sets(emodesk_home: Path) -> None:
     }
     v1 = install_fusion(doc)
     assert active_models_dir() == emodesk_home / "models" / v1
-    cfg = load_fusion()
+    cfg = load_active_fusion()
     assert cfg.path == emodesk_home / "models" / v1 / "fusion.json" and not cfg.dropped
     v2 = install_fusion({**doc, "weights": {m.id: 1.0 for m in ms}})
     assert active_models_dir() == emodesk_home / "models" / v2 and v2 != v1

@@ -114,8 +114,8 @@ def _scores(args: argparse.Namespace) -> tuple[object, list[object]]:
     from emodesk.evaluation.datasets import parse_label_map
     from emodesk.fusion.paired import load_paired_manifest
     from emodesk.fusion.search import ScoreCache, score_paired
+    from emodesk.inference.members import MEMBER_MODALITIES
     from emodesk.inference.registry import installed_manifests
-    from emodesk.pipeline.models import MEMBER_MODALITIES
     from emodesk.resources import user_data_dir
 
     rows = load_paired_manifest(
@@ -182,6 +182,7 @@ def _table(report: dict[str, dict[str, object]]) -> str:
 
 def cmd_optimize(argv: Sequence[str]) -> int:
     args = _optimize_parser().parse_args(argv)
+    from emodesk.fusion.config import write_fusion_json
     from emodesk.fusion.search import FusionProblem, evaluate_fusion, fusion_document, optimize_weights
 
     if args.agents < 2 or args.iterations < 1:
@@ -197,9 +198,7 @@ def cmd_optimize(argv: Sequence[str]) -> int:
     doc = fusion_document(
         problem, res, weights, optimizer=args.optimizer, manifest=Path(args.manifest), rows=len(rows)
     )
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_fusion_json(out, doc)
     report = evaluate_fusion(scores, weights, bootstrap=0)  # type: ignore[arg-type]
     print(_table({k: report[k] for k in ("fused", "equal_weights")}))
     print(
@@ -222,9 +221,9 @@ def cmd_equal(argv: Sequence[str]) -> int:
     p.add_argument("--models", metavar="DIR", required=True, help="the model folder (e.g. models)")
     p.add_argument("--out", required=True, metavar="fusion.json", help="where to write the weights")
     args = p.parse_args(argv)
-    from emodesk.fusion.search import equal_fusion_document
+    from emodesk.fusion.config import equal_fusion_document, write_fusion_json
+    from emodesk.inference.members import MEMBER_MODALITIES
     from emodesk.inference.registry import installed_manifests
-    from emodesk.pipeline.models import MEMBER_MODALITIES
 
     models = Path(args.models)
     if not models.is_dir():
@@ -238,9 +237,7 @@ def cmd_equal(argv: Sequence[str]) -> int:
     if not members:
         raise InputError(f"--models {args.models}: no face, voice or text member found")
     doc = equal_fusion_document(members)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_fusion_json(out, doc)
     print(f"wrote {out}: " + ", ".join(f"{m} {w:.4g}" for m, w in doc["weights"].items()))
     return 0
 
@@ -262,9 +259,9 @@ def _eval_parser() -> Parser:
 
 def cmd_eval(argv: Sequence[str]) -> int:
     args = _eval_parser().parse_args(argv)
-    from emodesk.fusion.config import parse_fusion_json
+    from emodesk.fusion.config import find_fusion_config, parse_fusion_json
     from emodesk.fusion.search import evaluate_fusion
-    from emodesk.inference.registry import find_fusion_config, installed_manifests
+    from emodesk.inference.registry import installed_manifests
 
     json_out = _out_file("--json", args.json) if args.json else None
     wpath = Path(args.weights) if args.weights else find_fusion_config()

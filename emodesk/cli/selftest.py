@@ -66,7 +66,6 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
     from emodesk.pipeline.models import (
         check_model_set,
         load_face_pipeline,
-        load_fusion,
         load_speech_processor,
         load_utterance_scorers,
     )
@@ -119,7 +118,9 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
         return "; ".join(f"{s.slot}: {s.message}" for s in statuses) + f"; {len(scored)} member(s) scored"
 
     def fusion() -> str:
-        cfg = load_fusion()
+        from emodesk.fusion.config import load_active_fusion
+
+        cfg = load_active_fusion()
         if cfg.warnings and cfg.path is not None and "equal weights" in cfg.warnings[0]:
             raise EmodeskError(cfg.warnings[0])
         return f"{cfg.path or 'no fusion.json'}: members {', '.join(cfg.members) or 'none'}"

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from emodesk.cli.common import lab_module
 from emodesk.errors import EmodeskError, InputError
-
-MODALITIES = ("face", "voice", "text")  # each emodesk.lab.train.<modality>.train
+from emodesk.inference.members import MEMBER_KINDS
 
 
 def _parser(modality: str) -> argparse.ArgumentParser:
@@ -38,12 +37,13 @@ def _parser(modality: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     argv = list(argv)
-    if not argv or argv[0] not in MODALITIES:
-        print(f"usage: emodesk train {{{','.join(MODALITIES)}}} --out MODEL.onnx [options]", file=sys.stderr)
+    if not argv or argv[0] not in MEMBER_KINDS:
+        kinds = ",".join(MEMBER_KINDS)
+        print(f"usage: emodesk train {{{kinds}}} --out MODEL.onnx [options]", file=sys.stderr)
         return 2
     modality, rest = argv[0], argv[1:]
     try:
-        mod = lab_module(f"train.{modality}.train", "training")
+        mod = lab_module(MEMBER_KINDS[modality].trainer, "training")
     except EmodeskError as e:  # torch or the lab missing: the message says what to install
         print(f"emodesk: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,6 @@ through the model's own tokenizer.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,17 +23,15 @@ from emodesk.errors import InputError, ModelError
 from emodesk.evaluation.datasets import Row
 from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.face_detector import FaceDetector
-from emodesk.inference.face_scorer import FaceExpressionScorer
 from emodesk.inference.manifest import ModelManifest
-from emodesk.inference.runtime import OnnxModel
-from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
+from emodesk.inference.members import FaceMember, TextMember, VoiceMember, load_member
 from emodesk.labels import N_LABELS
 from emodesk.machine import Device
 from emodesk.types import FaceBox
 
 Modality = Literal["face", "voice", "text"]
 MODALITIES: tuple[Modality, ...] = ("face", "voice", "text")
-Scorer = FaceExpressionScorer | VoiceScorer | TextScorer
+Scorer = FaceMember | VoiceMember | TextMember
 Progress = Callable[[int], None]
 """Called with the number of rows done so far (the caller decides how often to show it)."""
 
@@ -81,23 +78,9 @@ def read_audio_16k(path: str | Path) -> np.ndarray:
 
 
 def load_scorer(manifest: ModelManifest, *, device: Device = "auto") -> Scorer:
-    """The scorer for ``manifest``'s modality; :class:`ModelError` when it cannot load.
-
-    Face models score big batches here, so their session gets several threads
-    (the live app keeps one per session).
-    """
-    if manifest.modality == "face":
-        threads = max(1, min(8, os.cpu_count() or 1))
-        return FaceExpressionScorer(OnnxModel(manifest, device=device, intra_op_threads=threads))
-    if manifest.modality == "voice":
-        voice = VoiceScorer.load(manifest, device=device)
-        voice.prepare()  # its encoder: a wrong or missing one fails here, before any row
-        return voice
-    if manifest.modality == "text":
-        return TextScorer.load(manifest, device=device)
-    raise ModelError(
-        f"model {manifest.id} is a {manifest.modality!r} model; eval scores face, voice and text models"
-    )
+    """The member ``manifest`` describes, loaded for a batch job (:func:`load_member`);
+    :class:`ModelError` when it cannot load."""
+    return load_member(manifest, device=device, batch=True)
 
 
 def find_largest_faces(
@@ -117,7 +100,7 @@ def find_largest_faces(
 
 def _score_faces(
     rows: Sequence[Row],
-    scorer: FaceExpressionScorer,
+    scorer: FaceMember,
     boxes: Sequence[FaceBox | None] | None,
     progress: Progress | None,
 ) -> np.ndarray:
@@ -152,7 +135,7 @@ def voice_session_order(rows: Sequence[Row], seed: int = 0) -> list[list[int]]:
     return [[idx[j] for j in rng.permutation(len(idx))] for _, idx in sorted(groups.items())]
 
 
-def _score_voice(rows: Sequence[Row], scorer: VoiceScorer, progress: Progress | None) -> np.ndarray:
+def _score_voice(rows: Sequence[Row], scorer: VoiceMember, progress: Progress | None) -> np.ndarray:
     """Each session from a fresh running normalisation, as the live app does per recording."""
     probs = np.empty((len(rows), N_LABELS), np.float32)
     done = 0
@@ -181,25 +164,30 @@ def score_rows(
     """
     if boxes is not None and (modality != "face" or len(boxes) != len(rows)):
         raise ValueError(f"boxes apply to face rows only, one per row; got {len(boxes)} for {len(rows)}")
-    if modality == "face":
-        if not isinstance(scorer, FaceExpressionScorer):
-            raise ModelError(f"model {scorer.id} cannot score face rows")
-        return _score_faces(rows, scorer, boxes, progress)
-    if modality == "voice":
-        if not isinstance(scorer, VoiceScorer):
-            raise ModelError(f"model {scorer.id} cannot score voice rows")
-        return _score_voice(rows, scorer, progress)
+    if modality not in _ROW_SCORERS:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if scorer.model.manifest.modality != modality:
+        raise ModelError(f"model {scorer.id} cannot score {modality} rows")
+    return _ROW_SCORERS[modality](rows, scorer, boxes, progress)
+
+
+def _score_text(
+    rows: Sequence[Row], scorer: TextMember, _boxes: object, progress: Progress | None
+) -> np.ndarray:
     probs = np.empty((len(rows), N_LABELS), np.float32)
     for i, row in enumerate(rows):
-        if modality == "text":
-            if not isinstance(scorer, TextScorer):
-                raise ModelError(f"model {scorer.id} cannot score text rows")
-            probs[i] = scorer.score(row.x)
-        else:
-            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        probs[i] = scorer.score(row.x)
         if progress is not None:
             progress(i + 1)
     return probs
+
+
+#: how the rows of each member modality are scored (face: crops or detected boxes; voice: by session)
+_ROW_SCORERS: dict[str, Callable[..., np.ndarray]] = {
+    "face": lambda rows, scorer, boxes, progress: _score_faces(rows, scorer, boxes, progress),
+    "voice": lambda rows, scorer, _boxes, progress: _score_voice(rows, scorer, progress),
+    "text": _score_text,
+}
 
 
 def evaluate_model(

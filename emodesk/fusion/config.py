@@ -1,11 +1,19 @@
-"""``fusion.json``: which members are fused, with which weights (docs/formats.md, "Fusion")."""
+"""``fusion.json``: which members are fused, with which weights (docs/formats.md, "Fusion").
+
+The one home of the file: it is found (:func:`find_fusion_config`), read
+(:func:`parse_fusion_json`, :func:`load_active_fusion`), watched for changes
+(:func:`fusion_watch_paths`, :func:`fusion_file_stamp`: the window's file watcher asks these)
+and written (:func:`fusion_json_document`, :func:`write_fusion_json`) here and nowhere else.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +21,10 @@ import numpy as np
 
 from emodesk.errors import ConfigError
 from emodesk.fusion.fuse import Weight, weight_vector
+from emodesk.inference.members import MEMBER_MODALITIES
+from emodesk.inference.registry import installed_manifests
 from emodesk.labels import LABELS
+from emodesk.resources import model_search_dirs
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +125,85 @@ def load_fusion_config(
         log.info(msg)
         cfg = FusionConfig(cfg.weights, cfg.path, cfg.dropped, (*cfg.warnings, msg), cfg.raw)
     return cfg
+
+
+def find_fusion_config(dirs: Sequence[Path] | None = None) -> Path | None:
+    """The active ``fusion.json``: the first model folder (active user set, then shipped) holding one."""
+    for d in dirs if dirs is not None else model_search_dirs():
+        p = d / "fusion.json"
+        if p.is_file():
+            return p
+    return None
+
+
+def load_active_fusion() -> FusionConfig:
+    """The active ``fusion.json`` over the installed members (equal weights if absent or bad)."""
+    ms = [m for m in installed_manifests().values() if m.modality in MEMBER_MODALITIES]
+    return load_fusion_config(
+        find_fusion_config(), {m.id: m.sha256 for m in ms}, {m.id: m.modality for m in ms}
+    )
+
+
+def fusion_watch_paths() -> list[Path]:
+    """What a watcher of the active ``fusion.json`` watches: every model folder (a file replaced
+    atomically, written then renamed, drops a watch on the file itself) and the file."""
+    paths = [d for d in model_search_dirs() if d.is_dir()]
+    current = find_fusion_config()
+    return [*paths, current] if current is not None else paths
+
+
+def fusion_file_stamp() -> tuple[str, int, int] | None:
+    """Which ``fusion.json`` is active and its mtime and size: a different stamp means reload."""
+    p = find_fusion_config()
+    if p is None:
+        return None
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (str(p), st.st_mtime_ns, st.st_size)
+
+
+def fusion_json_document(
+    members: Sequence[tuple[str, str, str]],
+    weights: Mapping[str, Weight | list[float]],
+    *,
+    optimizer: Mapping[str, Any],
+    objective: Mapping[str, Any],
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A ``fusion.json`` document: the one place its keys are written. ``members``: (id, sha256,
+    modality) of each member, in weight order; ``optimizer``/``objective``/``data`` say how the
+    weights were found and on what."""
+    return {
+        "version": 1,
+        "classes": list(LABELS),
+        "members": [{"id": m, "sha256": sha, "modality": mod} for m, sha, mod in members],
+        "weights": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in weights.items()},
+        "optimizer": dict(optimizer),
+        "objective": dict(objective),
+        "data": dict(data),
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def equal_fusion_document(members: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    """``fusion.json`` with equal weights per modality, shared equally by its members: the baseline,
+    and the fallback when no paired data is at hand (``emodesk fusion equal``)."""
+    members = sorted(members)
+    per_modality = {mod: sum(o[2] == mod for o in members) for _, _, mod in members}
+    return fusion_json_document(
+        members,
+        {m: 1.0 / per_modality[mod] for m, _, mod in members},
+        optimizer={"name": "equal-weights", "params": {}, "seed": None, "evaluations": 0},
+        objective={"name": "none", "value": None},
+        data={"manifest": None, "sha256": None, "rows": 0},
+    )
+
+
+def write_fusion_json(path: Path, doc: Mapping[str, Any]) -> None:
+    """Write ``doc`` to ``path`` atomically (a temporary file, then a rename): a running window that
+    watches it never reads half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -26,7 +26,6 @@ import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,13 @@ import numpy as np
 from emodesk.errors import InputError
 from emodesk.evaluation.datasets import Row
 from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
+from emodesk.fusion.config import fusion_json_document
 from emodesk.fusion.fuse import Weight, fuse_population, weight_vector
 from emodesk.fusion.optimize import AquilaLevySearch, AquilaOptimizer, Problem, Result, minimize
 from emodesk.fusion.optimize.baselines import DifferentialEvolution, ParticleSwarm, RandomSearch
 from emodesk.fusion.paired import PairedRow
 from emodesk.inference.manifest import ModelManifest
-from emodesk.labels import LABELS, N_LABELS
+from emodesk.labels import N_LABELS
 
 FUSION_OPTIMIZERS: dict[str, Any] = {
     "ao": AquilaOptimizer,
@@ -288,28 +288,6 @@ def optimize_weights(
     return res, problem.weight_dict(res.x)
 
 
-def _document(
-    members: Sequence[tuple[str, str, str]],
-    weights: Mapping[str, float | list[float]],
-    *,
-    optimizer: dict[str, Any],
-    objective: dict[str, Any],
-    data: dict[str, Any],
-) -> dict[str, Any]:
-    """``fusion.json`` (``docs/formats.md``, "Fusion"): the one place its keys are written.
-    ``members``: (id, sha256, modality) of each member, in weight order."""
-    return {
-        "version": 1,
-        "classes": list(LABELS),
-        "members": [{"id": m, "sha256": sha, "modality": mod} for m, sha, mod in members],
-        "weights": dict(weights),
-        "optimizer": optimizer,
-        "objective": objective,
-        "data": data,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
 def fusion_document(
     problem: FusionProblem,
     result: Result,
@@ -323,7 +301,7 @@ def fusion_document(
     s = problem.scores
     data_sha = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest is not None else None
     metric = float(problem.metric(result.x[None])[0])
-    return _document(
+    return fusion_json_document(
         list(zip(s.ids, s.sha256, s.modalities, strict=True)),
         weights,
         optimizer={
@@ -343,20 +321,6 @@ def fusion_document(
             "sha256": data_sha,
             "rows": rows,
         },
-    )
-
-
-def equal_fusion_document(members: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
-    """``fusion.json`` with equal weights per modality, shared equally by its members: the baseline,
-    and the fallback when no paired data is at hand (``emodesk fusion equal``)."""
-    members = sorted(members)
-    per_modality = {mod: sum(o[2] == mod for o in members) for _, _, mod in members}
-    return _document(
-        members,
-        {m: 1.0 / per_modality[mod] for m, _, mod in members},
-        optimizer={"name": "equal-weights", "params": {}, "seed": None, "evaluations": 0},
-        objective={"name": "none", "value": None},
-        data={"manifest": None, "sha256": None, "rows": 0},
     )
 
 

@@ -67,11 +67,3 @@ def find_model(model_id: str, dirs: list[Path] | None = None) -> ModelManifest:
 
 def models_of(modality: str, dirs: list[Path] | None = None) -> list[ModelManifest]:
     return [m for m in installed_manifests(dirs).values() if m.modality == modality]
-
-
-def find_fusion_config(dirs: list[Path] | None = None) -> Path | None:
-    for d in dirs if dirs is not None else model_search_dirs():
-        p = d / "fusion.json"
-        if p.is_file():
-            return p
-    return None

@@ -19,13 +19,12 @@ from typing import Any
 
 from emodesk.capture.sources import SourceSet
 from emodesk.errors import EmodeskError
-from emodesk.fusion.config import FusionConfig
+from emodesk.fusion.config import FusionConfig, load_active_fusion
 from emodesk.fusion.state import FusionState
 from emodesk.machine import Device
 from emodesk.pipeline.models import (
     SlotStatus,
     load_face_pipeline,
-    load_fusion,
     load_speech_processor,
     load_utterance_scorers,
 )
@@ -151,7 +150,8 @@ def analyze(
     summary.transcript = [t.text for t in finals]
     summary.media_seconds = media_end
     with JsonlWriter(out_path) as w:
-        for rec in merge_records(faces, utter.transcripts, utter.scores, fusion or load_fusion(), media_end):
+        fused_by = fusion or load_active_fusion()
+        for rec in merge_records(faces, utter.transcripts, utter.scores, fused_by, media_end):
             w.write(rec)
         summary.records = w.count
     summary.wall_seconds = time.monotonic() - start

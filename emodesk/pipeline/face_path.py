@@ -45,7 +45,7 @@ from emodesk.types import FaceBox, FaceFrameResult, Frame, ModalityScores
 
 if TYPE_CHECKING:
     from emodesk.inference.face_detector import FaceDetector
-    from emodesk.inference.face_scorer import FaceExpressionScorer
+    from emodesk.inference.members import FaceMember
 
 REUSE_BOXES_S = 0.04  # media seconds a detection's boxes serve (the next frame at 30 fps)
 ZOOM_EVERY_S = 0.25  # with no face anywhere, media seconds between the detector's zoomed looks
@@ -57,7 +57,7 @@ class FacePipeline:
     def __init__(
         self,
         detector: FaceDetector,
-        scorers: Sequence[FaceExpressionScorer],
+        scorers: Sequence[FaceMember],
         tracker: FaceTracker | None = None,
         *,
         max_faces: int = 8,
@@ -81,7 +81,7 @@ class FacePipeline:
         self._zoom_found = False  # the last detection's faces came from the zoomed look
         self._held: dict[tuple[int | None, str], tuple[ModalityScores, np.ndarray]] = {}
 
-    def due(self, index: int) -> list[FaceExpressionScorer]:
+    def due(self, index: int) -> list[FaceMember]:
         """The members that score frame ``index``: the cheapest always, the others by turns."""
         if not self.rotate:
             return list(self.scorers)
@@ -154,7 +154,7 @@ class FacePipeline:
         )
 
 
-def _cost(scorer: FaceExpressionScorer) -> tuple[int, str]:
+def _cost(scorer: FaceMember) -> tuple[int, str]:
     """A stable cost proxy: the model file's size (then the id, for a fixed order)."""
     try:
         size = scorer.model.manifest.model_path.stat().st_size

@@ -10,20 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from emodesk.errors import EmodeskError, ModelError
-from emodesk.fusion.config import FusionConfig, load_fusion_config
-from emodesk.inference.registry import find_fusion_config, installed_manifests
+from emodesk.inference.members import FaceMember, TextMember, VoiceMember, load_member
+from emodesk.inference.registry import installed_manifests
 from emodesk.inference.runtime import OnnxModel
 from emodesk.machine import Device
 
 if TYPE_CHECKING:
-    from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
     from emodesk.pipeline.face_path import FacePipeline
     from emodesk.speech.processor import SpeechProcessor
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = "face-detector-blazeface-short"
-MEMBER_MODALITIES = ("face", "voice", "text")
 State = Literal["ok", "missing", "error"]
 
 
@@ -69,7 +67,6 @@ def load_face_pipeline(
     ``reuse_boxes_s=0`` runs the detector on every frame (None: ``FacePipeline``'s default).
     """
     from emodesk.inference.face_detector import FaceDetector
-    from emodesk.inference.face_scorer import FaceExpressionScorer
     from emodesk.inference.registry import find_model
     from emodesk.inference.runtime import OnnxModel
     from emodesk.pipeline.face_path import REUSE_BOXES_S, FacePipeline
@@ -90,13 +87,13 @@ def load_face_pipeline(
     except EmodeskError as e:
         statuses.append(SlotStatus("face detector", "error", str(e)))
         return None, statuses
-    scorers = []
+    scorers: list[FaceMember] = []
     errors = []
     for m in installed_manifests().values():
         if m.modality != "face":
             continue
         try:
-            scorers.append(FaceExpressionScorer(OnnxModel(m, device=device)))
+            scorers.append(load_member(m, device=device))  # type: ignore[arg-type]
         except EmodeskError as e:
             errors.append(str(e))
     if not scorers:
@@ -116,19 +113,19 @@ def load_face_pipeline(
 
 def load_utterance_scorers(
     *, device: Device = "auto"
-) -> tuple[list[VoiceScorer], list[TextScorer], list[SlotStatus]]:
-    from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
-
-    voice: list[VoiceScorer] = []
-    text: list[TextScorer] = []
+) -> tuple[list[VoiceMember], list[TextMember], list[SlotStatus]]:
+    """Every installed voice and text member, with a status per modality."""
+    voice: list[VoiceMember] = []
+    text: list[TextMember] = []
     statuses: list[SlotStatus] = []
-    for modality, cls, out in (("voice", VoiceScorer, voice), ("text", TextScorer, text)):
+    out: list[VoiceMember] | list[TextMember]
+    for modality, out in (("voice", voice), ("text", text)):
         errors = []
         for m in installed_manifests().values():
             if m.modality != modality:
                 continue
             try:
-                out.append(cls.load(m, device=device))  # type: ignore[arg-type]
+                out.append(load_member(m, device=device))  # type: ignore[arg-type]
             except EmodeskError as e:
                 errors.append(str(e))
         if out:
@@ -192,14 +189,6 @@ def load_speech_processor(
         return None, statuses
     cfg = SegmenterConfig(partial_interval_s=partial_interval_s)
     return SpeechProcessor(UtteranceSegmenter(vad, cfg), asr), statuses
-
-
-def load_fusion() -> FusionConfig:
-    """The active ``fusion.json`` over the installed members (equal weights if absent or bad)."""
-    ms = installed_manifests()
-    members = {m.id: m.sha256 for m in ms.values() if m.modality in MEMBER_MODALITIES}
-    modalities = {m.id: m.modality for m in ms.values() if m.modality in MEMBER_MODALITIES}
-    return load_fusion_config(find_fusion_config(), members, modalities)
 
 
 def check_model_set() -> list[str]:

@@ -18,7 +18,7 @@ from emodesk.errors import EmodeskError
 from emodesk.types import AudioChunk, Kind, ModalityScores, Transcript, Utterance
 
 if TYPE_CHECKING:
-    from emodesk.inference.utterance_scorers import TextScorer, VoiceScorer
+    from emodesk.inference.members import TextMember, VoiceMember
     from emodesk.speech.processor import SpeechEvent, SpeechProcessor
 
 
@@ -45,8 +45,8 @@ class UtterancePipeline:
     def __init__(
         self,
         speech: SpeechProcessor,
-        voice: Sequence[VoiceScorer] = (),
-        text: Sequence[TextScorer] = (),
+        voice: Sequence[VoiceMember] = (),
+        text: Sequence[TextMember] = (),
     ) -> None:
         self.speech = speech
         self.text = list(text)
@@ -56,12 +56,11 @@ class UtterancePipeline:
         # (one encoder run per utterance, not two), members on encoder blocks of their
         # own reuse its log-mel window; the others load their own encoder now,
         # in this (the worker's) thread, or are left out with the reason
-        self.voice: list[VoiceScorer] = []
+        self.voice: list[VoiceMember] = []
         self._shares: list[bool] = []
         for v in voice:
-            accepts = getattr(v, "accepts", None)  # waveform members (and test fakes) have none
-            shares = bool(accepts is not None and accepts(speech.transcriber))
-            if not shares and hasattr(v, "prepare"):
+            shares = v.accepts(speech.transcriber)
+            if not shares:
                 try:
                     v.prepare()
                 except EmodeskError as e:
@@ -70,7 +69,7 @@ class UtterancePipeline:
                     continue
             self.voice.append(v)
             # a member running encoder blocks of its own still reuses the pass's log-mel window
-            self._shares.append(shares or bool(getattr(v, "reads_mel", False)))
+            self._shares.append(shares or v.reads_mel)
         speech.encode_finals = any(self._shares)
 
     def insert(self, chunk: AudioChunk) -> UtteranceOutput:

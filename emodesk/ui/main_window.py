@@ -140,8 +140,7 @@ class MainWindow(QMainWindow):
 
     def _watch_fusion(self) -> None:
         """Reload ``fusion.json`` when it changes on disk (``fusion optimize`` rewrites it), or on Ctrl+R."""
-        from emodesk.inference.registry import find_fusion_config
-        from emodesk.resources import model_search_dirs
+        from emodesk.fusion.config import fusion_watch_paths
 
         self.reload_fusion_action = QAction("Reload fusion weights", self)
         self.reload_fusion_action.setShortcut(QKeySequence("Ctrl+R"))
@@ -149,10 +148,7 @@ class MainWindow(QMainWindow):
         self.addAction(self.reload_fusion_action)
         self._fusion_watcher = QFileSystemWatcher(self)
         # The folders too: a file replaced atomically (write, then rename) drops a file watch.
-        paths = [str(d) for d in model_search_dirs() if d.is_dir()]
-        current = find_fusion_config()
-        if current is not None:
-            paths.append(str(current))
+        paths = [str(p) for p in fusion_watch_paths()]
         if paths:
             self._fusion_watcher.addPaths(paths)
         self._fusion_debounce = QTimer(self)
@@ -165,16 +161,9 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _fusion_file_stamp() -> tuple[str, int, int] | None:
-        from emodesk.inference.registry import find_fusion_config
+        from emodesk.fusion.config import fusion_file_stamp
 
-        p = find_fusion_config()
-        if p is None:
-            return None
-        try:
-            st = p.stat()
-        except OSError:
-            return None
-        return (str(p), st.st_mtime_ns, st.st_size)
+        return fusion_file_stamp()
 
     def _fusion_file_changed(self) -> None:
         stamp = self._fusion_file_stamp()

@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from emodesk.capture.buffers import LatestSlot
 from emodesk.capture.sources import SourceSet, open_sources
-from emodesk.fusion.config import FusionConfig
+from emodesk.fusion.config import FusionConfig, load_active_fusion
 from emodesk.fusion.state import FusionState
 from emodesk.machine import Device
 from emodesk.pipeline.models import SlotStatus
@@ -156,9 +156,7 @@ class LivePipeline(QObject):
         self._started = True
         self.started_wall = time.monotonic()
         if self._fusion_config is None:
-            from emodesk.pipeline.models import load_fusion
-
-            self._fusion_config = load_fusion()
+            self._fusion_config = load_active_fusion()
         self._hub = _FusionHub(self._fusion_config)
         src = self.sources
         if src.video is not None:
@@ -374,13 +372,11 @@ class LivePipeline(QObject):
     def reload_fusion(self, config: FusionConfig | None = None) -> FusionConfig:
         """Swap the fusion weights while running (default: re-read the active ``fusion.json``).
 
-        A malformed file never stops the session: :func:`load_fusion` falls back
+        A malformed file never stops the session: :func:`load_active_fusion` falls back
         to equal weights and says why in the config's warnings.
         """
         if config is None:
-            from emodesk.pipeline.models import load_fusion
-
-            config = load_fusion()
+            config = load_active_fusion()
         self._fusion_config = config
         if self._hub is not None:
             self._hub.set_config(config)

@@ -30,6 +30,7 @@ class FakeSpeech:
     """Every ``utt_s`` of audio is one utterance: a partial halfway, then a final line."""
 
     def __init__(self, utt_s: float = 0.4) -> None:
+        self.transcriber = None  # no ASR: no voice member shares an encoder pass
         self.utt_s = utt_s
         self._buf: list[np.ndarray] = []
         self._t0: float | None = None
@@ -68,15 +69,38 @@ class FakeSpeech:
         return FakeEvent(utt, Transcript(self._t0, t1, text, partial=not final, wall=time.monotonic() + 0.01))
 
 
-class FakeMember:
-    """A voice or text member that always says ``label``."""
+class FakeTextMember:
+    """A text member (``emodesk.inference.members.TextMember``) that always says ``label``."""
 
     def __init__(self, model_id: str, label: str) -> None:
         self.id = model_id
         self.probs = np.full(N_LABELS, 0.02)
         self.probs[LABELS.index(label)] = 1 - 0.02 * (N_LABELS - 1)
 
-    def score(self, _x: object) -> np.ndarray:
+    def score(self, _text: str) -> np.ndarray:
+        return self.probs.copy()
+
+
+class FakeVoiceMember(FakeTextMember):
+    """A voice member (``emodesk.inference.members.VoiceMember``) that always says ``label``; it
+    shares no encoder pass, so the pipeline prepares it as one scoring alone."""
+
+    reads_mel = False
+
+    def __init__(self, model_id: str, label: str) -> None:
+        super().__init__(model_id, label)
+        self.prepared = 0
+
+    def accepts(self, _transcriber: object) -> bool:
+        return False
+
+    def prepare(self) -> None:
+        self.prepared += 1
+
+    def reset_session(self) -> None:
+        pass
+
+    def score(self, _audio: object, *, encoded: object = None) -> np.ndarray:  # type: ignore[override]
         return self.probs.copy()
 
 
@@ -85,8 +109,8 @@ def fake_speech_loader(models: list[SpeechModels] | None = None, delay: float = 
         time.sleep(delay)  # a model load the audio has to wait for
         m = SpeechModels(
             FakeSpeech(),
-            [FakeMember("fake-voice", "angry")],
-            [FakeMember("fake-text", "sad")],
+            [FakeVoiceMember("fake-voice", "angry")],
+            [FakeTextMember("fake-text", "sad")],
             [
                 SlotStatus("asr", "ok", "fake asr"),
                 SlotStatus("voice", "ok", "fake-voice"),

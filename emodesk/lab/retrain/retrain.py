@@ -43,6 +43,7 @@ import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
+from emodesk.fusion.config import write_fusion_json
 from emodesk.fusion.paired import PairedRow, load_paired_manifest
 from emodesk.fusion.search import FusionProblem, MemberScores, fused_probs, fusion_document, optimize_weights
 
@@ -244,9 +245,10 @@ def retrain(
     fine_tune: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> RetrainResult:
+    from emodesk.fusion.config import load_active_fusion
     from emodesk.fusion.search import ScoreCache, score_paired
+    from emodesk.inference.members import MEMBER_MODALITIES
     from emodesk.inference.registry import installed_manifests
-    from emodesk.pipeline.models import MEMBER_MODALITIES, load_fusion
 
     if base_data is not None and not any(Path(base_data).glob("Actor_*")):
         raise InputError(
@@ -293,7 +295,7 @@ def retrain(
             new_files += adapted_files
             tuned = "; ".join([tuned, *adapted_what])
         result = _compare_and_install(
-            scores, new_scores, is_held, load_fusion().weights, optimizer, seed, new_files
+            scores, new_scores, is_held, load_active_fusion().weights, optimizer, seed, new_files
         )
         result.sessions = {"train": train, "held_out": held}
         result.rows = {"train": int((~is_held).sum()), "held_out": int(is_held.sum())}
@@ -390,7 +392,7 @@ def install_fusion(doc: dict[str, Any], files: Sequence[Path] = ()) -> str:
         new.mkdir()
     for f in files:
         shutil.copy2(f, new / f.name)
-    _write_atomic(new / "fusion.json", json.dumps(doc, indent=2) + "\n")
+    write_fusion_json(new / "fusion.json", doc)
     previous = current.name if current is not None else "shipped"
     _write_atomic(root / "history.json", json.dumps([*_history(), previous]) + "\n")
     _write_atomic(root / "active", version + "\n")

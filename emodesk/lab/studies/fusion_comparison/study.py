@@ -32,10 +32,10 @@ from emodesk.fusion.search import (
     ScoreCache,
     score_paired,
 )
+from emodesk.inference.members import MEMBER_MODALITIES
 from emodesk.inference.registry import installed_manifests
 from emodesk.lab.paths import REPO
 from emodesk.lab.studies.fusion_comparison.methods import METHODS, compare_methods, summarise
-from emodesk.pipeline.models import MEMBER_MODALITIES
 from emodesk.resources import datasets_dir
 
 SOURCES = {"face": "faces/fer2013", "voice": "speech/ravdess", "text": "text/meld"}

@@ -372,13 +372,6 @@ def build_graph(vocab: NgramVocabulary, w: np.ndarray, b: np.ndarray, *, int8: b
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--arch",
-        choices=("minilm", "ngram"),
-        default="minilm",
-        help="minilm: fine-tune the MiniLM encoder (default); ngram: the TF-IDF n-gram member "
-        "(emodesk/lab/train/text/ngram.py), trained in minutes",
-    )
-    p.add_argument(
         "--ngram",
         type=int,
         default=DEFAULT_NGRAM,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from types import ModuleType
 
 from emodesk.errors import InputError
 from emodesk.lab.train.common import (
@@ -13,8 +14,18 @@ from emodesk.lab.train.common import (
 )
 from emodesk.lab.train.text import finetune, head, ngram
 
+#: ``--arch``: each text member architecture and the trainer that makes it (``run(args)``)
+ARCHS: dict[str, ModuleType] = {"minilm": finetune, "ngram": ngram}
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--arch",
+        choices=tuple(ARCHS),
+        default="minilm",
+        help="minilm: fine-tune the MiniLM encoder (default); ngram: the TF-IDF n-gram member "
+        "(emodesk/lab/train/text/ngram.py), trained in minutes",
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -85,8 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
-    if args.arch == "ngram":
-        return ngram.run(args)
+    if args.arch != "minilm":  # --refit-head re-fits a MiniLM member; the n-gram trainer refuses it
+        return int(ARCHS[args.arch].run(args))
     if args.refit_head is not None:
         if args.resume or args.export_only or args.init_from is not None:
             raise InputError(
@@ -95,4 +106,4 @@ def run(args: argparse.Namespace) -> int:
         return head.run(args)
     if args.refit_weights:
         raise InputError("--refit-weights goes with --refit-head MODEL.onnx")
-    return finetune.run(args)
+    return int(ARCHS[args.arch].run(args))
