@@ -151,3 +151,23 @@ class FusedScores:
     @property
     def label_index(self) -> int:
         return int(np.argmax(self.probs))
+
+
+SlotState = Literal["ok", "missing", "error"]
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """What the status bar says about one slot (face detector, face, voice, text, asr, vad)."""
+
+    slot: str
+    state: SlotState
+    message: str
+    models: tuple[str, ...] = ()
+    provider: str = ""
+    failed: tuple[str, ...] = ()
+    """Members of a working slot that could not load (their errors): the slot runs without them."""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"

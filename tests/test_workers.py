@@ -20,8 +20,7 @@ from emodesk.capture.sources import SourceSet
 from emodesk.fusion.config import FusionConfig
 from emodesk.imaging import read_image
 from emodesk.labels import LABELS, N_LABELS
-from emodesk.pipeline.models import SlotStatus
-from emodesk.types import Transcript
+from emodesk.types import SlotStatus, Transcript
 from emodesk.workers import BoundedChunkQueue, LivePipeline, SpeechModels, running_workers
 from emodesk.workers.stats import LatencyWindow, RateMeter
 from tests.support.live_fakes import FailingAudio, FakeSpeech, SlowFace, VideoThatDies, fake_speech_loader

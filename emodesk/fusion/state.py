@@ -6,6 +6,7 @@ depend on CPU speed (docs/formats.md, "Fusion").
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -67,3 +68,29 @@ class FusionState:
             track=track,
             weights={m: self.config.scalar_weight(m) for m in probs},
         )
+
+
+class LockedFusionState:
+    """``FusionState`` behind a lock, for the live window: the face and speech threads write, the
+    GUI timer and the recorder read."""
+
+    def __init__(self, config: FusionConfig) -> None:
+        self.state = FusionState(config)
+        self._lock = threading.Lock()
+
+    def update_face(self, result: FaceFrameResult) -> None:
+        with self._lock:
+            self.state.update_face(result)
+
+    def update_score(self, score: ModalityScores) -> None:
+        with self._lock:
+            self.state.update_score(score)
+
+    def fused(self, t: float) -> FusedScores | None:
+        with self._lock:
+            return self.state.fused(t)
+
+    def set_config(self, config: FusionConfig) -> None:
+        """New weights from the next fused read on; the members' latest scores are kept."""
+        with self._lock:
+            self.state.config = config

@@ -23,14 +23,13 @@ from emodesk.fusion.config import FusionConfig, load_active_fusion
 from emodesk.fusion.state import FusionState
 from emodesk.machine import Device
 from emodesk.pipeline.models import (
-    SlotStatus,
     load_face_pipeline,
     load_speech_processor,
     load_utterance_scorers,
 )
 from emodesk.pipeline.utterance_path import UtteranceOutput, UtterancePipeline
 from emodesk.records import JsonlWriter, fused_record, score_record, transcript_record
-from emodesk.types import FaceFrameResult, ModalityScores, Transcript
+from emodesk.types import FaceFrameResult, ModalityScores, SlotStatus, Transcript
 
 log = logging.getLogger(__name__)
 

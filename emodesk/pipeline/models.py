@@ -6,14 +6,14 @@ Each loader is called in the thread that will use the sessions it creates.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from emodesk.errors import EmodeskError, ModelError
 from emodesk.inference.members import FaceMember, TextMember, VoiceMember, load_member
 from emodesk.inference.registry import installed_manifests
 from emodesk.inference.runtime import OnnxModel
 from emodesk.machine import Device
+from emodesk.types import SlotStatus
 
 if TYPE_CHECKING:
     from emodesk.pipeline.face_path import FacePipeline
@@ -22,26 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = "face-detector-blazeface-short"
-State = Literal["ok", "missing", "error"]
-
-
-@dataclass(frozen=True)
-class SlotStatus:
-    """What the status bar says about one slot (face detector, face, voice, text, asr, vad)."""
-
-    slot: str
-    state: State
-    message: str
-    models: tuple[str, ...] = ()
-    provider: str = ""
-    failed: tuple[str, ...] = ()
-    """Members of a working slot that could not load (their errors): the slot runs without them."""
-
-    @property
-    def ok(self) -> bool:
-        return self.state == "ok"
-
-
 def _provider_short(p: str) -> str:
     return p.replace("ExecutionProvider", "")
 

@@ -25,13 +25,39 @@ from collections.abc import Callable
 import numpy as np
 
 from emodesk import imaging
+from emodesk.capture.sources import SourceSet
+from emodesk.fusion.config import FusionConfig
+from emodesk.inference.registry import installed_manifests
 from emodesk.labels import LABELS
-from emodesk.recording.writer import SessionWriter
+from emodesk.recording.writer import SessionMeta, SessionWriter
 from emodesk.records import fused_record, score_record, transcript_record
 from emodesk.types import AudioChunk, FaceFrameResult, Frame, FusedScores, ModalityScores, Transcript
 
 CROP_SIZE = 224
 PRIVACY_MODES = ("full", "face-crops")
+
+
+def live_session_meta(
+    sources: SourceSet, fusion: FusionConfig | None, *, notes: str = "", privacy: str = "full"
+) -> SessionMeta:
+    """What ``session.json`` records of a live session: its source and devices, every installed
+    model (id, sha256, modality) and the fusion weights in force when recording started."""
+    return SessionMeta(
+        source=sources.description,
+        devices={
+            k: v.name for k, v in (("video", sources.video), ("audio", sources.audio)) if v is not None
+        },
+        models=[
+            {"id": m.id, "sha256": m.sha256, "modality": m.modality}
+            for m in sorted(installed_manifests().values(), key=lambda m: m.id)
+        ],
+        fusion={
+            "file": str(fusion.path) if fusion is not None and fusion.path else None,
+            "weights": {k: fusion.scalar_weight(k) for k in fusion.weights} if fusion is not None else {},
+        },
+        notes=notes,
+        privacy=privacy,
+    )
 
 
 class SessionRecorder:

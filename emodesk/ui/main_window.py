@@ -24,8 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from emodesk.pipeline.models import SlotStatus
-from emodesk.types import ModalityScores
+from emodesk.types import ModalityScores, SlotStatus
 from emodesk.ui.errors import ErrorReporter
 from emodesk.ui.widgets import FusedHeadline, ProbabilityPanel, TranscriptView, VideoView
 from emodesk.workers.live import LivePipeline

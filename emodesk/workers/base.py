@@ -16,7 +16,7 @@ import weakref
 from PySide6.QtCore import QObject, QThread, Signal
 
 from emodesk.errors import EmodeskError
-from emodesk.pipeline.models import SlotStatus
+from emodesk.types import SlotStatus
 
 log = logging.getLogger(__name__)
 

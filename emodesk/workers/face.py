@@ -17,8 +17,7 @@ from PySide6.QtCore import QObject
 
 from emodesk.capture.buffers import LatestSlot
 from emodesk.machine import Device
-from emodesk.pipeline.models import SlotStatus
-from emodesk.types import FaceFrameResult, Frame
+from emodesk.types import FaceFrameResult, Frame, SlotStatus
 from emodesk.workers.base import LOADING, Worker
 from emodesk.workers.stats import LatencyWindow, RateMeter
 

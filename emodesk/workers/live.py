@@ -21,10 +21,17 @@ from PySide6.QtCore import QObject, Signal
 from emodesk.capture.buffers import LatestSlot
 from emodesk.capture.sources import SourceSet, open_sources
 from emodesk.fusion.config import FusionConfig, load_active_fusion
-from emodesk.fusion.state import FusionState
+from emodesk.fusion.state import LockedFusionState
 from emodesk.machine import Device
-from emodesk.pipeline.models import SlotStatus
-from emodesk.types import AudioChunk, FaceFrameResult, Frame, FusedScores, ModalityScores, Transcript
+from emodesk.types import (
+    AudioChunk,
+    FaceFrameResult,
+    Frame,
+    FusedScores,
+    ModalityScores,
+    SlotStatus,
+    Transcript,
+)
 from emodesk.workers.base import Worker
 from emodesk.workers.capture import AudioCaptureWorker, VideoCaptureWorker
 from emodesk.workers.face import FaceLoader, FaceWorker, default_face_loader
@@ -38,31 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIO_QUEUE_CHUNKS = 1500  # 30 s of 20 ms chunks: covers model loading without drops
-
-
-class _FusionHub:
-    """``FusionState`` behind a lock: the face and speech threads write, the GUI timer reads."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        self.state = FusionState(config)
-        self._lock = threading.Lock()
-
-    def update_face(self, result: FaceFrameResult) -> None:
-        with self._lock:
-            self.state.update_face(result)
-
-    def update_score(self, score: ModalityScores) -> None:
-        with self._lock:
-            self.state.update_score(score)
-
-    def fused(self, t: float) -> FusedScores | None:
-        with self._lock:
-            return self.state.fused(t)
-
-    def set_config(self, config: FusionConfig) -> None:
-        """New weights from the next fused read on; the members' latest scores are kept."""
-        with self._lock:
-            self.state.config = config
 
 
 class LivePipeline(QObject):
@@ -97,7 +79,7 @@ class LivePipeline(QObject):
         self.audio_queue: BoundedChunkQueue[AudioChunk] = BoundedChunkQueue(audio_queue_chunks)
         self._face_loader = face_loader or default_face_loader(device)
         self._speech_loader = speech_loader or default_speech_loader(asr_model=asr_model, device=device)
-        self._hub: _FusionHub | None = None
+        self._hub: LockedFusionState | None = None
         self._recorder: SessionRecorder | None = None
         self.video_worker: VideoCaptureWorker | None = None
         self.audio_worker: AudioCaptureWorker | None = None
@@ -157,7 +139,7 @@ class LivePipeline(QObject):
         self.started_wall = time.monotonic()
         if self._fusion_config is None:
             self._fusion_config = load_active_fusion()
-        self._hub = _FusionHub(self._fusion_config)
+        self._hub = LockedFusionState(self._fusion_config)
         src = self.sources
         if src.video is not None:
             self.video_worker = VideoCaptureWorker(
@@ -231,33 +213,14 @@ class LivePipeline(QObject):
         cannot be created; a later I/O error stops only the recording (see
         :meth:`recording_error`).
         """
-        from emodesk.inference.registry import installed_manifests
-        from emodesk.recording.recorder import SessionRecorder
-        from emodesk.recording.writer import SessionMeta, SessionWriter
+        from emodesk.recording.recorder import SessionRecorder, live_session_meta
+        from emodesk.recording.writer import SessionWriter
 
         if self._recorder is not None:
             raise RuntimeError("already recording; stop_recording() first")
         if not self._started:
             raise RuntimeError("start() the pipeline before recording")
-        cfg = self._fusion_config
-        meta = SessionMeta(
-            source=self.sources.description,
-            devices={
-                k: v.name
-                for k, v in (("video", self.sources.video), ("audio", self.sources.audio))
-                if v is not None
-            },
-            models=[
-                {"id": m.id, "sha256": m.sha256, "modality": m.modality}
-                for m in sorted(installed_manifests().values(), key=lambda m: m.id)
-            ],
-            fusion={
-                "file": str(cfg.path) if cfg is not None and cfg.path else None,
-                "weights": {k: cfg.scalar_weight(k) for k in cfg.weights} if cfg is not None else {},
-            },
-            notes=notes,
-            privacy=privacy,
-        )
+        meta = live_session_meta(self.sources, self._fusion_config, notes=notes, privacy=privacy)
         writer = SessionWriter(parent, meta, on_error=self._recording_failed)
         assert self._hub is not None
         recorder = SessionRecorder(writer, self._hub.fused, privacy=privacy)

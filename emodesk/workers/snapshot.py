@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emodesk.pipeline.models import SlotStatus
-from emodesk.types import FaceFrameResult, Frame, FusedScores, ModalityScores, Transcript
+from emodesk.types import FaceFrameResult, Frame, FusedScores, ModalityScores, SlotStatus, Transcript
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject
 
 from emodesk.machine import Device
-from emodesk.pipeline.models import SlotStatus
 from emodesk.pipeline.utterance_path import UtteranceOutput, UtterancePipeline
-from emodesk.types import AudioChunk, ModalityScores, Transcript
+from emodesk.types import AudioChunk, ModalityScores, SlotStatus, Transcript
 from emodesk.workers.base import LOADING, Worker
 from emodesk.workers.queues import BoundedChunkQueue
 from emodesk.workers.stats import LatencyWindow
@@ -150,7 +149,7 @@ class SpeechWorker(Worker):
             return
         pipeline = UtterancePipeline(models.speech, models.voice, models.text)  # type: ignore[arg-type]
         if pipeline.disabled:  # a voice member whose encoder could not be loaded: say so
-            from emodesk.pipeline.models import SlotStatus
+            from emodesk.types import SlotStatus
 
             why = "; ".join(pipeline.disabled)
             kept = tuple(v.id for v in pipeline.voice)

@@ -15,8 +15,7 @@ import numpy as np
 from emodesk.capture.fakes import ArrayVideoSource
 from emodesk.errors import DeviceError
 from emodesk.labels import LABELS, N_LABELS
-from emodesk.pipeline.models import SlotStatus
-from emodesk.types import AudioChunk, FaceFrameResult, Frame, Transcript, Utterance
+from emodesk.types import AudioChunk, FaceFrameResult, Frame, SlotStatus, Transcript, Utterance
 from emodesk.workers import SpeechModels
 
 

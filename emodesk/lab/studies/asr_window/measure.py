@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from emodesk.capture.files import AudioFileSource
 from emodesk.resources import datasets_dir
@@ -36,7 +37,7 @@ def _edits(ref: list[str], hyp: list[str]) -> int:
     return row[-1]
 
 
-def _audio(path: Path):
+def _audio(path: Path) -> Any:
     src = AudioFileSource(path, chunk_s=10.0)
     src.open()
     try:

@@ -25,6 +25,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def with_previous(rows: list[Row], use: bool) -> list[tuple[str, str, int]]:
     return out
 
 
-def encode(tok, rows: list[tuple[str, str, int]], cur_max: int, total_max: int = 128) -> list[Item]:
+def encode(tok: Any, rows: list[tuple[str, str, int]], cur_max: int, total_max: int = 128) -> list[Item]:
     out = []
     for cur, prev, y in rows:
         a = tok.encode(cur).ids
@@ -69,7 +70,7 @@ def encode(tok, rows: list[tuple[str, str, int]], cur_max: int, total_max: int =
     return out
 
 
-def batch(items: list[Item]):
+def batch(items: list[Item]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     t = max(len(i[0]) for i in items)
     ids = np.zeros((len(items), t), np.int64)
     types, mask = np.zeros_like(ids), np.zeros_like(ids)
@@ -78,7 +79,9 @@ def batch(items: list[Item]):
     return torch.from_numpy(ids), torch.from_numpy(types), torch.from_numpy(mask)
 
 
-def forward(model: EmotionClassifier, ids, types, mask):
+def forward(
+    model: EmotionClassifier, ids: torch.Tensor, types: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     states = model.encoder(ids, mask, types)
     return model.head(model.dropout(mean_pool(states, mask * (1 - types))))
 

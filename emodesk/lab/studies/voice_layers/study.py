@@ -30,6 +30,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from emodesk.lab.paths import REPO
 
 ROOT = REPO
 
-from emodesk.evaluation.datasets import load_split  # noqa: E402
+from emodesk.evaluation.datasets import Row, load_split  # noqa: E402
 from emodesk.evaluation.evaluate import read_audio_16k  # noqa: E402
 from emodesk.inference.voice_features import pool_frames  # noqa: E402
 from emodesk.lab.studies.voice_layers.reference_encoder import WhisperEncoder  # noqa: E402
@@ -63,7 +64,7 @@ def n_valid(n_samples: int, window: int) -> int:
     return max(1, min(window // 2, -(-n_samples // (2 * HOP))))
 
 
-def mel_input(fe, audio: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
+def mel_input(fe: Any, audio: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
     """(80, T) log-mel input for ``mode`` and the number of output frames to pool."""
     n = audio.shape[0]
     if mode == "app":
@@ -88,7 +89,7 @@ def model_dir(args: argparse.Namespace) -> Path:
     return bundled_asr_model()
 
 
-def rows_01_20(data: Path):
+def rows_01_20(data: Path) -> list[Row]:
     return load_split(data, "train") + load_split(data, "val")  # actors 01–20; never the test actors
 
 
