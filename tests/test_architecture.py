@@ -107,3 +107,28 @@ def test_model_table_is_current():
         timeout=120,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_without_the_lab_the_commands_that_need_it_say_what_to_install(monkeypatch, capsys):
+    """The bundle and the wheel leave emodesk.lab out: train, retrain and benchmark-ao refuse in
+    one line that names the source install, and exit non-zero."""
+    import importlib
+
+    real = importlib.import_module
+
+    def without_lab(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("emodesk.lab"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib, "import_module", without_lab)
+    from emodesk.cli.main import main
+
+    for argv, code in (
+        (["train", "face", "--out", "x.onnx"], 2),
+        (["retrain", "--rollback"], 1),
+        (["fusion", "benchmark-ao", "--json", "a.json"], 1),
+    ):
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert "part of emodesk's lab" in err and "pip install -e '.[train]'" in err, err

@@ -20,7 +20,7 @@ from emodesk.evaluation.evaluate import read_audio_16k
 from emodesk.imaging import read_image
 from emodesk.inference.face_detector import FaceDetector
 from emodesk.inference.face_scorer import FaceExpressionScorer
-from emodesk.inference.manifest import write_manifest
+from emodesk.inference.manifest import ManifestDraft
 from emodesk.labels import LABELS
 from emodesk.resources import assets_dir, shipped_models_dir
 
@@ -143,8 +143,8 @@ def test_several_installed_models_get_one_picture_each(
     user_set.mkdir(parents=True)
     (user_set / "copy.onnx").write_bytes(FACE_MODEL.read_bytes())
     man = json.loads(FACE_MODEL.with_suffix(".json").read_text(encoding="utf-8"))
-    man.update(id="face-copy", file="copy.onnx", metrics={})
-    write_manifest(user_set / "copy.json", man)
+    man.update(id="face-copy", metrics={})
+    ManifestDraft.from_dict(man).write(user_set / "copy.onnx")
     (emodesk_home / "models" / "active").write_text("v1", encoding="utf-8")
     manifest = _write_csv(face_dir / "two.csv", "path,label", FACE_ROWS[:3])
     rc = main(
@@ -301,17 +301,13 @@ def _text_model(folder: Path) -> Path:
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(folder / "tiny-text.onnx"))
-    write_manifest(
-        folder / "tiny-text.json",
-        {
-            "id": "text-tiny",
-            "modality": "text",
-            "file": "tiny-text.onnx",
-            "inputs": [{"name": "input_ids", "shape": [1, "T"], "dtype": "int64"}],
-            "labels": list(MODEL_ORDER),
-            "preprocessing": {"tokenizer": "tiny-tokenizer.json", "output": "logits"},
-        },
-    )
+    ManifestDraft(
+        id="text-tiny",
+        modality="text",
+        inputs=[{"name": "input_ids", "shape": [1, "T"], "dtype": "int64"}],
+        labels=list(MODEL_ORDER),
+        preprocessing={"tokenizer": "tiny-tokenizer.json", "output": "logits"},
+    ).write(folder / "tiny-text.onnx")
     return folder / "tiny-text.onnx"
 
 
@@ -392,17 +388,13 @@ def _voice_model(folder: Path) -> Path:
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(folder / "tiny-voice.onnx"))
-    write_manifest(
-        folder / "tiny-voice.json",
-        {
-            "id": "voice-tiny",
-            "modality": "voice",
-            "file": "tiny-voice.onnx",
-            "inputs": [{"name": "waveform", "shape": [1, "S"], "dtype": "float32"}],
-            "labels": list(MODEL_ORDER),
-            "preprocessing": {"input": "waveform", "output": "logits"},
-        },
-    )
+    ManifestDraft(
+        id="voice-tiny",
+        modality="voice",
+        inputs=[{"name": "waveform", "shape": [1, "S"], "dtype": "float32"}],
+        labels=list(MODEL_ORDER),
+        preprocessing={"input": "waveform", "output": "logits"},
+    ).write(folder / "tiny-voice.onnx")
     return folder / "tiny-voice.onnx"
 
 

@@ -1,6 +1,6 @@
 """The live microphone, recorded for real from a PulseAudio virtual microphone.
 
-A private PulseAudio daemon (``tests/pulse.py``) plays wav files into a null
+A private PulseAudio daemon (``tests/support/pulse.py``) plays wav files into a null
 sink whose monitor is the default microphone; ``MicrophoneSource`` records it
 through PortAudio → ALSA → PulseAudio exactly as it records a user's headset.
 Skipped, with the reason, where PulseAudio or the ALSA pulse plugin is missing.

@@ -13,8 +13,9 @@
    bench run inside a longer process (a test session) would count all of it.
 2. **Unpaced**: the face path of ``emodesk analyze`` (decode, detect, crop,
    every face member, track) as fast as it goes, for ``face.fps``.
-3. **Baseline**: the ``fer``-style pipeline (:mod:`.baseline`) over the same
-   video for the same number of frames; ``baseline.ratio`` = our fps / its fps.
+3. **Baseline**: the ``fer``-style pipeline (:mod:`emodesk.lab.baseline`, reached through
+   ``cli.common.lab_module``) over the same video for the same number of frames;
+   ``baseline.ratio`` = our fps / its fps.
 """
 
 from __future__ import annotations

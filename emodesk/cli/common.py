@@ -30,8 +30,9 @@ class Parser(argparse.ArgumentParser):
 
 def lab_module(name: str, what: str) -> ModuleType:
     """``emodesk.lab.<name>``, the one way the app reaches the lab (an import-linter contract keeps
-    every other import out). The bundle leaves the lab out, and its training code needs the ``train``
-    extra: either is an :class:`EmodeskError` that says ``what`` needs a source install."""
+    every other import out). The bundle and the wheel leave the lab out, and its training code
+    needs the ``train`` extra: either is an :class:`EmodeskError` that says ``what`` needs a source
+    install."""
     try:
         return importlib.import_module(f"emodesk.lab.{name}")
     except ModuleNotFoundError as e:

@@ -37,9 +37,12 @@ def _parser(modality: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     argv = list(argv)
+    usage = f"usage: emodesk train {{{','.join(MEMBER_KINDS)}}} --out MODEL.onnx [options]"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"{usage}\n(emodesk train MODALITY --help lists a modality's options)")
+        return 0
     if not argv or argv[0] not in MEMBER_KINDS:
-        kinds = ",".join(MEMBER_KINDS)
-        print(f"usage: emodesk train {{{kinds}}} --out MODEL.onnx [options]", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     modality, rest = argv[0], argv[1:]
     try:

@@ -1,14 +1,19 @@
-"""Model manifests (``X.json`` beside ``X.onnx``) and their load-time checks.
+"""Model manifests (``X.json`` beside ``X.onnx``): the one validating reader, the typed builder,
+and their load-time checks.
 
 A model is refused when its sha256 or its input shapes disagree with the
 manifest, with a message naming both (docs/formats.md, "Model manifests").
+Every exporter (the lab's trainers, converters and retraining) writes through
+:class:`ManifestDraft`, so the keys are spelled in one place and a draft the app
+would refuse fails when it is written, not when the app loads it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +151,86 @@ def _shapes_match(want: Sequence[Dim], got: Sequence[Dim]) -> bool:
     return True
 
 
-def write_manifest(json_path: Path, data: Mapping[str, Any]) -> None:
-    """Write a manifest with the model file's sha256 filled in (used by export scripts)."""
-    d = dict(data)
-    d["sha256"] = sha256_file(json_path.parent / str(d["file"]))
-    json_path.write_text(json.dumps(d, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+@dataclass(frozen=True)
+class ManifestDraft:
+    """A manifest before it is written. ``file`` and ``sha256`` are not fields: :meth:`write` takes
+    them from the model file itself; ``id`` defaults to the file's stem, ``created`` to now."""
+
+    modality: str
+    inputs: Sequence[Mapping[str, Any]] = ()
+    outputs: Sequence[Mapping[str, Any]] = ()
+    id: str | None = None
+    labels: Sequence[str] | None = None
+    preprocessing: Mapping[str, Any] = field(default_factory=dict)
+    postprocessing: Mapping[str, Any] | None = None
+    requires: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)
+    usage: str = ""
+    license: str = ""
+    license_text: str | None = None
+    """The full text of a license that asks to travel with the weights (MIT, for example)."""
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    created: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ManifestDraft:
+        """A draft of an existing manifest's JSON, to edit with :func:`dataclasses.replace`; a key
+        this project does not know is refused rather than dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"file", "sha256"})
+        if unknown:
+            raise ModelError(f"manifest {d.get('id', '?')}: unknown keys {unknown}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_file(cls, json_path: Path) -> ManifestDraft:
+        try:
+            d = json.loads(Path(json_path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"model manifest {json_path} is unreadable: {e}") from None
+        if not isinstance(d, dict):
+            raise ModelError(f"model manifest {json_path} must hold a JSON object")
+        return cls.from_dict(d)
+
+    def document(self, model_path: Path) -> dict[str, Any]:
+        """The manifest's JSON object for ``model_path`` (keys in a fixed order)."""
+        d: dict[str, Any] = {
+            "id": self.id or model_path.stem,
+            "modality": self.modality,
+            "file": model_path.name,
+            "sha256": sha256_file(model_path),
+            "inputs": [dict(x) for x in self.inputs],
+        }
+        if self.outputs:
+            d["outputs"] = [dict(x) for x in self.outputs]
+        d["preprocessing"] = dict(self.preprocessing)
+        if self.postprocessing is not None:
+            d["postprocessing"] = dict(self.postprocessing)
+        if self.labels is not None:
+            d["labels"] = list(self.labels)
+        d["requires"] = dict(self.requires)
+        d["source"] = dict(self.source)
+        if self.usage:
+            d["usage"] = self.usage
+        d["license"] = self.license
+        if self.license_text is not None:
+            d["license_text"] = self.license_text
+        d["metrics"] = dict(self.metrics)
+        d["created"] = self.created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return d
+
+    def write(self, model_path: Path) -> ModelManifest:
+        """``X.json`` beside ``model_path`` (``X.onnx``), read back through :meth:`ModelManifest.load`
+        and checked against the file, so a manifest the app would refuse is never left behind."""
+        if self.modality not in MODALITIES:
+            raise ModelError(
+                f"manifest of {model_path.name}: modality {self.modality!r} is not one of {MODALITIES}"
+            )
+        if not self.inputs:
+            raise ModelError(f"manifest of {model_path.name}: it must name the model's inputs")
+        json_path = model_path.with_suffix(".json")
+        doc = self.document(model_path)
+        json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written = ModelManifest.load(json_path)
+        written.verify_file()
+        return written

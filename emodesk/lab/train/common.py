@@ -13,7 +13,6 @@ inputs before a manifest is written.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -22,14 +21,14 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
+from emodesk.inference.manifest import ManifestDraft, ModelManifest
 
 try:
     import torch
@@ -326,22 +325,9 @@ def onnx_input_specs(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def write_manifest(onnx_path: Path, fields: Mapping[str, Any]) -> Path:
-    """``X.json`` beside ``X.onnx`` with sha256 and inputs read off the file itself."""
-    from emodesk.resources import sha256_file
-
-    d: dict[str, Any] = {
-        "id": fields.get("id", onnx_path.stem),
-        "modality": fields["modality"],
-        "file": onnx_path.name,
-        "sha256": sha256_file(onnx_path),
-        "inputs": onnx_input_specs(onnx_path),
-    }
-    d.update({k: v for k, v in fields.items() if k not in d})
-    d.setdefault("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    out = onnx_path.with_suffix(".json")
-    out.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
-    return out
+def write_manifest(onnx_path: Path, draft: ManifestDraft) -> ModelManifest:
+    """``X.json`` beside ``X.onnx``, its ``inputs`` read off the exported file itself."""
+    return replace(draft, inputs=onnx_input_specs(onnx_path)).write(onnx_path)
 
 
 def batches(

@@ -51,8 +51,8 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
     ap.add_argument("--penalty", type=float, default=DEFAULT_PENALTY)
     ap.add_argument("--cache", type=Path, default=REPO / "build" / "fusion" / "scores.npz")
-    ap.add_argument("--json", type=Path, default=REPO / "docs" / "fusion-comparison.json")
-    ap.add_argument("--markdown", type=Path, default=REPO / "docs" / "fusion-comparison.md")
+    ap.add_argument("--json", type=Path, default=Path(__file__).with_name("results.json"))
+    ap.add_argument("--markdown", type=Path, default=Path(__file__).with_name("README.md"))
     ap.add_argument("--render-only", action="store_true", help="rewrite the markdown from the JSON")
     args = ap.parse_args()
     if args.render_only:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ from emodesk.evaluation.datasets import load_split
 from emodesk.evaluation.metrics import batch_confusions, confusion_scores
 from emodesk.fusion.optimize import FunctionProblem, minimize
 from emodesk.fusion.search import make_fusion_optimizer
-from emodesk.inference.manifest import ModelManifest, write_manifest
+from emodesk.inference.manifest import ManifestDraft, ModelManifest
 from emodesk.inference.utterance_scorers import TextScorer
 from emodesk.lab.paths import REPO
 from emodesk.labels import N_LABELS
-from emodesk.resources import datasets_dir, sha256_file
+from emodesk.resources import datasets_dir
 
 
 def logp(scorer: TextScorer, texts: list[str]) -> np.ndarray:
@@ -105,12 +106,10 @@ def main() -> int:
     if args.dry_run:
         return 0
     bake(args.model, b)
-    raw = json.loads(man_path.read_text(encoding="utf-8"))
-    raw["sha256"] = sha256_file(args.model)
-    raw.setdefault("source", {})["calibration"] = report
-    raw["metrics"] = {}  # the old test numbers describe the uncalibrated model: re-record them
-    write_manifest(man_path, raw)
-    fresh = TextScorer.load(ModelManifest.load(man_path), device="cpu")
+    draft = ManifestDraft.from_file(man_path)
+    # the old test numbers describe the uncalibrated model: re-record them
+    written = replace(draft, source={**draft.source, "calibration": report}, metrics={}).write(args.model)
+    fresh = TextScorer.load(written, device="cpu")
     sample = [r.x for r in meld[:50]]
     want = np.exp(lp_m[:50] + b)
     want /= want.sum(axis=1, keepdims=True)
@@ -118,7 +117,7 @@ def main() -> int:
     if not np.allclose(got, want, atol=1e-4):
         print("the baked model does not reproduce softmax(logits + bias)", file=sys.stderr)
         return 1
-    print(f"wrote {args.model} (sha256 {raw['sha256'][:12]}…); now re-record its test metrics")
+    print(f"wrote {args.model} (sha256 {written.sha256[:12]}…); now re-record its test metrics")
     return 0
 
 

@@ -35,11 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emodesk.lab.paths import REPO
-
-ROOT = REPO
-
-from emodesk.speech.ct2_int8 import read_model_bin  # noqa: E402
+from emodesk.speech.ct2_int8 import read_model_bin
 
 
 def int8_round_trip(w: np.ndarray) -> np.ndarray:

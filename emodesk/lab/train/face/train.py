@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from emodesk.errors import InputError
 from emodesk.evaluation.datasets import Row, load_rows
 from emodesk.evaluation.metrics import compute_metrics
+from emodesk.inference.manifest import ManifestDraft
 from emodesk.lab.train.common import (
     EarlyStopping,
     History,
@@ -381,11 +382,11 @@ def export_face(
     diff = check_agreement(ref, onnx_outputs(out, {"input": x.numpy()}), atol=1e-4, what=str(out))
     val = compute_metrics(data["y_val"], predict(net, data["x_val"], torch.device("cpu")))
     quant = _maybe_quantize(out, data, skip=args.no_quantize)
-    fields: dict[str, Any] = {
-        "id": out.stem,
-        "modality": "face",
-        "outputs": [{"name": "probs", "shape": ["N", N_LABELS], "dtype": "float32"}],
-        "preprocessing": {
+    fields = ManifestDraft(
+        id=out.stem,
+        modality="face",
+        outputs=[{"name": "probs", "shape": ["N", N_LABELS], "dtype": "float32"}],
+        preprocessing={
             "color": "gray",
             "gray": "ITU-R 601 luma, as cv2.COLOR_BGR2GRAY",
             "size": [SIZE, SIZE],
@@ -404,8 +405,8 @@ def export_face(
             "output": "probs",
             "test_time": "mean of the softmax of the crop and of its mirror image (inside the graph)",
         },
-        "labels": list(LABELS),
-        "source": {
+        labels=list(LABELS),
+        source={
             "architecture": f"pre-activation ResNet, widths {list(net.config['widths'])}, blocks "
             f"{list(net.config['blocks'])} (emodesk/lab/train/face/net.py, arch {args.arch!r})",
             "data": "FER-2013 (Goodfellow et al. 2013), ../shared/datasets/faces/fer2013 layout",
@@ -421,11 +422,11 @@ def export_face(
             "onnx_vs_torch_max_abs_diff": diff,
             "quantization": quant,
         },
-        "license": "Apache-2.0 (emodesk). Trained on FER-2013, whose images were collected from the web "
+        license="Apache-2.0 (emodesk). Trained on FER-2013, whose images were collected from the web "
         "and released for the 2013 Kaggle challenge for research; check its terms before commercial use.",
-        "metrics": {},
-        "requires": {},
-    }
+        metrics={},
+        requires={},
+    )
     write_manifest(out, fields)
     print(
         f"wrote {out} and {out.with_suffix('.json')} (val accuracy {val['accuracy']:.4f}, "

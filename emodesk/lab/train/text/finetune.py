@@ -40,6 +40,7 @@ import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import compute_metrics
+from emodesk.inference.manifest import ManifestDraft
 from emodesk.lab.train.common import (
     EarlyStopping,
     History,
@@ -425,7 +426,7 @@ def export_and_describe(
     train_sets: Sequence[TextSplit],
     val_sets: Sequence[TextSplit],
     ckdir: Path,
-) -> dict[str, Any]:
+) -> ManifestDraft:
     """ONNX (fp32, then int8 when it costs ≤ 0.5 F1 points), tokenizer, test metrics, manifest."""
     from tokenizers import Tokenizer
 
@@ -490,17 +491,17 @@ def export_and_describe(
     per_sentence = seconds_per_sentence(out, shipped_tok, [sample[i] for i in pick])
 
     kinds = {s.kind for s in train_sets}
-    fields: dict[str, Any] = {
-        "id": out.stem,
-        "modality": "text",
-        "outputs": [{"name": "logits", "shape": ["batch", N_LABELS], "dtype": "float32"}],
-        "labels": list(LABELS),
-        "preprocessing": {
+    fields = ManifestDraft(
+        id=out.stem,
+        modality="text",
+        outputs=[{"name": "logits", "shape": ["batch", N_LABELS], "dtype": "float32"}],
+        labels=list(LABELS),
+        preprocessing={
             "tokenizer": tok_path.name,
             "max_length": INFERENCE_MAX_LENGTH,
             "output": "logits",
         },
-        "source": {
+        source={
             "data": data_lines(data, train_sets, val_sets, test_sets),
             "protocol": _protocol(kinds),
             "encoder": result.meta["encoder"],
@@ -537,11 +538,11 @@ def export_and_describe(
             "best_epoch": int(result.best_state["epoch"]) + 1,
             "history": result.history.epochs,
         },
-        "license": license_text(kinds),
-        "usage": usage_note(kinds),
-        "metrics": metrics,
-        "requires": {},
-    }
+        license=license_text(kinds),
+        usage=usage_note(kinds),
+        metrics=metrics,
+        requires={},
+    )
     write_manifest(out, fields)
     check_in_app(out, sess, shipped_tok, sample[0])
     return fields
@@ -558,14 +559,14 @@ def _init_history(args: argparse.Namespace) -> Any:
     return {"command": d.get("meta", {}).get("command"), "settings": d.get("settings")}
 
 
-def _summary(fields: dict[str, Any], out: Path) -> None:
-    src = fields["source"]
+def _summary(fields: ManifestDraft, out: Path) -> None:
+    src = fields.source
     print(
         f"\n{out}  ({src['weights']}, {out.stat().st_size / 1e6:.1f} MB, best epoch "
         f"{src['best_epoch']} of {src['epochs_run']})"
     )
     print(f"{'test set':28s} {'n':>6s} {'accuracy':>9s} {'macro_f1':>9s} {'uar':>7s}")
-    for name, m in fields["metrics"].items():
+    for name, m in fields.metrics.items():
         if isinstance(m, dict):
             print(f"{name:28s} {m['n']:6d} {m['accuracy']:9.4f} {m['macro_f1']:9.4f} {m['uar']:7.4f}")
     q = src["quantization"]

@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch
 
 from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import compute_metrics
-from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.manifest import ManifestDraft, ModelManifest
 from emodesk.lab.train.common import command_line, write_manifest
 from emodesk.lab.train.text.data import (
     Selection,
@@ -389,19 +389,17 @@ def run(args: argparse.Namespace) -> int:
             "command": command_line(),
         }
     )
-    fields = {
-        **{
-            k: v
-            for k, v in raw.items()
-            if k not in ("sha256", "file", "inputs", "created", "metrics", "source")
-        },
-        "id": args.out.stem,
-        "preprocessing": {**raw.get("preprocessing", {}), "tokenizer": tok_out.name},
-        "source": source,
-        "metrics": metrics,
-        "license": license_text(kinds),
-        "usage": usage_note(kinds),
-    }
+    draft = ManifestDraft.from_dict(raw)
+    fields = replace(
+        draft,
+        id=args.out.stem,
+        preprocessing={**draft.preprocessing, "tokenizer": tok_out.name},
+        source=source,
+        metrics=metrics,
+        license=license_text(kinds),
+        usage=usage_note(kinds),
+        created=None,
+    )
     write_manifest(args.out, fields)
     check_in_app(args.out, sess, tok, sample[0])
     if not args.quiet:

@@ -47,7 +47,7 @@ import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import compute_metrics
-from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.manifest import ManifestDraft, ModelManifest
 from emodesk.lab.train.common import command_line, torch, write_manifest
 from emodesk.lab.train.text.data import (
     INFERENCE_MAX_LENGTH,
@@ -584,13 +584,13 @@ def run(args: argparse.Namespace) -> int:
     per_sentence = seconds_per_sentence(args.out, shipped_tok, [sample[i] for i in pick])
 
     kinds = {s.kind for s in train_sets}
-    fields: dict[str, Any] = {
-        "id": args.out.stem,
-        "modality": "text",
-        "outputs": [{"name": "logits", "shape": ["batch", N_LABELS], "dtype": "float32"}],
-        "labels": list(LABELS),
-        "preprocessing": {"tokenizer": tok_out.name, "max_length": INFERENCE_MAX_LENGTH, "output": "logits"},
-        "source": {
+    fields = ManifestDraft(
+        id=args.out.stem,
+        modality="text",
+        outputs=[{"name": "logits", "shape": ["batch", N_LABELS], "dtype": "float32"}],
+        labels=list(LABELS),
+        preprocessing={"tokenizer": tok_out.name, "max_length": INFERENCE_MAX_LENGTH, "output": "logits"},
+        source={
             "data": data_lines(data, train_sets, val_sets, test_sets),
             "protocol": "train on the datasets' train splits (MELD: its train file minus a dialogue-level "
             "10% val); data weight and L2 chosen on their val splits; test sets scored once, on the "
@@ -631,11 +631,11 @@ def run(args: argparse.Namespace) -> int:
             "command": command_line(),
             "seed": args.seed,
         },
-        "license": license_text(kinds, TOKENIZER_LICENSE),
-        "usage": usage_note(kinds),
-        "metrics": metrics,
-        "requires": {},
-    }
+        license=license_text(kinds, TOKENIZER_LICENSE),
+        usage=usage_note(kinds),
+        metrics=metrics,
+        requires={},
+    )
     write_manifest(args.out, fields)
     check_in_app(args.out, sess, shipped_tok, sample[0])
     if not args.quiet:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from emodesk.evaluation.datasets import Row
-from emodesk.inference.manifest import ModelManifest, write_manifest
+from emodesk.inference.manifest import ManifestDraft, ModelManifest
 from emodesk.lab.train.common import check_agreement, export_onnx, onnx_outputs
 from emodesk.lab.train.voice.train import Prior, extract_features, fit_head, simulated_sessions
 from emodesk.resources import sha256_file
@@ -102,9 +103,13 @@ def finetune_voice(
     with torch.no_grad():
         ref = model(torch.as_tensor(z[:64])).numpy()
     diff = check_agreement(ref, onnx_outputs(out, {"features": z[:64]}), atol=1e-5, what=str(out))
-    raw["preprocessing"]["normalization"]["prior_mean"] = [float(v) for v in prior.mean]
-    raw["preprocessing"]["normalization"]["prior_std"] = [float(v) for v in prior.std]
-    raw["source"] = {
+    draft = ManifestDraft.from_dict(raw)
+    normalization = {
+        **draft.preprocessing["normalization"],
+        "prior_mean": [float(v) for v in prior.mean],
+        "prior_std": [float(v) for v in prior.std],
+    }
+    source = {
         **src,
         "fine_tuned": {
             "from_sha256": member.sha256,
@@ -114,6 +119,9 @@ def finetune_voice(
             "onnx_vs_torch_max_abs_diff": diff,
         },
     }
-    raw["metrics"] = {}
-    write_manifest(out.with_suffix(".json"), raw)
-    return ModelManifest.load(out.with_suffix(".json"))
+    return replace(
+        draft,
+        preprocessing={**draft.preprocessing, "normalization": normalization},
+        source=source,
+        metrics={},
+    ).write(out)

@@ -41,6 +41,7 @@ import numpy as np
 from emodesk.errors import InputError
 from emodesk.evaluation.datasets import Row, load_split
 from emodesk.evaluation.metrics import compute_metrics
+from emodesk.inference.manifest import ManifestDraft
 from emodesk.inference.voice_features import pool_frames, shrunk_stats
 from emodesk.lab.train.common import (
     History,
@@ -532,11 +533,11 @@ def export_voice(
     with torch.no_grad():
         ref = model(torch.as_tensor(zv)).numpy()
     diff = check_agreement(ref, onnx_outputs(out, {"features": zv}), atol=1e-5, what=str(out))
-    fields: dict[str, Any] = {
-        "id": out.stem,
-        "modality": "voice",
-        "outputs": [{"name": "probs", "shape": ["N", N_LABELS], "dtype": "float32"}],
-        "preprocessing": {
+    fields = ManifestDraft(
+        id=out.stem,
+        modality="voice",
+        outputs=[{"name": "probs", "shape": ["N", N_LABELS], "dtype": "float32"}],
+        preprocessing={
             **_encoder_preprocessing(out, blocks),
             "pooling": "mean_std",
             "normalization": {
@@ -547,9 +548,9 @@ def export_voice(
             },
             "output": "probs",
         },
-        "labels": list(LABELS),
-        "requires": {"asr_model": args.asr_model, "encoder_sha256": encoder_sha},
-        "source": {
+        labels=list(LABELS),
+        requires={"asr_model": args.asr_model, "encoder_sha256": encoder_sha},
+        source={
             "architecture": "linear softmax head over pooled whisper encoder states "
             + (
                 f"after block(s) {', '.join(map(str, blocks))} (emodesk/lab/train/voice/train.py); "
@@ -580,11 +581,11 @@ def export_voice(
             "search": [{k: v for k, v in r.items() if k != "folds"} for r in grid],
             "onnx_vs_torch_max_abs_diff": diff,
         },
-        "usage": "non-commercial use only: trained on RAVDESS (CC BY-NC-SA 4.0)",
-        "license": "Apache-2.0 (emodesk). Trained on RAVDESS, licensed CC BY-NC-SA 4.0: this model is "
+        usage="non-commercial use only: trained on RAVDESS (CC BY-NC-SA 4.0)",
+        license="Apache-2.0 (emodesk). Trained on RAVDESS, licensed CC BY-NC-SA 4.0: this model is "
         "for NON-COMMERCIAL use only.",
-        "metrics": {},
-    }
+        metrics={},
+    )
     write_manifest(out, fields)
     print(f"wrote {out} and {out.with_suffix('.json')} (ONNX vs torch {diff:.2g})", file=sys.stderr)
     return out
