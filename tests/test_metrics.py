@@ -94,6 +94,7 @@ def test_output_is_plain_json() -> None:
         "confusion",
         "labels",
         "ci95",
+        "neutral_misread",
     }
     assert set(m["per_class_recall"]) == set(m["labels"])
 
@@ -132,3 +133,15 @@ def test_batch_confusions_match_compute_metrics_row_by_row() -> None:
     for k in range(4):
         want = compute_metrics(y, np.eye(7)[preds[k]], bootstrap=0)["confusion"]
         assert shared[k].tolist() == want == per_row_y[k].tolist()
+
+
+def test_neutral_misreads_count_calm_rows_read_as_angry_or_aroused() -> None:
+    """10 neutral rows: 3 read angry, 1 fear, 1 surprise, 5 neutral; 4 angry rows don't count."""
+    y = [N] * 10 + [A] * 4
+    m = compute_metrics(y, one_hot([A, A, A, F, U, N, N, N, N, N, A, A, A, N]), bootstrap=0)
+    nm = m["neutral_misread"]
+    assert nm["n"] == 10 and nm["angry"] == pytest.approx(0.3) and nm["high_arousal"] == pytest.approx(0.5)
+    assert nm["high_arousal_labels"] == ["angry", "fear", "surprise"]
+    lo, hi = nm["ci95"]["angry"]
+    assert lo == pytest.approx(0.1078, abs=1e-4) and hi == pytest.approx(0.6032, abs=1e-4)  # Wilson
+    assert "neutral_misread" not in compute_metrics([A, H], one_hot([A, H]), bootstrap=0)

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -29,6 +30,9 @@ _DATASET_MODALITY = {
     "goemotions": "text",
     "meld": "text",
     "dair-ai": "text",
+    "tess": "voice",
+    "urdu": "voice",
+    "ferplus": "face",
 }
 
 
@@ -82,6 +86,12 @@ def _parser() -> _Parser:
         action="store_true",
         help="with --detect: no zoomed second look where the whole image shows no face "
         "(the detector as it was before it had one)",
+    )
+    p.add_argument(
+        "--pooled",
+        action="store_true",
+        help="voice: score every row as one session, in a seeded order (default: one session per "
+        "speaker, the manifest's group or speaker column, as the app runs one per recording)",
     )
     p.add_argument(
         "--device",
@@ -187,6 +197,15 @@ def format_report(m: dict[str, Any], *, title: str) -> str:
         line("macro-F1", "macro_f1"),
         line("weighted-F1", "weighted_f1"),
         "  recall      " + "  ".join(f"{k} {v:.3f}" for k, v in m["per_class_recall"].items()),
+    ]
+    nm = m.get("neutral_misread")
+    if nm:
+        lo, hi = nm["ci95"]["angry"]
+        out.append(
+            f"  neutral rows read as angry {nm['angry']:.3f} [{lo:.3f}, {hi:.3f}], as "
+            f"{'/'.join(nm['high_arousal_labels'])} {nm['high_arousal']:.3f} (n = {nm['n']})"
+        )
+    out += [
         "  confusion (rows true, columns predicted):",
         "  " + " " * 10 + "".join(f"{lab[:8]:>9}" for lab in LABELS),
     ]
@@ -246,6 +265,8 @@ def run(argv: Sequence[str]) -> int:
         raise UsageError("--detect applies to eval face only")
     if args.no_zoom and not args.detect:
         raise UsageError("--no-zoom applies with --detect only")
+    if args.pooled and modality != "voice":
+        raise UsageError("--pooled applies to eval voice only")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.record is not None and (args.limit is not None or not args.record.strip()):
@@ -270,6 +291,8 @@ def run(argv: Sequence[str]) -> int:
     )
     if args.limit is not None:
         rows = [rows[i] for i in _spread(len(rows), args.limit)]
+    if args.pooled:  # one session: the running normalisation sees every speaker (a seeded order)
+        rows = [replace(r, group="") for r in rows]
     what = f"{source} (test split)" if source.is_dir() else str(source)
     print(f"{len(rows)} rows from {what}; {len(manifests)} {modality} model(s)\n")
 

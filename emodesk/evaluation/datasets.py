@@ -16,9 +16,23 @@ so both see the same splits and the same label rules (docs/formats.md,
   rows labeled ``love`` are dropped unless ``--label-map love=happy`` says
   otherwise (love is closer to joy, but folding it in would teach that
   affection is happiness; dropping is the honest default).
+- TESS (two speakers, ``manifest.csv``): extra *training* data only, never a
+  test of speaker independence. **Rule:** val is every clip of a seeded 10 % of
+  its 200 words (both speakers, all emotions), train the rest; it has no test
+  split. ``group`` is the speaker.
+- URDU (``manifest.csv``, four labels): a *cross-corpus check only*: its test
+  split is all 400 clips, and it has no train or val split, so nothing can be
+  trained or selected on it. ``group`` is the speaker.
+- FER+ (``fer2013_to_ferplus.csv`` beside the FER-2013 folder): the FER-2013
+  images of each split labelled by the majority of their ten crowd votes
+  (``ferplus_majority_7``); images whose majority is contempt, unknown or not
+  a face are left out. :func:`ferplus_votes` gives the vote distributions
+  (soft targets) for training.
 
 A manifest is a CSV with a header: ``path,label`` (images, audio) or
-``text,label``; paths are relative to the CSV's folder.
+``text,label``; paths are relative to the CSV's folder; an optional ``group``
+(or ``speaker``) column names the session a row belongs to (``eval voice``
+scores each group as one session).
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ from emodesk.errors import InputError, LabelError
 from emodesk.labels import LABELS, canonical_label
 
 Split = Literal["train", "val", "test"]
-DatasetKind = Literal["fer2013", "ravdess", "goemotions", "meld", "dair-ai"]
+DatasetKind = Literal["fer2013", "ravdess", "goemotions", "meld", "dair-ai", "tess", "urdu", "ferplus"]
 _RAVDESS_EMOTIONS = {
     "01": "neutral",
     "02": "neutral",  # calm → neutral (docs/formats.md aliases)
@@ -55,6 +69,11 @@ _RAVDESS_NAME = re.compile(r"^\d\d-\d\d-(\d\d)-\d\d-\d\d-\d\d-(\d\d)\.(flac|wav)
 _GOEMOTIONS_IDS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 MELD_VAL_FRACTION = 0.1
 MELD_SPLIT_SEED = 0
+TESS_VAL_FRACTION = 0.1
+TESS_SPLIT_SEED = 0
+FERPLUS_CSV = "fer2013_to_ferplus.csv"
+#: the FER+ vote columns in our label order (contempt, unknown and NF are not among them)
+FERPLUS_VOTES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,12 @@ def dataset_kind(folder: Path) -> DatasetKind | None:
         return "meld"
     if (f / "test.txt").is_file() and (f / "train.txt").is_file():
         return "dair-ai"
+    if (f / FERPLUS_CSV).is_file():
+        return "ferplus"
+    if (f / "manifest.csv").is_file() and (f / "OAF").is_dir() and (f / "YAF").is_dir():
+        return "tess"
+    if (f / "manifest.csv").is_file() and f.name.lower() == "urdu":
+        return "urdu"
     return None
 
 
@@ -130,8 +155,9 @@ def load_split(
     kind = dataset_kind(f)
     if kind is None:
         raise InputError(
-            f"{f} is not a dataset folder this version knows (FER-2013, RAVDESS, GoEmotions, "
-            "MELD, dair-ai emotion layouts; see ../shared/datasets/README.md); pass a manifest CSV"
+            f"{f} is not a dataset folder this version knows (FER-2013, FER+, RAVDESS, TESS, URDU, "
+            "GoEmotions, MELD, dair-ai emotion layouts; see ../shared/datasets/README.md); pass a "
+            "manifest CSV"
         )
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
@@ -142,6 +168,9 @@ def load_split(
         "goemotions": _goemotions,
         "meld": _meld,
         "dair-ai": _dair,
+        "tess": _tess,
+        "urdu": _urdu,
+        "ferplus": _ferplus,
     }
     rows = readers[kind](f, split, lab)
     if not rows:
@@ -245,6 +274,90 @@ def _dair(f: Path, split: Split, lab: _Labeler) -> list[Row]:
     return rows
 
 
+def _speaker_manifest(f: Path, lab: _Labeler) -> list[Row]:
+    return load_manifest(
+        f / "manifest.csv", column="path", label_map=lab.label_map, ignore_unknown=lab.ignore_unknown
+    )
+
+
+def _tess(f: Path, split: Split, lab: _Labeler) -> list[Row]:
+    if split == "test":
+        raise InputError(
+            f"{f} (TESS) has no test split: two speakers cannot test speaker independence; it is "
+            "extra training data (../shared/datasets/README.md)"
+        )
+    rows = _speaker_manifest(f, lab)
+    words = sorted({_tess_word(r.x) for r in rows})
+    random.Random(TESS_SPLIT_SEED).shuffle(words)
+    val = set(words[: round(len(words) * TESS_VAL_FRACTION)])
+    return [r for r in rows if (_tess_word(r.x) in val) == (split == "val")]
+
+
+def _tess_word(path: str) -> str:
+    """``OAF_back_angry.flac`` → ``back``: the word a TESS clip says."""
+    parts = Path(path).stem.split("_")
+    if len(parts) < 3:
+        raise InputError(f"{path} is not a TESS file name (SPEAKER_word_emotion)")
+    return "_".join(parts[1:-1])
+
+
+def _urdu(f: Path, split: Split, lab: _Labeler) -> list[Row]:
+    if split != "test":
+        raise InputError(
+            f"{f} (URDU) is a cross-corpus check only: it has no {split} split, so nothing is "
+            "trained or selected on it (../shared/datasets/README.md)"
+        )
+    return _speaker_manifest(f, lab)
+
+
+def _ferplus_records(f: Path, split: Split) -> list[dict[str, str]]:
+    images = f.parent / "fer2013"
+    if not (images / split).is_dir():
+        raise InputError(f"{f}: FER+ labels the FER-2013 images, expected beside it in {images}")
+    try:
+        with open(f / FERPLUS_CSV, encoding="utf-8", newline="") as fh:
+            return [rec for rec in csv.DictReader(fh) if rec["split"] == split]
+    except (OSError, UnicodeDecodeError, KeyError, csv.Error) as e:
+        raise InputError(f"{f / FERPLUS_CSV} is unreadable: {e}") from None
+
+
+def _ferplus_path(f: Path, rec: Mapping[str, str]) -> str:
+    return str((f.parent / "fer2013" / rec["split"] / rec["our_class"] / rec["our_file"]).resolve())
+
+
+def _ferplus(f: Path, split: Split, lab: _Labeler) -> list[Row]:
+    rows: list[Row] = []
+    for i, rec in enumerate(_ferplus_records(f, split), start=2):
+        name = rec.get("ferplus_majority_7", "").strip()
+        if not name:
+            continue  # contempt, unknown or not a face: left out (module docstring)
+        y = lab(name, f"{f / FERPLUS_CSV}:{i}")
+        if y is not None:
+            rows.append(Row(_ferplus_path(f, rec), y))
+    return rows
+
+
+def ferplus_votes(
+    folder: Path | str, split: Split, *, min_emotion_share: float = 0.5
+) -> list[tuple[str, list[float]]]:
+    """(image path, vote distribution over our seven labels) for every FER+ image of ``split`` whose
+    votes are mostly emotions: at least ``min_emotion_share`` of its ten votes on one of the seven
+    (not contempt, unknown or not-a-face). The soft targets of training on FER+."""
+    f = Path(folder)
+    out: list[tuple[str, list[float]]] = []
+    for rec in _ferplus_records(f, split):
+        try:
+            votes = [float(rec[k] or 0) for k in FERPLUS_VOTES]
+            total = sum(float(rec[k] or 0) for k in (*FERPLUS_VOTES, "contempt", "unknown", "NF"))
+        except (KeyError, ValueError) as e:
+            raise InputError(f"{f / FERPLUS_CSV}: bad vote cell: {e}") from None
+        emotion = sum(votes)
+        if total <= 0 or emotion / total < min_emotion_share:
+            continue
+        out.append((_ferplus_path(f, rec), [v / emotion for v in votes]))
+    return out
+
+
 def resolve_row_path(manifest: Path, line: int, value: str, check: bool, column: str = "file") -> str:
     """A manifest cell's path made absolute (relative to the CSV's folder); an error names the row."""
     fp = Path(value.strip())
@@ -284,7 +397,7 @@ def load_manifest(
                 value = resolve_row_path(p, i, value, check_files)
             y = lab(rec["label"], f"{p}:{i}")
             if y is not None:
-                rows.append(Row(value, y, rec.get("group", "")))
+                rows.append(Row(value, y, rec.get("group") or rec.get("speaker", "")))
     if not rows:
         raise InputError(f"manifest {p} has no usable rows")
     return rows

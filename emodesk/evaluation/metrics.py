@@ -18,6 +18,36 @@ import numpy as np
 from emodesk.labels import LABELS, N_LABELS
 
 CI_METRICS = ("accuracy", "uar", "macro_f1", "weighted_f1")
+#: the labels a calm speaker or face should rarely be read as: the aroused negative and startled ones
+HIGH_AROUSAL = ("angry", "fear", "surprise")
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> list[float]:
+    """The Wilson score 95% interval of a rate ``k / n`` (sound at 0 and at small ``n``)."""
+    if n <= 0:
+        return [0.0, 1.0]
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def neutral_misreads(conf: np.ndarray) -> dict[str, Any] | None:
+    """How often a neutral (or calm) row is read as angry, and as any high-arousal label: the
+    failure a calm person at a desk sees first. None when no row is neutral."""
+    row = conf[LABELS.index("neutral")]
+    n = int(row.sum())
+    if n == 0:
+        return None
+    angry = int(row[LABELS.index("angry")])
+    high = int(sum(row[LABELS.index(lab)] for lab in HIGH_AROUSAL))
+    return {
+        "n": n,
+        "angry": angry / n,
+        "high_arousal": high / n,
+        "high_arousal_labels": list(HIGH_AROUSAL),
+        "ci95": {"angry": wilson_interval(angry, n), "high_arousal": wilson_interval(high, n)},
+    }
 
 
 def _validate(y_true: Sequence[int] | np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +138,9 @@ def compute_metrics(
         "confusion": conf.astype(int).tolist(),
         "labels": [LABELS[i] for i in present],
     }
+    misread = neutral_misreads(conf)
+    if misread is not None:
+        out["neutral_misread"] = misread
     if bootstrap > 0:
         cells = N_LABELS * N_LABELS
         rng = np.random.default_rng(seed)
