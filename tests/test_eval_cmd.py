@@ -191,6 +191,8 @@ def test_detect_scores_the_largest_face_and_counts_misses(
     m = json.loads(out.read_text(encoding="utf-8"))["face-fer-minixception"]
     assert m["no_face"] == 1 and m["n"] == 1
     assert m["labels"] == ["happy"]
+    # the miss counted as an error: half the images read right at best
+    assert m["accuracy_misses_as_errors"] == pytest.approx(m["accuracy"] / 2)
     assert "no face found in 1 of 2" in captured.out
 
 

@@ -15,11 +15,15 @@ live path — the face detector, then the aligned crop — has to find it again:
    (quality 40–90).
 
 Seeded per image: the same command writes the same files. Output: grey JPEG
-frames and ``test.csv`` (``path,label``) for
+frames and ``test.csv`` (``path,label``, FER-2013's labels), and where the FER+
+votes are found (``--ferplus``), ``test-ferplus.csv``: the same frames under their
+FER+ majority labels, frames whose majority is none of our seven left out:
 
     python -m emodesk.lab.assets.webcam_fer [--data DIR] [--out build/fer-webcam]
     emodesk eval face --detect --manifest build/fer-webcam/test.csv \
         --json docs/results/eval-face-fer2013-webcam.json
+    emodesk eval face --detect --manifest build/fer-webcam/test-ferplus.csv \
+        --json docs/results/eval-face-ferplus-webcam.json
 
 Rows where the detector finds no face are reported as misses (``no_face``) and
 left out of the metrics, which therefore describe the faces the app would score.
@@ -35,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emodesk.evaluation.datasets import load_split
+from emodesk.evaluation.datasets import dataset_kind, load_split
 from emodesk.lab.paths import REPO
 from emodesk.labels import LABELS
 
@@ -109,6 +113,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "faces" / "fer2013")
     ap.add_argument("--out", type=Path, default=REPO / "build" / "fer-webcam")
+    ap.add_argument(
+        "--ferplus", type=Path, default=REPO.parent / "shared" / "datasets" / "faces" / "ferplus"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, help="only the first N test faces (a quick look)")
     args = ap.parse_args()
@@ -116,8 +123,15 @@ def main() -> int:
         print(f"{args.data}: no FER-2013 folder (see ../shared/datasets/README.md)", file=sys.stderr)
         return 2
     rows = load_split(args.data, "test")[: args.limit]
+    ferplus: dict[str, int] = {}
+    if dataset_kind(args.ferplus) == "ferplus":
+        ferplus = {r.x: r.label for r in load_split(args.ferplus, "test")}
     frames = args.out / "frames"
     frames.mkdir(parents=True, exist_ok=True)
+    plus = open(args.out / "test-ferplus.csv", "w", newline="", encoding="utf-8") if ferplus else None
+    wp = csv.writer(plus) if plus is not None else None
+    if wp is not None:
+        wp.writerow(["path", "label"])
     with open(args.out / "test.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "label"])
@@ -132,7 +146,12 @@ def main() -> int:
                 print(f"cannot write {args.out / name}", file=sys.stderr)
                 return 1
             w.writerow([name, LABELS[row.label]])
-    print(f"wrote {len(rows)} frames and {args.out / 'test.csv'}")
+            if wp is not None and row.x in ferplus:
+                wp.writerow([name, LABELS[ferplus[row.x]]])
+    if plus is not None:
+        plus.close()
+    also = " and test-ferplus.csv" if ferplus else ""
+    print(f"wrote {len(rows)} frames and {args.out / 'test.csv'}{also}")
     return 0
 
 

@@ -28,6 +28,16 @@ def _ci(m: dict[str, Any], key: str) -> str:
     return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
 
 
+def _test_set(name: str, m: dict[str, Any]) -> str:
+    """The test set's name and size, and with a face detector in front, what it missed."""
+    if not m.get("no_face"):
+        return f"{name} (n = {m.get('n', '?')})"
+    miss = f"; no face found in {m['no_face']}"
+    if "accuracy_misses_as_errors" in m:
+        miss += f", {_pct(m['accuracy_misses_as_errors'])} counting them as errors"
+    return f"{name} (n = {m.get('n', '?')}{miss})"
+
+
 def _misread(m: dict[str, Any]) -> str:
     """Neutral rows read as angry, with its interval: "—" where the test set has no neutral row."""
     nm = m.get("neutral_misread")
@@ -54,7 +64,7 @@ def render(models: Path) -> str:
             rows.append(f"| {d['modality']} | `{d['id']}` | {size} | — | — | — | — | — | — |")
         for name, m in sorted(metrics.items()):
             rows.append(
-                f"| {d['modality']} | `{d['id']}` | {size} | {name} (n = {m.get('n', '?')}) | "
+                f"| {d['modality']} | `{d['id']}` | {size} | {_test_set(name, m)} | "
                 f"{_pct(m.get('accuracy'))}{_ci(m, 'accuracy')} | {_pct(m.get('uar'))} | "
                 f"{_pct(m.get('macro_f1'))} | {_pct(m.get('weighted_f1'))} | {_misread(m)} |"
             )
@@ -64,8 +74,7 @@ def render(models: Path) -> str:
     for js in sorted((models.parent / "docs" / "results").glob("eval-*.json")):
         for key, m in json.loads(js.read_text(encoding="utf-8")).items():
             if key.startswith("modality:"):
-                missed = f"; no face found in {m['no_face']}" if m.get("no_face") else ""
-                test = f"{js.stem.removeprefix('eval-')} (n = {m['n']}{missed})"
+                test = _test_set(js.stem.removeprefix("eval-"), m)
                 acc = _pct(m["accuracy"]) + _ci(m, "accuracy")
                 rows.append(
                     f"| {key} | equal-weight fusion of {len(m['members'])} members | — | {test} | {acc} | "
@@ -105,7 +114,9 @@ def render(models: Path) -> str:
         "test face blended into a cluttered 640×480 frame at 90–220 px, rolled ±15°, under uneven",
         "light, blur, sensor noise and webcam JPEG (seeded) — the cross-condition check for the face",
         "path. `--detect` makes the live detector find each face and the members score its aligned",
-        "crop; frames where no face is found are counted and left out of the metrics.",
+        "crop; frames where no face is found are counted, left out of the metrics and shown with",
+        "the accuracy that counts them as errors. `test-ferplus.csv` holds the same frames under",
+        "their FER+ majority labels (`ferplus-webcam-test`).",
     ]
     return "\n".join(
         [*head, *rows, "", *notes, "", "## How each number was made, and the data licenses", "", *details, ""]
