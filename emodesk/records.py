@@ -32,6 +32,8 @@ def score_record(s: ModalityScores) -> Record:
             raise ValueError(f"{s.kind} score of {s.model} lacks its utterance times")
         rec["t"] = _r(s.t1)
         rec["t0"], rec["t1"] = _r(s.t0), _r(s.t1)
+    if not s.trusted:
+        rec["trusted"], rec["reason"] = False, s.reason
     return rec
 
 
@@ -39,6 +41,10 @@ def transcript_record(tr: Transcript) -> Record:
     rec: Record = {"t": _r(tr.t1), "kind": "transcript", "t0": _r(tr.t0), "t1": _r(tr.t1), "text": tr.text}
     if tr.partial:
         rec["partial"] = True
+    if not tr.trusted:
+        rec["trusted"], rec["reason"] = False, tr.reason
+    if tr.asr:
+        rec["asr"] = dict(tr.asr)
     return rec
 
 

@@ -6,8 +6,9 @@ Times named ``t``, ``t0``, ``t1`` are *media* seconds on the source's clock;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -91,6 +92,9 @@ class ModalityScores:
     t0: float | None = None
     t1: float | None = None
     wall: float = 0.0
+    trusted: bool = True
+    """False for a text score of a transcript the recogniser doubts: recorded, never fused."""
+    reason: str = ""
 
     def __post_init__(self) -> None:
         _check_probs(self.probs, f"{self.kind} score of {self.model}")
@@ -135,6 +139,13 @@ class Transcript:
     text: str
     partial: bool = False
     wall: float = 0.0
+    trusted: bool = True
+    """False when the recogniser doubts its own text (``speech.asr.judge``): no text score of it
+    reaches the fusion."""
+    reason: str = ""
+    """Why it is not trusted ("" when it is)."""
+    asr: Mapping[str, Any] | None = None
+    """The decoder's signals behind the verdict (``AsrSignals.as_record``), for the records."""
 
 
 @dataclass(frozen=True)

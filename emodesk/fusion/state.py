@@ -52,6 +52,8 @@ class FusionState:
                     track = s.track
         for m, s in self._utt.items():
             ended = s.t1 if s.t1 is not None else s.t
+            if not s.trusted:  # the words of a transcript the recogniser doubts; nor an older score
+                continue
             if m in self.config.weights and 0 <= t - ended <= self.cutoffs[s.kind]:
                 out[m] = s.probs
         return out, track

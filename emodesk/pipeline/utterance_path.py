@@ -94,12 +94,27 @@ class UtterancePipeline:
                 probs = v.score(utt.audio, encoded=ev.encoded) if shares else v.score(utt.audio)
                 out.scores.append(_score("voice", v.id, utt, probs))
             if tr.text.strip():
-                out.scores += [_score("text", m.id, utt, m.score(tr.text)) for m in self.text]
+                # a transcript the recogniser doubts is still scored and recorded, marked, and
+                # left out of the fusion (FusionState.fresh)
+                out.scores += [
+                    _score("text", m.id, utt, m.score(tr.text), trusted=tr.trusted, reason=tr.reason)
+                    for m in self.text
+                ]
         return out
 
 
-def _score(kind: Kind, model: str, utt: Utterance, probs: np.ndarray) -> ModalityScores:
+def _score(
+    kind: Kind, model: str, utt: Utterance, probs: np.ndarray, *, trusted: bool = True, reason: str = ""
+) -> ModalityScores:
     """An utterance-level member score: ``t`` is the utterance's end (docs/formats.md, "Score records")."""
     return ModalityScores(
-        kind=kind, model=model, t=utt.t1, probs=probs, t0=utt.t0, t1=utt.t1, wall=time.monotonic()
+        kind=kind,
+        model=model,
+        t=utt.t1,
+        probs=probs,
+        t0=utt.t0,
+        t1=utt.t1,
+        wall=time.monotonic(),
+        trusted=trusted,
+        reason=reason,
     )

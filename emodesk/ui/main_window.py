@@ -323,6 +323,10 @@ class MainWindow(QMainWindow):
             return
         newest = max(s.t1 or s.t for s in scores)
         age = "" if snap.t is None else f" · {max(0.0, snap.t - newest):.1f} s ago"
+        doubted = [s for s in scores if not s.trusted]
+        if doubted and len(doubted) == len(scores):  # no bars: they would read as a real score
+            panel.set_message(f"last words not read for emotion: {doubted[0].reason}", age.lstrip(" ·"))
+            return
         panel.set_probs(_mean_probs(scores), f"{', '.join(s.model for s in scores)}{age}")
 
     def _update_fused(self, snap: LiveSnapshot) -> None:

@@ -287,7 +287,12 @@ class TranscriptView(QTextBrowser):
         self.partial_text = partial.text if partial is not None and partial.text.strip() else None
         rows = [
             f'<p style="margin:2px 0"><span style="color:#888">{t.t0:6.1f} s</span>&nbsp; '
-            f"{html.escape(t.text)}</p>"
+            + (
+                f"{html.escape(t.text)}</p>"
+                if t.trusted
+                else f'<span style="color:#999">{html.escape(t.text)}</span> '
+                f'<span style="color:#b36b00">[not read for emotion: {html.escape(t.reason)}]</span></p>'
+            )
             for t in shown
         ]
         if self.partial_text is not None:
