@@ -74,3 +74,19 @@ def test_noise_colours_have_their_slopes() -> None:
     assert abs(tilt(aug._colored_noise(n, 0.0, rng))) < 1.5  # white: flat
     assert tilt(aug._colored_noise(n, -2.0, rng)) < -15  # brown: falls
     assert tilt(aug._colored_noise(n, 2.0, rng)) > 15  # violet: rises
+
+
+def test_a_session_keeps_its_room_and_device_while_the_noise_changes_per_clip() -> None:
+    """The clips of one simulated session share a condition; SNR and level jitter stay in range."""
+    x = _speechlike(1.0)
+    cond = aug.draw_condition(aug.view_rng("session:a", 1))
+    a, ia = aug.apply(x, cond, aug.view_rng("clip-a", 1), jitter_db=aug.JITTER_DB)
+    b, ib = aug.apply(x, cond, aug.view_rng("clip-b", 1), jitter_db=aug.JITTER_DB)
+    same = ("rt60_s", "distance_m", "room_m", "noise", "device")
+    assert all(ia[k] == ib[k] for k in same) and not np.array_equal(a, b)
+    for info in (ia, ib):
+        assert abs(info["snr_db"] - cond.snr_db) <= aug.JITTER_DB + 1e-9
+        assert aug.SNR_DB[0] <= info["snr_db"] <= aug.SNR_DB[1]
+        assert aug.GAIN_DB[0] <= info["gain_db"] <= aug.GAIN_DB[1]
+    other = aug.draw_condition(aug.view_rng("session:b", 1))
+    assert other.room != cond.room

@@ -254,3 +254,107 @@ def test_train_voice_on_encoder_blocks_then_eval(tmp_path: Path) -> None:
     m = json.loads(report.read_text(encoding="utf-8"))["voice-blocks"]
     assert m["n"] == 7 and abs(sum(m["per_class_recall"].values()) - 7 * m["uar"]) < 1e-9
     assert train_main(["voice", "--data", str(data), "--out", str(out), "--encoder-blocks", "0"]) == 2
+
+
+TESS_LABELS = {
+    "angry": 230.0,
+    "disgust": 310.0,
+    "fear": 160.0,
+    "happy": 480.0,
+    "neutral": 410.0,
+    "sad": 190.0,
+}
+
+
+def _write_tess(root: Path, words: int = 10) -> Path:
+    """A TESS-layout folder: OAF/ and YAF/, SPEAKER_word_emotion.flac, manifest.csv."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(1)
+    t = np.arange(12000) / 16000
+    lines = ["path,label,speaker"]
+    for spk, shift in (("OAF", 0.9), ("YAF", 1.1)):
+        (root / spk).mkdir(parents=True)
+        for w in range(words):
+            for label, hz in TESS_LABELS.items():
+                wave = 0.2 * np.sin(2 * np.pi * hz * shift * t) + 0.01 * rng.normal(size=t.size)
+                name = f"{spk}/{spk}_word{w}_{label}.flac"
+                sf.write(root / name, wave.astype(np.float32), 16000)
+                lines.append(f"{name},{label},{spk}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_train_voice_on_two_corpora_with_augmentation(tmp_path: Path) -> None:
+    """RAVDESS + TESS, augmented copies heard in simulated sessions: selected on every val set,
+    the corpora's terms in the manifest, the augmented features cached and reused."""
+    pytest.importorskip("torch")
+    pytest.importorskip("pyroomacoustics")
+    from emodesk.cli.train_cmd import main as train_main
+    from emodesk.evaluation.datasets import load_split
+    from emodesk.lab.train.voice.train import augmented_items, corpus_weights
+
+    ravdess = _write_ravdess(tmp_path / "ravdess", [1, 2, 19])
+    tess = _write_tess(tmp_path / "tess")
+    out = tmp_path / "models" / "voice-two.onnx"
+    argv = ["voice", "--data", str(ravdess), "--data", str(tess), "--out", str(out), "--device", "cpu"]
+    argv += ["--quiet", "--epochs", "20", "--prior-weights", "4", "--views", "2", "--augment", "1"]
+    argv += ["--session-size", "5"]
+    assert train_main(argv) == 0
+    man = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    src = man["source"]
+    assert set(src["val_metrics"]) == {"ravdess", "tess", "ravdess+augmented", "tess+augmented"}
+    assert src["val_metrics"]["ravdess"]["n"] == 7  # actor 19
+    assert "TESS (CC BY-NC-ND 4.0" in man["usage"] and "RAVDESS (CC BY-NC-SA 4.0)" in man["usage"]
+    assert "TESS" in man["license"] and "NON-COMMERCIAL" in man["license"]
+    assert "cross_validation" not in src and src["settings"]["augment"] == 1
+    best = max(src["search"], key=lambda r: (r["val_uar"], r["val_accuracy"]))
+    # only the speaker-independent val sets judge: TESS's val words are its training speakers'
+    per = best["per_set"]
+    assert np.isclose(best["val_uar"], (per["ravdess"]["uar"] + per["ravdess+augmented"]["uar"]) / 2)
+    assert (best["prior_weight"], best["epochs"]) == (
+        src["selected"]["prior_weight"],
+        src["selected"]["epochs"],
+    )
+    cache = next((tmp_path / "models" / ".voice-two.ckpt").glob("features-*.npz"))
+    with np.load(cache) as z:
+        keys = [str(k) for k in z["paths"]]
+    n_clean = 3 * 7 + 2 * 10 * 6
+    assert len(keys) == 2 * n_clean  # every clip once clean and once augmented (train and val)
+    assert sum("#aug" in k for k in keys) == n_clean
+    stamp = cache.stat().st_mtime_ns
+    assert (
+        train_main(
+            [
+                *argv[:7],
+                "--out",
+                str(tmp_path / "m2" / "v.onnx"),
+                "--checkpoint-dir",
+                str(cache.parent),
+                *argv[9:],
+            ]
+        )
+        == 0
+    )
+    assert cache.stat().st_mtime_ns == stamp  # nothing encoded again
+
+    # simulated sessions: one speaker's clips cut into sessions of the size asked, per copy
+    rows = load_split(tess, "train")
+    items = augmented_items(rows, 2, 5, role="t")
+    sessions: dict[str, int] = {}
+    for it in items:
+        sessions[it.session] = sessions.get(it.session, 0) + 1
+    assert len(items) == 2 * len(rows) and max(sessions.values()) == 5
+    assert {s.split(":")[1] for s in sessions} == {"OAF", "YAF"}
+    assert items == augmented_items(rows, 2, 5, role="t")  # seeded
+    w = corpus_weights(np.array(["a"] * 30 + ["b"] * 10))
+    assert np.isclose(w[:30].sum(), w[30:].sum()) and np.isclose(w.sum(), 40)
+    # one corpus twice, TESS alone (no speaker-independent val), CV over two corpora: refused
+    assert train_main(["voice", "--data", str(tess), "--out", str(out), "--no-export"]) == 2
+    assert train_main(["voice", "--data", str(tess), "--data", str(tess), "--out", str(out)]) == 2
+    assert (
+        train_main(
+            ["voice", "--data", str(ravdess), "--data", str(tess), "--cv-folds", "2", "--out", str(out)]
+        )
+        == 2
+    )

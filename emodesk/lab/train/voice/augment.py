@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,8 @@ DEVICES = ("none", "phone", "headset", "webcam")
 SNR_DB = (0.0, 30.0)
 GAIN_DB = (-20.0, 10.0)
 RT60_S = (0.15, 1.0)
+#: the per-clip SNR and level jitter inside a session's condition (dB)
+JITTER_DB = 3.0
 
 
 def view_rng(clip_key: str, view: int) -> np.random.Generator:
@@ -158,7 +161,7 @@ def room_impulse(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     return h, {"rt60_s": rt60, "distance_m": distance, "room_m": [float(d) for d in dims]}
 
 
-def _device(x: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
+def _device(x: np.ndarray, name: str, resonance_hz: float) -> np.ndarray:
     from scipy.signal import butter, sosfilt
 
     if name == "none":
@@ -166,7 +169,7 @@ def _device(x: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
     band = {"phone": (300.0, 3400.0), "headset": (80.0, 7500.0), "webcam": (200.0, 5000.0)}[name]
     y = sosfilt(butter(4, band, btype="bandpass", fs=SR, output="sos"), x)
     if name == "webcam":  # a small capsule's resonance
-        f0 = rng.uniform(2000, 4000)
+        f0 = resonance_hz
         y = y + 0.6 * sosfilt(butter(2, [f0 / 1.2, f0 * 1.2], btype="bandpass", fs=SR, output="sos"), y)
     if name == "phone":  # 8-bit μ-law, as a narrowband line codes it
         mu = 255.0
@@ -177,20 +180,68 @@ def _device(x: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(y)
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-    """One augmented view of ``audio`` (16 kHz mono float32) and what was done to it."""
+@dataclass(frozen=True)
+class Condition:
+    """Where and through what a session is heard: one room, noise kind, device and level.
+
+    A live session keeps its room and microphone, so the training sessions do too: every clip of
+    one simulated session shares a condition, and only the noise itself and small SNR and level
+    jitters (±:data:`JITTER_DB`) are drawn per clip."""
+
+    impulse: np.ndarray = field(repr=False)
+    room: dict[str, Any]
+    noise: str
+    snr_db: float
+    device: str
+    resonance_hz: float
+    gain_db: float
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **self.room,
+            "noise": self.noise,
+            "snr_db": self.snr_db,
+            "device": self.device,
+            "gain_db": self.gain_db,
+        }
+
+
+def draw_condition(rng: np.random.Generator) -> Condition:
+    """A session's room, noise kind, device and level."""
+    h, room = room_impulse(rng)
+    return Condition(
+        impulse=h,
+        room=room,
+        noise=str(rng.choice(NOISE_KINDS)),
+        snr_db=float(rng.uniform(*SNR_DB)),
+        device=str(rng.choice(DEVICES)),
+        resonance_hz=float(rng.uniform(2000, 4000)),
+        gain_db=float(rng.uniform(*GAIN_DB)),
+    )
+
+
+def apply(
+    audio: np.ndarray, condition: Condition, rng: np.random.Generator, *, jitter_db: float = 0.0
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``audio`` heard in ``condition``; the noise sample (and any SNR and level jitter, uniform in
+    ±``jitter_db``, kept inside the ranges) drawn from ``rng``."""
+    from scipy.signal import oaconvolve
+
     x = np.asarray(audio, dtype=np.float64)
     n = len(x)
-    h, room = room_impulse(rng)
-    y = np.convolve(x, h)[:n]
-    kind = str(rng.choice(NOISE_KINDS))
-    snr = float(rng.uniform(*SNR_DB))
-    noise = _NOISES[kind](n, rng)
+    y = oaconvolve(x, condition.impulse)[:n]
+    snr = float(np.clip(condition.snr_db + rng.uniform(-jitter_db, jitter_db), *SNR_DB))
+    noise = _NOISES[condition.noise](n, rng)
     speech_power = np.mean(y**2) + 1e-12
     y = y + noise * np.sqrt(speech_power / 10 ** (snr / 10))
-    device = str(rng.choice(DEVICES))
-    y = _device(y, device, rng)
-    gain = float(rng.uniform(*GAIN_DB))
+    y = _device(y, condition.device, condition.resonance_hz)
+    gain = float(np.clip(condition.gain_db + rng.uniform(-jitter_db, jitter_db), *GAIN_DB))
     y = y * (0.3 / (np.max(np.abs(y)) + 1e-12)) * 10 ** (gain / 20)
     y = np.clip(y, -1.0, 1.0)
-    return y.astype(np.float32), {**room, "noise": kind, "snr_db": snr, "device": device, "gain_db": gain}
+    return y.astype(np.float32), {**condition.info(), "snr_db": snr, "gain_db": gain}
+
+
+def augment(audio: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+    """One augmented view of ``audio`` (16 kHz mono float32) in a condition of its own, and what was
+    done to it."""
+    return apply(audio, draw_condition(rng), rng)

@@ -64,7 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        help="RAVDESS-layout folder (Actor_NN/*.wav|flac; default: $EMODESK_DATA/speech/ravdess)",
+        action="append",
+        help="a speech dataset folder with train and val splits (RAVDESS, TESS; repeat to train on "
+        "several; default: $EMODESK_DATA/speech/ravdess)",
     )
     p.add_argument("--asr-model", default=DEFAULT_ASR, help="whose encoder the member is built on (tiny.en)")
     p.add_argument(
@@ -89,8 +91,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cv-folds",
         type=int,
-        default=6,
-        help="actor-group folds over train+val actors that select the settings",
+        default=0,
+        help="select the settings by K actor-group folds over RAVDESS actors 01–20 instead of on the "
+        "val splits (RAVDESS data only; default 0: select on the val splits)",
+    )
+    p.add_argument(
+        "--augment",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K augmented copies of every training clip, heard in simulated rooms and devices "
+        "(emodesk/lab/train/voice/augment.py); the clips of one simulated session share a room, "
+        "noise kind and device (default 0)",
+    )
+    p.add_argument(
+        "--augment-val",
+        type=int,
+        metavar="V",
+        help="V augmented copies of every val clip, another val set for the selection "
+        "(default: 1 when --augment is given, else 0)",
+    )
+    p.add_argument(
+        "--session-size",
+        type=int,
+        default=20,
+        help="clips per simulated session of the augmented copies (default 20)",
+    )
+    p.add_argument(
+        "--balance",
+        choices=("corpora", "none"),
+        default="corpora",
+        help="weigh the training corpora equally in the loss, inside the class balance (default)",
     )
     p.add_argument("--limit", type=int, help="at most N clips per split (quick runs)")
     p.add_argument("--no-export", action="store_true", help="report the selection and CV, write nothing")
@@ -125,9 +156,13 @@ def extract_features(
     device: str = "auto",
     blocks: tuple[int, ...] = (),
     graph: Path | None = None,
+    keys: list[str] | None = None,
+    load: Callable[[str], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Pooled encoder features ``(len(rows), 2d)`` and the encoder's sha256; cached by file path.
+    """Pooled encoder features ``(len(rows), 2d)`` and the encoder's sha256; cached by key.
 
+    ``keys`` name what is encoded, one per row (default: each row's file path), and ``load`` gives
+    a key's 16 kHz audio (default: the file at the path): an augmented copy is one more key.
     ``blocks``: the states after these encoder blocks, computed by the graph written to ``graph``
     (:mod:`emodesk.speech.whisper_layers`), instead of the ASR's final output.
     The cache is rewritten every 100 clips, so a killed extraction continues where it stopped.
@@ -166,7 +201,11 @@ def extract_features(
         with np.load(cache) as z:
             if str(z["key"]) == key:
                 done = dict(zip((str(n) for n in z["paths"]), z["features"], strict=True))
-    todo = [r.x for r in rows if r.x not in done]
+    names = keys if keys is not None else [r.x for r in rows]
+    if len(names) != len(rows):
+        raise ValueError("one key per row")
+    read = load or read_audio_16k
+    todo = list(dict.fromkeys(k for k in names if k not in done))
 
     def save() -> None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -177,13 +216,88 @@ def extract_features(
             )
         os.replace(tmp, cache)
 
-    for i, path in enumerate(progress(todo, desc="encoder features", quiet=quiet)):
-        done[path] = pool_frames(encode(read_audio_16k(path)))
+    for i, name in enumerate(progress(todo, desc="encoder features", quiet=quiet)):
+        done[name] = pool_frames(encode(read(name)))
         if (i + 1) % 100 == 0:
             save()
     if todo:
         save()
-    return np.stack([done[r.x] for r in rows]), sha
+    return np.stack([done[k] for k in names]), sha
+
+
+# -------------------------------------------------------------- augmentation
+
+_AUG = "#aug"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One encoder input: a clip, clean or heard in a simulated session's condition."""
+
+    row: Row
+    key: str  # the feature cache's key
+    session: str  # whose running normalisation it meets
+
+
+def clean_items(rows: list[Row]) -> list[Item]:
+    return [Item(r, r.x, r.group) for r in rows]
+
+
+def augmentation_version() -> str:
+    """A digest of the augmentation code: cached augmented features are keyed by it."""
+    import hashlib
+
+    from emodesk.lab.train.voice import augment
+
+    return hashlib.sha256(Path(augment.__file__).read_bytes()).hexdigest()[:12]
+
+
+def augmented_items(rows: list[Row], copies: int, session_size: int, *, role: str) -> list[Item]:
+    """``copies`` augmented copies of ``rows``. Per speaker and copy, the clips in a seeded order are
+    cut into simulated sessions of ``session_size`` clips; a session is heard in one condition
+    (room, noise kind, device, level) and normalised on its own, as a live session would be."""
+    from emodesk.lab.train.voice.augment import view_rng
+
+    if session_size < 1:
+        raise InputError("--session-size must be at least 1")
+    version = augmentation_version()
+    by_group: dict[str, list[Row]] = {}
+    for r in rows:
+        by_group.setdefault(r.group, []).append(r)
+    out: list[Item] = []
+    for g, members in sorted(by_group.items()):
+        for v in range(1, copies + 1):
+            order = view_rng(f"{role}:{g}", v).permutation(len(members))
+            for j, i in enumerate(order):
+                session = f"{role}:{g}:{v}:{j // session_size}"
+                r = members[int(i)]
+                out.append(Item(r, f"{r.x}{_AUG}{v}@{session}@{version}", session))
+    return out
+
+
+class ItemAudio:
+    """The 16 kHz audio of an item's key: the file, or the file heard in its session's condition
+    (drawn once per session from the session's name; the noise itself from the clip's path)."""
+
+    def __init__(self) -> None:
+        self._conditions: dict[str, Any] = {}
+
+    def __call__(self, key: str) -> np.ndarray:
+        from emodesk.evaluation.evaluate import read_audio_16k
+
+        if _AUG not in key:
+            return read_audio_16k(key)
+        from emodesk.lab.train.voice.augment import JITTER_DB, apply, draw_condition, view_rng
+
+        path, rest = key.split(_AUG, 1)
+        view, session, _ = rest.split("@")
+        v = int(view)
+        if session not in self._conditions:
+            self._conditions[session] = draw_condition(view_rng(f"session:{session}", v))
+        audio, _ = apply(
+            read_audio_16k(path), self._conditions[session], view_rng(path, v), jitter_db=JITTER_DB
+        )
+        return audio
 
 
 # ------------------------------------------------------------- normalisation
@@ -259,16 +373,27 @@ def fit_head(
     epochs: int,
     seed: int,
     on_check: Callable[[int, torch.nn.Module, float], None] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> torch.nn.Module:
     """Full-batch AdamW on class-balanced cross-entropy for ``epochs`` epochs; ``on_check(epoch,
-    head, loss)`` every ``_CHECK_EVERY`` epochs (how the epoch count is selected)."""
+    head, loss)`` every ``_CHECK_EVERY`` epochs (how the epoch count is selected).
+
+    ``sample_weight`` (e.g. equal corpora) weighs the rows before the classes are balanced on the
+    weighted counts; without it every row weighs 1."""
     torch.manual_seed(seed)
     head = _head(z.shape[1])
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     xt, yt = torch.as_tensor(z), torch.as_tensor(y)
-    counts = np.bincount(y, minlength=N_LABELS).astype(np.float64)
-    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / N_LABELS, 0.0)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.as_tensor(w, dtype=torch.float32))
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    counts = np.bincount(y, weights=sw, minlength=N_LABELS)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1e-12) / N_LABELS, 0.0)
+    row_w = torch.as_tensor(sw * w[y], dtype=torch.float32)
+    row_w = row_w / row_w.sum()
+
+    def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        return (ce * row_w).sum()
+
     for epoch in range(1, epochs + 1):
         opt.zero_grad()
         loss = loss_fn(head(xt), yt)
@@ -306,6 +431,7 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     groups: np.ndarray
+    corpus: np.ndarray | None = None
 
 
 def _subset(rows: list[Row], limit: int | None, seed: int) -> list[Row]:
@@ -392,69 +518,242 @@ def select_by_cv(pool: Split, args: argparse.Namespace) -> tuple[dict[str, Any],
     return best, grid
 
 
+#: what each training corpus is, and the terms a member trained on it ships with
+CORPORA: dict[str, dict[str, str]] = {
+    "ravdess": {
+        "data": "RAVDESS speech (Livingstone & Russo 2018), 7 labels, calm → neutral",
+        "license": "RAVDESS (CC BY-NC-SA 4.0)",
+    },
+    "tess": {
+        "data": "TESS (Dupuis & Pichora-Fuller 2010), 2 speakers, the 180 words of its train split, "
+        "pleasant surprise → surprise",
+        "license": "TESS (CC BY-NC-ND 4.0: no distribution of adapted material)",
+    },
+}
+
+
+@dataclass
+class Corpus:
+    name: str
+    folder: Path
+    train: list[Row]
+    val: list[Row]
+
+
+def load_corpora(folders: list[Path], limit: int | None, seed: int) -> list[Corpus]:
+    from emodesk.evaluation.datasets import dataset_kind
+
+    out: list[Corpus] = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise InputError(f"voice data {folder} not found; pass --data FOLDER (RAVDESS or TESS layout)")
+        kind = dataset_kind(folder)
+        if kind not in CORPORA:
+            raise InputError(
+                f"--data {folder}: a voice training corpus is RAVDESS or TESS, not {kind or 'this'}"
+            )
+        if any(c.name == kind for c in out):
+            raise InputError(f"--data {folder}: {kind} given twice")
+        rows = {s: _subset(load_split(folder, s), limit, seed) for s in ("train", "val")}
+        if not rows["train"] or not rows["val"]:
+            raise InputError(f"{folder}: the train and val splits must both hold clips")
+        out.append(Corpus(kind, Path(folder), rows["train"], rows["val"]))
+    return out
+
+
+def corpus_weights(corpus: np.ndarray) -> np.ndarray:
+    """Row weights that give every corpus the same total weight."""
+    names, inverse, counts = np.unique(corpus, return_inverse=True, return_counts=True)
+    return (len(corpus) / (len(names) * counts))[inverse]
+
+
+#: corpora whose val split holds speakers the train split does not: only these judge a selection
+#: (TESS's val words are said by its two training speakers)
+SPEAKER_INDEPENDENT_VAL = ("ravdess",)
+
+
+def judged(name: str) -> bool:
+    """Whether val set ``name`` ("ravdess", "tess+augmented", …) takes part in the selection."""
+    return name.split("+", 1)[0] in SPEAKER_INDEPENDENT_VAL
+
+
+def select_on_val(
+    tr: Split, vals: dict[str, Split], prior: Prior, args: argparse.Namespace
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Prior weight and epoch count by the mean UAR over the speaker-independent val sets (each of
+    their speakers, or each simulated session of an augmented set, replayed as one live session);
+    ties by mean accuracy. The other val sets are scored for the record."""
+    if not any(judged(n) for n in vals):
+        raise InputError("the selection needs a speaker-independent val split: add --data …/ravdess")
+    max_epochs = args.epochs if args.epochs is not None else 200
+    if max_epochs < _CHECK_EVERY:
+        raise InputError(f"--epochs must be at least {_CHECK_EVERY}")
+    weights = _floats(args.prior_weights, "--prior-weights")
+    if any(w <= 0 for w in weights):
+        raise InputError("--prior-weights must be positive")
+    sw = _sample_weight(tr, args)
+    grid: list[dict[str, Any]] = []
+    for pw in progress(weights, desc="prior weights", quiet=args.quiet):
+        z, idx = simulated_sessions(tr.x, tr.groups, prior, pw, args.views, np.random.default_rng(args.seed))
+        zv = {n: running_sessions(v.x, v.groups, prior, pw, args.seed) for n, v in vals.items()}
+        rows: list[dict[str, Any]] = []
+
+        def check(
+            epoch: int,
+            head: torch.nn.Module,
+            loss: float,
+            pw: float = pw,
+            zv: dict[str, np.ndarray] = zv,
+            rows: list[dict[str, Any]] = rows,
+        ) -> None:
+            per = {}
+            for n, v in vals.items():
+                m = compute_metrics(v.y, predict(head, zv[n]), bootstrap=0)
+                per[n] = {"accuracy": m["accuracy"], "uar": m["uar"]}
+            rows.append(
+                {
+                    "prior_weight": pw,
+                    "epochs": epoch,
+                    "val_uar": float(np.mean([m["uar"] for n, m in per.items() if judged(n)])),
+                    "val_accuracy": float(np.mean([m["accuracy"] for n, m in per.items() if judged(n)])),
+                    "per_set": per,
+                }
+            )
+
+        fit_head(
+            z,
+            tr.y[idx],
+            weight_decay=args.weight_decay,
+            lr=args.lr,
+            epochs=max_epochs,
+            seed=args.seed,
+            on_check=check,
+            sample_weight=None if sw is None else sw[idx],
+        )
+        grid += rows
+        if not args.quiet:
+            b = max(rows, key=lambda r: (r["val_uar"], r["val_accuracy"]))
+            print(
+                f"prior weight {pw:g}: best val UAR {b['val_uar']:.4f} at {b['epochs']} epochs",
+                file=sys.stderr,
+            )
+    best = max(grid, key=lambda r: (r["val_uar"], r["val_accuracy"]))
+    return best, grid
+
+
+def _sample_weight(tr: Split, args: argparse.Namespace) -> np.ndarray | None:
+    if tr.corpus is None or args.balance == "none" or len(np.unique(tr.corpus)) < 2:
+        return None
+    return corpus_weights(tr.corpus)
+
+
 def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     if args.views < 1:
         raise InputError("--views must be at least 1")
-    if args.data is None:
+    if args.augment < 0 or (args.augment_val is not None and args.augment_val < 0):
+        raise InputError("--augment and --augment-val take a number of copies, 0 or more")
+    aug_val = args.augment_val if args.augment_val is not None else (1 if args.augment else 0)
+    if not args.data:
         from emodesk.resources import datasets_dir
 
-        args.data = datasets_dir() / "speech" / "ravdess"
-    if not Path(args.data).is_dir():
-        raise InputError(f"voice data {args.data} not found; pass --data FOLDER (RAVDESS layout)")
+        args.data = [datasets_dir() / "speech" / "ravdess"]
+    corpora = load_corpora(list(args.data), args.limit, args.seed)
+    if not any(c.name in SPEAKER_INDEPENDENT_VAL for c in corpora):
+        raise InputError("the selection needs a speaker-independent val split: add --data …/ravdess")
+    if args.cv_folds and (len(corpora) != 1 or corpora[0].name != "ravdess" or args.augment):
+        raise InputError(
+            "--cv-folds selects over RAVDESS actors, without augmentation: one RAVDESS --data only"
+        )
     ckdir: Path = args.checkpoint_dir or args.out.parent / f".{args.out.stem}.ckpt"
-    rows = {s: _subset(load_split(args.data, s), args.limit, args.seed) for s in ("train", "val")}
-    if not rows["train"] or not rows["val"]:
-        raise InputError(f"{args.data}: the train and val splits must both hold clips")
     t0 = time.monotonic()
+    train_items = [it for c in corpora for it in clean_items(c.train)]
+    train_items += [
+        it
+        for c in corpora
+        for it in augmented_items(c.train, args.augment, args.session_size, role=f"{c.name}-train")
+    ]
+    val_sets: dict[str, list[Item]] = {c.name: clean_items(c.val) for c in corpora}
+    if aug_val:
+        for c in corpora:
+            val_sets[f"{c.name}+augmented"] = augmented_items(
+                c.val, aug_val, args.session_size, role=f"{c.name}-val"
+            )
+    corpus_of = {id(r): c.name for c in corpora for r in (*c.train, *c.val)}
+    everything = train_items + [it for items in val_sets.values() for it in items]
     blocks = parse_blocks(getattr(args, "encoder_blocks", None))
     tag = args.asr_model.replace("/", "_") + ("-blocks" + "_".join(map(str, blocks)) if blocks else "")
     cache: Path = args.cache or ckdir / f"features-{tag}.npz"
     x, sha = extract_features(
-        rows["train"] + rows["val"],
+        [it.row for it in everything],
         args.asr_model,
         cache,
         quiet=args.quiet,
         device=args.device,
         blocks=blocks,
         graph=encoder_graph_path(args.out) if blocks else None,
+        keys=[it.key for it in everything],
+        load=ItemAudio(),
     )
-    n_tr = len(rows["train"])
 
-    def split(rs: list[Row], xs: np.ndarray) -> Split:
-        return Split(xs, np.array([r.label for r in rs], np.int64), np.array([r.group for r in rs]))
+    def split(items: list[Item], xs: np.ndarray) -> Split:
+        return Split(
+            xs,
+            np.array([it.row.label for it in items], np.int64),
+            np.array([it.session for it in items]),
+            np.array([corpus_of[id(it.row)] for it in items]),
+        )
 
-    tr, va = split(rows["train"], x[:n_tr]), split(rows["val"], x[n_tr:])
+    n_tr = len(train_items)
+    tr = split(train_items, x[:n_tr])
+    vals: dict[str, Split] = {}
+    at = n_tr
+    for name, items in val_sets.items():
+        vals[name] = split(items, x[at : at + len(items)])
+        at += len(items)
     print(
-        f"features: {len(tr.y)} train / {len(va.y)} val clips, {x.shape[1]} dims "
-        f"({time.monotonic() - t0:.0f} s); encoder sha256 {sha[:12]}…",
+        f"features: {len(tr.y)} train ({args.augment} augmented cop{'y' if args.augment == 1 else 'ies'}) / "
+        + ", ".join(f"{len(v.y)} {n}" for n, v in vals.items())
+        + f" val clips, {x.shape[1]} dims ({time.monotonic() - t0:.0f} s); encoder sha256 {sha[:12]}…",
         file=sys.stderr,
     )
-    pool = Split(
-        np.concatenate([tr.x, va.x]), np.concatenate([tr.y, va.y]), np.concatenate([tr.groups, va.groups])
-    )
-    best, grid = select_by_cv(pool, args)
-    print(
-        f"selected prior weight {best['prior_weight']:g}, {best['epochs']} epochs: {args.cv_folds}-fold "
-        f"actor-group CV accuracy {best['cv_accuracy']:.4f} (UAR {best['cv_uar']:.4f})",
-        file=sys.stderr,
-    )
-    # the shipped head: trained on the training actors only, with the selected settings;
-    # the validation actors are scored per epoch for the record (they were in the CV pool)
+    if args.cv_folds:
+        va = vals[corpora[0].name]
+        pool = Split(
+            np.concatenate([tr.x, va.x]), np.concatenate([tr.y, va.y]), np.concatenate([tr.groups, va.groups])
+        )
+        best, grid = select_by_cv(pool, args)
+        print(
+            f"selected prior weight {best['prior_weight']:g}, {best['epochs']} epochs: {args.cv_folds}-fold "
+            f"actor-group CV accuracy {best['cv_accuracy']:.4f} (UAR {best['cv_uar']:.4f})",
+            file=sys.stderr,
+        )
+    else:
+        best, grid = select_on_val(tr, vals, Prior.of(tr.x), args)
+        print(
+            f"selected prior weight {best['prior_weight']:g}, {best['epochs']} epochs: mean val UAR "
+            f"{best['val_uar']:.4f} (accuracy {best['val_accuracy']:.4f}) over "
+            f"{', '.join(n for n in vals if judged(n))}",
+            file=sys.stderr,
+        )
+    # the shipped head: trained on the training clips only, with the selected settings;
+    # the val sets are scored per epoch for the record
     prior = Prior.of(tr.x)
     rng = np.random.default_rng(args.seed)
     z, idx = simulated_sessions(tr.x, tr.groups, prior, best["prior_weight"], args.views, rng)
-    zv = running_sessions(va.x, va.groups, prior, best["prior_weight"], args.seed)
+    zv = {n: running_sessions(v.x, v.groups, prior, best["prior_weight"], args.seed) for n, v in vals.items()}
     history = History()
 
     def record(epoch: int, head: torch.nn.Module, loss: float) -> None:
-        m = compute_metrics(va.y, predict(head, zv), bootstrap=0)
-        history.add(
-            {"epoch": epoch, "loss": loss, "val_accuracy": m["accuracy"], "val_uar": m["uar"]},
-            quiet=args.quiet,
-        )
+        entry: dict[str, Any] = {"epoch": epoch, "loss": loss}
+        for n, v in vals.items():
+            m = compute_metrics(v.y, predict(head, zv[n]), bootstrap=0)
+            suffix = "" if n == corpora[0].name else f"_{n}"
+            entry[f"val_accuracy{suffix}"], entry[f"val_uar{suffix}"] = m["accuracy"], m["uar"]
+        history.add(entry, quiet=args.quiet)
 
+    sw = _sample_weight(tr, args)
     head = fit_head(
         z,
         tr.y[idx],
@@ -463,10 +762,11 @@ def run(args: argparse.Namespace) -> int:
         epochs=int(best["epochs"]),
         seed=args.seed,
         on_check=record,
+        sample_weight=None if sw is None else sw[idx],
     )
     if args.no_export:
         return 0
-    export_voice(head, prior, best, grid, sha, args, va, history, blocks=blocks)
+    export_voice(head, prior, best, grid, sha, args, vals, history, blocks=blocks, corpora=corpora)
     return 0
 
 
@@ -504,10 +804,11 @@ def export_voice(
     grid: list[dict[str, Any]],
     encoder_sha: str,
     args: argparse.Namespace,
-    va: Split,
+    vals: dict[str, Split],
     history: History,
     *,
     blocks: tuple[int, ...] = (),
+    corpora: list[Corpus],
 ) -> Path:
     out: Path = args.out
 
@@ -520,8 +821,16 @@ def export_voice(
             return torch.softmax(self.inner(x), dim=-1)
 
     model = WithSoftmax(head).eval()
+    val_metrics: dict[str, dict[str, Any]] = {}
+    for n, v in vals.items():
+        m = compute_metrics(
+            v.y,
+            predict(head, running_sessions(v.x, v.groups, prior, best["prior_weight"], args.seed)),
+            bootstrap=0,
+        )
+        val_metrics[n] = {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
+    va = vals[corpora[0].name]
     zv = running_sessions(va.x, va.groups, prior, best["prior_weight"], args.seed)
-    val = compute_metrics(va.y, predict(head, zv), bootstrap=0)
     export_onnx(
         model,
         [torch.as_tensor(zv[:4])],
@@ -533,6 +842,28 @@ def export_voice(
     with torch.no_grad():
         ref = model(torch.as_tensor(zv)).numpy()
     diff = check_agreement(ref, onnx_outputs(out, {"features": zv}), atol=1e-5, what=str(out))
+    if args.cv_folds:
+        protocol = (
+            "speaker-independent: the prior weight and epoch count were selected by "
+            f"{args.cv_folds}-fold actor-group cross-validation over actors 01–20 (each held-out actor "
+            "replayed as one live session); the shipped head is trained on actors 01–18; actors 21–24 "
+            "were never used for training or selection"
+        )
+    else:
+        protocol = (
+            "the prior weight and epoch count were selected by the mean UAR over the "
+            "speaker-independent val sets ("
+            + ", ".join(n for n in vals if judged(n))
+            + "; each speaker, or each simulated session of an augmented set, replayed as one live "
+            "session); the head is trained on the train splits only: RAVDESS actors 01–18 (val 19–20"
+            ", speaker-independent)"
+            + (
+                "; TESS's 2 speakers, words split 90/10 into train and val (not speaker-independent)"
+                if any(c.name == "tess" for c in corpora)
+                else ""
+            )
+            + "; RAVDESS actors 21–24 and every cross-corpus set were never used for training or selection"
+        )
     fields = ManifestDraft(
         id=out.stem,
         modality="voice",
@@ -559,31 +890,51 @@ def export_voice(
                 if blocks
                 else "(emodesk/lab/train/voice/train.py); the encoder is the ASR's, run by CTranslate2"
             ),
-            "data": "RAVDESS speech (Livingstone & Russo 2018), 7 labels, calm → neutral",
-            "protocol": "speaker-independent: the prior weight and epoch count were selected by "
-            f"{args.cv_folds}-fold actor-group cross-validation over actors 01–20 (each held-out actor "
-            "replayed as one live session); the shipped head is trained on actors 01–18; actors 21–24 "
-            "were never used for training or selection",
+            "data": "; ".join(CORPORA[c.name]["data"] for c in corpora)
+            + (
+                f"; each training clip also heard in {args.augment} simulated room/noise/device "
+                f"condition(s), {args.session_size} clips a session (emodesk/lab/train/voice/augment.py, "
+                f"version {augmentation_version()})"
+                if args.augment
+                else ""
+            ),
+            "protocol": protocol,
             "command": command_line(),
             "seed": args.seed,
             "selected": {"prior_weight": best["prior_weight"], "epochs": best["epochs"]},
-            "val_metrics": {k: val[k] for k in ("n", "accuracy", "uar", "macro_f1")},
-            "settings": {"lr": args.lr, "weight_decay": args.weight_decay, "views": args.views},
-            "cross_validation": {
-                "folds": args.cv_folds,
-                "fold_actors": best["fold_actors"],
-                "accuracy_per_fold": best["folds"],
-                "mean_accuracy": best["cv_accuracy"],
-                "mean_uar": best["cv_uar"],
-                "note": "selection and report on the same folds: the mean is optimistic by the selection",
+            "val_metrics": val_metrics[corpora[0].name] if len(val_metrics) == 1 else val_metrics,
+            "settings": {
+                "lr": args.lr,
+                "weight_decay": args.weight_decay,
+                "views": args.views,
+                "augment": args.augment,
+                "session_size": args.session_size,
+                "balance": args.balance if len(corpora) > 1 else "none",
             },
+            **(
+                {
+                    "cross_validation": {
+                        "folds": args.cv_folds,
+                        "fold_actors": best["fold_actors"],
+                        "accuracy_per_fold": best["folds"],
+                        "mean_accuracy": best["cv_accuracy"],
+                        "mean_uar": best["cv_uar"],
+                        "note": "selection and report on the same folds: the mean is optimistic by "
+                        "the selection",
+                    }
+                }
+                if args.cv_folds
+                else {}
+            ),
             "val_history": history.epochs,
-            "search": [{k: v for k, v in r.items() if k != "folds"} for r in grid],
+            "search": [{k: v for k, v in r.items() if k not in ("folds",)} for r in grid],
             "onnx_vs_torch_max_abs_diff": diff,
         },
-        usage="non-commercial use only: trained on RAVDESS (CC BY-NC-SA 4.0)",
-        license="Apache-2.0 (emodesk). Trained on RAVDESS, licensed CC BY-NC-SA 4.0: this model is "
-        "for NON-COMMERCIAL use only.",
+        usage="non-commercial use only: trained on "
+        + " and ".join(CORPORA[c.name]["license"] for c in corpora),
+        license="Apache-2.0 (emodesk). Trained on "
+        + " and ".join(CORPORA[c.name]["license"] for c in corpora)
+        + ": this model is for NON-COMMERCIAL use only.",
         metrics={},
     )
     write_manifest(out, fields)

@@ -1,0 +1,152 @@
+"""Does TESS help? Does augmentation? The voice head trained on four kinds of training data, every
+one selected and judged by the same validation sets, before any test set is touched.
+
+    python -m emodesk.lab.studies.voice_corpora.compare --cache build/voice/features-tinyen.npz \
+        [--encoder-blocks 2] [--json emodesk/lab/studies/voice_corpora/results-tinyen.json]
+
+The features are the ones ``emodesk train voice --data …/ravdess --data …/tess --augment 2``
+cached (one encoder pass per clip and augmented copy). Training data:
+
+- ``ravdess``: RAVDESS actors 01–18, clean;
+- ``ravdess+tess``: and TESS's train words, clean;
+- ``ravdess+aug``: RAVDESS with 2 augmented copies per clip (simulated rooms and devices);
+- ``ravdess+tess+aug``: both corpora, both augmented.
+
+Validation, the same for all four and the same rule as the trainer (mean UAR over the
+speaker-independent val sets, each speaker or simulated session replayed live): RAVDESS actors
+19–20, clean and augmented. TESS's val words (clean and augmented) are reported but do not judge:
+its two speakers are the training speakers, so they reward remembering them. Also reported per
+set: the share of neutral validation clips read as angry (``calm_as_angry``) and as any
+high-arousal label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emodesk.labels import LABELS
+
+
+def main(argv: list[str] | None = None) -> int:
+    from emodesk.evaluation.metrics import compute_metrics
+    from emodesk.lab.train.voice import train as vt
+    from emodesk.resources import datasets_dir
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=None, help="the shared datasets folder")
+    p.add_argument("--asr-model", default="tiny.en")
+    p.add_argument("--encoder-blocks", default=None)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    speech = (a.data or datasets_dir()) / "speech"
+    corpora = vt.load_corpora([speech / "ravdess", speech / "tess"], None, a.seed)
+    args = argparse.Namespace(
+        epochs=200,
+        prior_weights="5,10,20",
+        views=8,
+        weight_decay=1e-2,
+        lr=1e-3,
+        seed=a.seed,
+        quiet=True,
+        balance="corpora",
+    )
+    train_items = {
+        c.name: (vt.clean_items(c.train), vt.augmented_items(c.train, 2, 20, role=f"{c.name}-train"))
+        for c in corpora
+    }
+    val_items = {}
+    for c in corpora:
+        val_items[c.name] = vt.clean_items(c.val)
+        val_items[f"{c.name}+augmented"] = vt.augmented_items(c.val, 1, 20, role=f"{c.name}-val")
+    every = [it for pair in train_items.values() for part in pair for it in part]
+    every += [it for items in val_items.values() for it in items]
+    blocks = vt.parse_blocks(a.encoder_blocks)
+    graph = a.cache.with_suffix(".encoder.onnx") if blocks else None
+    x, _ = vt.extract_features(
+        [it.row for it in every],
+        a.asr_model,
+        a.cache,
+        quiet=True,
+        device="cpu",
+        blocks=blocks,
+        graph=graph,
+        keys=[it.key for it in every],
+        load=vt.ItemAudio(),
+    )
+    feats = dict(zip((it.key for it in every), x, strict=True))
+    corpus_of = {id(r): c.name for c in corpora for r in (*c.train, *c.val)}
+
+    def split(items: list[vt.Item]) -> vt.Split:
+        return vt.Split(
+            np.stack([feats[it.key] for it in items]),
+            np.array([it.row.label for it in items], np.int64),
+            np.array([it.session for it in items]),
+            np.array([corpus_of[id(it.row)] for it in items]),
+        )
+
+    vals = {n: split(items) for n, items in val_items.items()}
+    variants = {
+        "ravdess": train_items["ravdess"][0],
+        "ravdess+tess": train_items["ravdess"][0] + train_items["tess"][0],
+        "ravdess+aug": train_items["ravdess"][0] + train_items["ravdess"][1],
+        "ravdess+tess+aug": [it for n in ("ravdess", "tess") for part in train_items[n] for it in part],
+    }
+    neutral = LABELS.index("neutral")
+    high = [LABELS.index(lab) for lab in ("angry", "fear", "surprise")]
+    out: dict[str, Any] = {"sets": {n: len(v.y) for n, v in vals.items()}, "variants": {}}
+    for name, items in variants.items():
+        tr = split(items)
+        prior = vt.Prior.of(tr.x)
+        best, _ = vt.select_on_val(tr, vals, prior, args)
+        z, idx = vt.simulated_sessions(
+            tr.x, tr.groups, prior, best["prior_weight"], args.views, np.random.default_rng(args.seed)
+        )
+        sw = vt._sample_weight(tr, args)
+        head = vt.fit_head(
+            z,
+            tr.y[idx],
+            weight_decay=args.weight_decay,
+            lr=args.lr,
+            epochs=int(best["epochs"]),
+            seed=args.seed,
+            sample_weight=None if sw is None else sw[idx],
+        )
+        per: dict[str, Any] = {}
+        for n, v in vals.items():
+            probs = vt.predict(
+                head, vt.running_sessions(v.x, v.groups, prior, best["prior_weight"], args.seed)
+            )
+            m = compute_metrics(v.y, probs, bootstrap=0)
+            top = probs.argmax(axis=1)[v.y == neutral]
+            per[n] = {
+                "accuracy": m["accuracy"],
+                "uar": m["uar"],
+                "calm_as_angry": float(np.mean(top == LABELS.index("angry"))),
+                "calm_as_high_arousal": float(np.mean(np.isin(top, high))),
+            }
+        out["variants"][name] = {
+            "train_clips": len(items),
+            "selected": {"prior_weight": best["prior_weight"], "epochs": best["epochs"]},
+            "val_uar_mean": best["val_uar"],
+            "per_set": per,
+        }
+        print(
+            f"{name:18s} mean val UAR {best['val_uar']:.4f}  "
+            + "  ".join(f"{n} {r['accuracy']:.3f}/{r['calm_as_angry']:.2f}" for n, r in per.items()),
+            file=sys.stderr,
+        )
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
