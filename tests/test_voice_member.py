@@ -340,13 +340,14 @@ def test_train_voice_on_two_corpora_with_augmentation(tmp_path: Path) -> None:
 
     # simulated sessions: one speaker's clips cut into sessions of the size asked, per copy
     rows = load_split(tess, "train")
-    items = augmented_items(rows, 2, 5, role="t")
+    items = augmented_items(rows, 2, 5, corpus="tess", part="train")
     sessions: dict[str, int] = {}
     for it in items:
         sessions[it.session] = sessions.get(it.session, 0) + 1
     assert len(items) == 2 * len(rows) and max(sessions.values()) == 5
     assert {s.split(":")[1] for s in sessions} == {"OAF", "YAF"}
-    assert items == augmented_items(rows, 2, 5, role="t")  # seeded
+    assert items == augmented_items(rows, 2, 5, corpus="tess", part="train")  # seeded
+    assert all(it.augmented and it.corpus == "tess" for it in items)
     w = corpus_weights(np.array(["a"] * 30 + ["b"] * 10))
     assert np.isclose(w[:30].sum(), w[30:].sum()) and np.isclose(w.sum(), 40)
     # one corpus twice, TESS alone (no speaker-independent val), CV over two corpora: refused

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from emodesk.speech.asr import Transcription
 from emodesk.speech.segmenter import UtteranceSegmenter
 from emodesk.types import AudioChunk, Transcript, Utterance
 
@@ -94,28 +95,25 @@ class SpeechProcessor:
                 self.partials_skipped += 1  # superseded by what came after it
                 continue
             encoded = None
-            full = getattr(self.transcriber, "transcribe_full", None)
             if u.final and self.encode_finals:
                 encoded = self.transcriber.encode(u.audio)  # type: ignore[attr-defined]
-            if full is not None:  # the real recogniser: its text and its verdict on it
-                kwargs: dict[str, Any] = {"encoded": encoded} if encoded is not None else {}
-                res = full(u.audio, partial=not u.final, **kwargs)
-                text, trusted, reason = res.text, res.trusted, res.reason
-                asr = res.signals.as_record() if res.signals is not None and u.final else None
-            else:
-                if encoded is not None:
-                    text = self.transcriber.transcribe(u.audio, encoded=encoded)  # type: ignore[call-arg]
-                else:
-                    text = self.transcriber.transcribe(u.audio, partial=not u.final)
-                trusted, reason, asr = True, "", None
+            kwargs: dict[str, Any] = {"encoded": encoded} if encoded is not None else {"partial": not u.final}
+            full = getattr(self.transcriber, "transcribe_full", None)
+            # the real recogniser gives its text with its verdict on it; a plain one (a test fake) text only
+            res = (
+                full(u.audio, **kwargs)
+                if full is not None
+                else Transcription(self.transcriber.transcribe(u.audio, **kwargs))
+            )
+            asr = res.signals.as_record() if res.signals is not None and u.final else None
             tr = Transcript(
                 t0=u.t0,
                 t1=u.t1,
-                text=text,
+                text=res.text,
                 partial=not u.final,
                 wall=self._wall(),
-                trusted=trusted,
-                reason=reason,
+                trusted=res.trusted,
+                reason=res.reason,
                 asr=asr,
             )
             out.append(SpeechEvent(u, tr, encoded))

@@ -230,7 +230,7 @@ def _rate(v: np.ndarray) -> dict[str, Any]:
     return {"k": k, "n": n, "rate": k / n if n else float("nan"), "ci95": wilson_interval(k, n)}
 
 
-def report(signals: Path, min_keep: float) -> dict[str, Any]:
+def report(signals: Path, min_keep: float, ties: str = "strictest") -> dict[str, Any]:
     rows = [json.loads(line) for line in signals.read_text(encoding="utf-8").splitlines()]
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -251,15 +251,17 @@ def report(signals: Path, min_keep: float) -> dict[str, Any]:
             )
             if keep >= min_keep:
                 # least fused; then most kept; then the strictest (refusing is the safe side)
-                key = (fused, -keep, -min_lp, max_ns)
+                sign = -1 if ties == "strictest" else 1
+                key = (fused, -keep, sign * min_lp, -sign * max_ns)
                 if best is None or key < best:
                     best = key
     if best is None:
         raise SystemExit(f"no threshold keeps {min_keep:.0%} of the trustworthy validation clips")
-    min_lp, max_ns = -best[2], best[3]
+    sign = -1 if ties == "strictest" else 1
+    min_lp, max_ns = sign * best[2], -sign * best[3]
     out: dict[str, Any] = {
         "rule": f"least untrusted validation clips fused while keeping ≥ {min_keep:.0%} of the trusted "
-        "ones; ties: most kept, then the strictest",
+        "ones; ties: most kept, then the " + ties,
         "chosen": {"min_logprob": min_lp, "max_no_speech": max_ns},
         "sets": {},
         "pooled": {},
@@ -276,7 +278,7 @@ def report(signals: Path, min_keep: float) -> dict[str, Any]:
                 "chosen": _rate(_verdicts(rs, min_lp, max_ns)),
                 "no_rule": _rate(np.array([bool(r["text"].strip()) for r in rs])),
             }
-    out["grid_size"] = len(grid)
+    out["grid"] = grid  # validation only: what the choice saw
     return out
 
 
@@ -289,12 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--asr-model", default="tiny.en")
     p.add_argument("--data", type=Path, default=None, help="the shared datasets folder")
     p.add_argument("--min-keep", type=float, default=0.97)
+    p.add_argument(
+        "--ties",
+        choices=("strictest", "loosest"),
+        default="strictest",
+        help="among thresholds equal on validation, the strictest (the rule) or the loosest (a check)",
+    )
     p.add_argument("--json", type=Path, help="write the report here")
     a = p.parse_args(argv)
     if a.step == "signals":
         measure_signals(a.signals, a.asr_model, a.data or datasets_dir())
         return 0
-    res = report(a.signals, a.min_keep)
+    res = report(a.signals, a.min_keep, a.ties)
     res["asr_model"] = a.asr_model
     res["command"] = "python -m emodesk.lab.studies.asr_trust.measure signals && ... report"
     text = json.dumps(res, indent=1, ensure_ascii=False)

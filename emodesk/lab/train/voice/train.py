@@ -237,10 +237,15 @@ class Item:
     row: Row
     key: str  # the feature cache's key
     session: str  # whose running normalisation it meets
+    corpus: str
+
+    @property
+    def augmented(self) -> bool:
+        return _AUG in self.key
 
 
-def clean_items(rows: list[Row]) -> list[Item]:
-    return [Item(r, r.x, r.group) for r in rows]
+def clean_items(rows: list[Row], corpus: str) -> list[Item]:
+    return [Item(r, r.x, r.group, corpus) for r in rows]
 
 
 def augmentation_version() -> str:
@@ -252,15 +257,17 @@ def augmentation_version() -> str:
     return hashlib.sha256(Path(augment.__file__).read_bytes()).hexdigest()[:12]
 
 
-def augmented_items(rows: list[Row], copies: int, session_size: int, *, role: str) -> list[Item]:
-    """``copies`` augmented copies of ``rows``. Per speaker and copy, the clips in a seeded order are
-    cut into simulated sessions of ``session_size`` clips; a session is heard in one condition
-    (room, noise kind, device, level) and normalised on its own, as a live session would be."""
+def augmented_items(rows: list[Row], copies: int, session_size: int, *, corpus: str, part: str) -> list[Item]:
+    """``copies`` augmented copies of ``rows`` (the ``part`` split, "train" or "val", of ``corpus``).
+    Per speaker and copy, the clips in a seeded order are cut into simulated sessions of
+    ``session_size`` clips; a session is heard in one condition (room, noise kind, device, level)
+    and normalised on its own, as a live session would be."""
     from emodesk.lab.train.voice.augment import view_rng
 
     if session_size < 1:
         raise InputError("--session-size must be at least 1")
     version = augmentation_version()
+    role = f"{corpus}-{part}"
     by_group: dict[str, list[Row]] = {}
     for r in rows:
         by_group.setdefault(r.group, []).append(r)
@@ -271,7 +278,7 @@ def augmented_items(rows: list[Row], copies: int, session_size: int, *, role: st
             for j, i in enumerate(order):
                 session = f"{role}:{g}:{v}:{j // session_size}"
                 r = members[int(i)]
-                out.append(Item(r, f"{r.x}{_AUG}{v}@{session}@{version}", session))
+                out.append(Item(r, f"{r.x}{_AUG}{v}@{session}@{version}", session, corpus))
     return out
 
 
@@ -641,6 +648,61 @@ def select_on_val(
     return best, grid
 
 
+def training_sets(
+    corpora: list[Corpus], augment: int, augment_val: int, session_size: int
+) -> tuple[list[Item], dict[str, list[Item]]]:
+    """The training items (every clip clean, then ``augment`` copies) and the val sets by name
+    ("ravdess", "ravdess+augmented", …), in the order their features are extracted."""
+    train = [it for c in corpora for it in clean_items(c.train, c.name)]
+    train += [
+        it
+        for c in corpora
+        for it in augmented_items(c.train, augment, session_size, corpus=c.name, part="train")
+    ]
+    vals: dict[str, list[Item]] = {c.name: clean_items(c.val, c.name) for c in corpora}
+    if augment_val:
+        for c in corpora:
+            vals[f"{c.name}+augmented"] = augmented_items(
+                c.val, augment_val, session_size, corpus=c.name, part="val"
+            )
+    return train, vals
+
+
+def to_split(items: list[Item], x: np.ndarray) -> Split:
+    """Items and their features (one row each) as a :class:`Split` grouped by session."""
+    return Split(
+        x,
+        np.array([it.row.label for it in items], np.int64),
+        np.array([it.session for it in items]),
+        np.array([it.corpus for it in items]),
+    )
+
+
+def fit_selected(
+    tr: Split,
+    best: dict[str, Any],
+    args: argparse.Namespace,
+    on_check: Callable[[int, torch.nn.Module, float], None] | None = None,
+) -> tuple[torch.nn.Module, Prior]:
+    """The head with the selected prior weight and epoch count, trained on the training rows only,
+    and the prior it normalises with."""
+    prior = Prior.of(tr.x)
+    rng = np.random.default_rng(args.seed)
+    z, idx = simulated_sessions(tr.x, tr.groups, prior, best["prior_weight"], args.views, rng)
+    sw = _sample_weight(tr, args)
+    head = fit_head(
+        z,
+        tr.y[idx],
+        weight_decay=args.weight_decay,
+        lr=args.lr,
+        epochs=int(best["epochs"]),
+        seed=args.seed,
+        on_check=on_check,
+        sample_weight=None if sw is None else sw[idx],
+    )
+    return head, prior
+
+
 def _sample_weight(tr: Split, args: argparse.Namespace) -> np.ndarray | None:
     if tr.corpus is None or args.balance == "none" or len(np.unique(tr.corpus)) < 2:
         return None
@@ -668,19 +730,7 @@ def run(args: argparse.Namespace) -> int:
         )
     ckdir: Path = args.checkpoint_dir or args.out.parent / f".{args.out.stem}.ckpt"
     t0 = time.monotonic()
-    train_items = [it for c in corpora for it in clean_items(c.train)]
-    train_items += [
-        it
-        for c in corpora
-        for it in augmented_items(c.train, args.augment, args.session_size, role=f"{c.name}-train")
-    ]
-    val_sets: dict[str, list[Item]] = {c.name: clean_items(c.val) for c in corpora}
-    if aug_val:
-        for c in corpora:
-            val_sets[f"{c.name}+augmented"] = augmented_items(
-                c.val, aug_val, args.session_size, role=f"{c.name}-val"
-            )
-    corpus_of = {id(r): c.name for c in corpora for r in (*c.train, *c.val)}
+    train_items, val_sets = training_sets(corpora, args.augment, aug_val, args.session_size)
     everything = train_items + [it for items in val_sets.values() for it in items]
     blocks = parse_blocks(getattr(args, "encoder_blocks", None))
     tag = args.asr_model.replace("/", "_") + ("-blocks" + "_".join(map(str, blocks)) if blocks else "")
@@ -697,20 +747,12 @@ def run(args: argparse.Namespace) -> int:
         load=ItemAudio(),
     )
 
-    def split(items: list[Item], xs: np.ndarray) -> Split:
-        return Split(
-            xs,
-            np.array([it.row.label for it in items], np.int64),
-            np.array([it.session for it in items]),
-            np.array([corpus_of[id(it.row)] for it in items]),
-        )
-
     n_tr = len(train_items)
-    tr = split(train_items, x[:n_tr])
+    tr = to_split(train_items, x[:n_tr])
     vals: dict[str, Split] = {}
     at = n_tr
     for name, items in val_sets.items():
-        vals[name] = split(items, x[at : at + len(items)])
+        vals[name] = to_split(items, x[at : at + len(items)])
         at += len(items)
     print(
         f"features: {len(tr.y)} train ({args.augment} augmented cop{'y' if args.augment == 1 else 'ies'}) / "
@@ -740,8 +782,6 @@ def run(args: argparse.Namespace) -> int:
     # the shipped head: trained on the training clips only, with the selected settings;
     # the val sets are scored per epoch for the record
     prior = Prior.of(tr.x)
-    rng = np.random.default_rng(args.seed)
-    z, idx = simulated_sessions(tr.x, tr.groups, prior, best["prior_weight"], args.views, rng)
     zv = {n: running_sessions(v.x, v.groups, prior, best["prior_weight"], args.seed) for n, v in vals.items()}
     history = History()
 
@@ -753,17 +793,7 @@ def run(args: argparse.Namespace) -> int:
             entry[f"val_accuracy{suffix}"], entry[f"val_uar{suffix}"] = m["accuracy"], m["uar"]
         history.add(entry, quiet=args.quiet)
 
-    sw = _sample_weight(tr, args)
-    head = fit_head(
-        z,
-        tr.y[idx],
-        weight_decay=args.weight_decay,
-        lr=args.lr,
-        epochs=int(best["epochs"]),
-        seed=args.seed,
-        on_check=record,
-        sample_weight=None if sw is None else sw[idx],
-    )
+    head, prior = fit_selected(tr, best, args, on_check=record)
     if args.no_export:
         return 0
     export_voice(head, prior, best, grid, sha, args, vals, history, blocks=blocks, corpora=corpora)
