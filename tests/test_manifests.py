@@ -34,15 +34,17 @@ def test_every_shipped_manifest_survives_a_round_trip_through_the_builder(path: 
 
 
 def test_a_draft_the_app_would_refuse_is_refused_when_written(tmp_path: Path) -> None:
-    model = tmp_path / "face-resnet-s.onnx"
+    model = tmp_path / "face-resnet-s-ferplus.onnx"
     shutil.copy(SHIPPED / model.name, model)
-    draft = ManifestDraft.from_file(SHIPPED / "face-resnet-s.json")
+    draft = ManifestDraft.from_file(SHIPPED / "face-resnet-s-ferplus.json")
     with pytest.raises(ModelError, match="modality 'faces' is not one of"):
         replace(draft, modality="faces").write(model)
     with pytest.raises(ModelError, match="must name the model's inputs"):
         replace(draft, inputs=()).write(model)
     with pytest.raises(ModelError, match=r"unknown keys \['colour'\]"):
-        ManifestDraft.from_dict({**json.loads((SHIPPED / "face-resnet-s.json").read_text()), "colour": "x"})
+        ManifestDraft.from_dict(
+            {**json.loads((SHIPPED / "face-resnet-s-ferplus.json").read_text()), "colour": "x"}
+        )
     m = replace(draft, id="face-copy", metrics={}).write(model)
     assert isinstance(m, ModelManifest) and m.id == "face-copy" and m.metrics == {}
     assert m.sha256 == draft.document(model)["sha256"]

@@ -299,7 +299,7 @@ def test_export_gives_manifests_that_eval_and_fusion_accept(
     assert cli(["eval", "face", "--manifest", str(out / "faces.csv"), "--model", str(model)]) == 0
     assert cli(["eval", "voice", "--manifest", str(out / "voice.csv")]) == 0
     assert cli(["eval", "text", "--manifest", str(out / "text.csv")]) == 0
-    members = "face-fer-minixception,text-minilm,voice-tinyen-ravdess"
+    members = "face-fer-minixception,text-minilm,voice-tinyen-ravdess-aug"
     args = ["--manifest", str(out / "paired.csv"), "--members", members, "--cache", "none"]
     assert cli(["fusion", "eval", *args]) == 0
     assert "fused" in capsys.readouterr().out

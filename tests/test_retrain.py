@@ -75,15 +75,18 @@ def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
     # got an output layer fitted on their rows, and all were compared as part of the new set
     parts = r.fine_tuned.split("; ")
     assert parts[:2] == [
-        "voice: voice-tinyen-block2-ravdess re-fitted on 24 session utterances",
-        "voice: voice-tinyen-ravdess re-fitted on 24 session utterances",
+        "voice: voice-tinyen-block2-ravdess-aug re-fitted on 24 session utterances",
+        "voice: voice-tinyen-ravdess-aug re-fitted on 24 session utterances",
     ], r.fine_tuned
     adapted = {
         p.split(":")[0]: int(p.split("fitted on ")[1].split()[0]) for p in parts[2:] if "fitted on" in p
     }
-    assert sorted(adapted) == ["face-fer-minixception", "face-resnet-m", "face-resnet-s", "text-minilm"], (
-        parts
-    )
+    assert sorted(adapted) == [
+        "face-fer-minixception",
+        "face-resnet-m-ferplus",
+        "face-resnet-s-ferplus",
+        "text-minilm",
+    ], parts
     assert adapted["text-minilm"] == 24 and all(10 <= n <= 24 for n in adapted.values())  # rows with scores
     lo, hi = r.diff_ci95
     assert lo <= r.new["fused"] - r.old["fused"] <= hi
@@ -98,7 +101,7 @@ def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
         active = active_models_dir()
         assert active is not None and active.name == r.version
         # the set carries every re-fitted member, and the app loads it
-        for mid in ("voice-tinyen-ravdess", "face-resnet-s", "text-minilm"):
+        for mid in ("voice-tinyen-ravdess-aug", "face-resnet-s-ferplus", "text-minilm"):
             doc = json.loads((active / f"{mid}.json").read_text(encoding="utf-8"))
             assert "fine_tuned" in doc["source"], mid
         assert (active / "text-minilm.tokenizer.json").is_file()

@@ -25,13 +25,34 @@ def test_ids_stay_with_moving_faces_and_new_faces_get_new_ids():
     assert new[0] == first[0] and new[1] not in first
 
 
-def test_track_expires_after_max_age():
-    tr = FaceTracker(max_age_s=1.0)
+def test_track_expires_after_max_age_and_its_id_after_the_reidentification_window():
+    tr = FaceTracker(max_age_s=1.0, reid_s=3.0)
     (i,) = tr.update(0.0, [(0, 0, 50, 50)])
     (j,) = tr.update(0.5, [(0, 0, 50, 50)])
     assert i == j
-    (k,) = tr.update(2.0, [(0, 0, 50, 50)])
-    assert k != i
+    # unseen for 1.5 s (a head turn): no longer live, but the face coming back where it was is the
+    # same person; one far away, or of another size, is not
+    (k,) = tr.update(2.0, [(5, 3, 52, 52)])
+    assert k == i
+    tr.update(3.5, [])
+    far, big = tr.update(4.8, [(300, 0, 50, 50), (0, 0, 120, 120)])
+    assert i not in (far, big) and far != big
+    # past max_age_s + reid_s unseen, the id is gone for good
+    (m,) = tr.update(9.0, [(0, 0, 50, 50)])
+    assert m not in (i, far, big)
+
+
+def test_two_people_keep_their_ids_through_head_turns():
+    tr = FaceTracker()
+    a, b = (100.0, 100.0, 80.0, 80.0), (400.0, 110.0, 70.0, 70.0)
+    ia, ib = tr.update(0.0, [a, b])
+    t = 0.0
+    for k in range(600):  # 20 s at 30 fps; each looks away for 2 s now and then
+        t = k / 30
+        seen = [box for box, hidden in ((a, 3 <= t % 7 < 5), (b, 5 <= t % 9 < 7)) if not hidden]
+        tr.update(t, seen)
+    assert sorted(tr.update(t + 1 / 30, [b, a])) == sorted([ia, ib])
+    assert tr._next_id == 3  # no third identity was ever made
 
 
 def test_smoothing_follows_media_time():

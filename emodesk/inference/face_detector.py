@@ -19,6 +19,7 @@ import numpy as np
 
 from emodesk.errors import ModelError
 from emodesk.imaging import resize
+from emodesk.inference.face_trust import DEFAULT_TRUST, FaceTrust
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import OnnxModel
@@ -154,6 +155,11 @@ class FaceDetector:
 
     Not thread-safe (it reuses one input buffer): like its ONNX session, each
     detector belongs to the one thread that calls it.
+
+    ``trust`` (:mod:`emodesk.inference.face_trust`) drops detections whose
+    score or keypoint layout is not a face's, in the whole frame and in each
+    zoom tile, so a frame whose only box was on a jacket still gets its zoomed
+    look; ``trust=None`` keeps every box the network gives at ``min_score``.
     """
 
     def __init__(
@@ -163,6 +169,7 @@ class FaceDetector:
         min_score: float = 0.5,
         iou_threshold: float = 0.3,
         zoom_when_empty: bool = True,
+        trust: FaceTrust | None = DEFAULT_TRUST,
     ) -> None:
         man = model.manifest
         if man.modality != "face-detector":
@@ -173,6 +180,7 @@ class FaceDetector:
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
         self.zoom_when_empty = bool(zoom_when_empty)
+        self.trust = trust
         self.searched_tiles = self.searched_all_tiles = False
         w, h = (int(v) for v in man.preprocessing.get("size", [128, 128]))
         self.input_size = (w, h)
@@ -320,5 +328,7 @@ class FaceDetector:
             for b, k, sc in zip(boxes, kp, scores, strict=True)
             if b[2] - b[0] >= 1 and b[3] - b[1] >= 1
         ]
+        if self.trust is not None:
+            faces = [f for f in faces if self.trust.accepts(f)]
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces

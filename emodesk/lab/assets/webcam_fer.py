@@ -15,7 +15,7 @@ live path — the face detector, then the aligned crop — has to find it again:
    (quality 40–90).
 
 Seeded per image: the same command writes the same files. Output: grey JPEG
-frames and ``test.csv`` (``path,label``, FER-2013's labels), and where the FER+
+frames and ``test.csv`` (``path,label,source``: FER-2013's labels and the face's PNG), and where the FER+
 votes are found (``--ferplus``), ``test-ferplus.csv``: the same frames under their
 FER+ majority labels, frames whose majority is none of our seven left out:
 
@@ -24,6 +24,10 @@ FER+ majority labels, frames whose majority is none of our seven left out:
         --json docs/results/eval-face-fer2013-webcam.json
     emodesk eval face --detect --manifest build/fer-webcam/test-ferplus.csv \
         --json docs/results/eval-face-ferplus-webcam.json
+
+``--split val`` and ``--split train`` (with another ``--seed``) build the same kind of
+frames from the training images: a webcam validation set and the live crops that
+``emodesk/lab/train/face/ferplus_head.py --live-frames`` learns from.
 
 Rows where the detector finds no face are reported as misses (``no_face``) and
 left out of the metrics, which therefore describe the faces the app would score.
@@ -60,9 +64,18 @@ def background(rng: np.random.Generator) -> np.ndarray:
     return bg
 
 
-def place_face(frame: np.ndarray, face: np.ndarray, rng: np.random.Generator) -> None:
-    """Upscale, roll and blend ``face`` (48×48 uint8) into ``frame`` in place."""
-    s = int(rng.integers(90, 221))
+FACE_SIZES = (90, 220)  # px, inclusive: a person at 0.5–1.5 m from a laptop camera
+
+
+def place_face(
+    frame: np.ndarray, face: np.ndarray, rng: np.random.Generator, sizes: tuple[int, int] = FACE_SIZES
+) -> tuple[int, int, int, int]:
+    """Upscale, roll and blend ``face`` (48×48 uint8) into ``frame`` in place.
+
+    Returns the face's square ``(x, y, w, h)`` before the roll, for studies
+    that need to know where the face is.
+    """
+    s = int(rng.integers(sizes[0], sizes[1] + 1))
     big = cv2.resize(face.astype(np.float32), (s, s), interpolation=cv2.INTER_CUBIC)
     mask: np.ndarray = np.zeros((s, s), np.float32)
     m = max(2, s // 14)
@@ -85,6 +98,7 @@ def place_face(frame: np.ndarray, face: np.ndarray, rng: np.random.Generator) ->
     f = big[fy0 : fy0 + y1c - y0c, fx0 : fx0 + x1c - x0c]
     region = frame[y0c:y1c, x0c:x1c]
     frame[y0c:y1c, x0c:x1c] = region * (1 - a) + f * a
+    return cx - s // 2, cy - s // 2, s, s
 
 
 def camera(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -103,38 +117,53 @@ def camera(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def make_frame(face: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
     """One frame for ``face`` and its JPEG quality; the same ``seed`` gives the same frame."""
+    frame, quality, _ = make_frame_with_box(face, seed)
+    return frame, quality
+
+
+def make_frame_with_box(
+    face: np.ndarray, seed: int, sizes: tuple[int, int] = FACE_SIZES
+) -> tuple[np.ndarray, int, tuple[int, int, int, int]]:
+    """:func:`make_frame` with a face size range, also returning where the face is."""
     rng = np.random.default_rng(seed)
     frame = background(rng)
-    place_face(frame, face, rng)
-    return camera(frame, rng), int(rng.integers(40, 91))
+    box = place_face(frame, face, rng, sizes)
+    return camera(frame, rng), int(rng.integers(40, 91)), box
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "faces" / "fer2013")
     ap.add_argument("--out", type=Path, default=REPO / "build" / "fer-webcam")
-    ap.add_argument(
-        "--ferplus", type=Path, default=REPO.parent / "shared" / "datasets" / "faces" / "ferplus"
-    )
+    ap.add_argument("--ferplus", type=Path, default=REPO.parent / "shared" / "datasets" / "faces" / "ferplus")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, help="only the first N test faces (a quick look)")
+    ap.add_argument("--limit", type=int, help="only the first N faces (a quick look)")
+    ap.add_argument(
+        "--split",
+        choices=("test", "val", "train"),
+        default="test",
+        help="which FER-2013 split (val and train: for choices made in training and for training "
+        "on the live crop); writes SPLIT.csv and SPLIT-ferplus.csv",
+    )
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"{args.data}: no FER-2013 folder (see ../shared/datasets/README.md)", file=sys.stderr)
         return 2
-    rows = load_split(args.data, "test")[: args.limit]
+    rows = load_split(args.data, args.split)[: args.limit]
     ferplus: dict[str, int] = {}
     if dataset_kind(args.ferplus) == "ferplus":
-        ferplus = {r.x: r.label for r in load_split(args.ferplus, "test")}
+        ferplus = {r.x: r.label for r in load_split(args.ferplus, args.split)}
     frames = args.out / "frames"
     frames.mkdir(parents=True, exist_ok=True)
-    plus = open(args.out / "test-ferplus.csv", "w", newline="", encoding="utf-8") if ferplus else None
+    plus = (
+        open(args.out / f"{args.split}-ferplus.csv", "w", newline="", encoding="utf-8") if ferplus else None
+    )
     wp = csv.writer(plus) if plus is not None else None
     if wp is not None:
-        wp.writerow(["path", "label"])
-    with open(args.out / "test.csv", "w", newline="", encoding="utf-8") as fh:
+        wp.writerow(["path", "label", "source"])
+    with open(args.out / f"{args.split}.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "label"])
+        w.writerow(["path", "label", "source"])
         for i, row in enumerate(rows):
             face = cv2.imread(str(row.x), cv2.IMREAD_GRAYSCALE)
             if face is None:
@@ -145,13 +174,13 @@ def main() -> int:
             if not cv2.imwrite(str(args.out / name), frame, [cv2.IMWRITE_JPEG_QUALITY, quality]):
                 print(f"cannot write {args.out / name}", file=sys.stderr)
                 return 1
-            w.writerow([name, LABELS[row.label]])
+            w.writerow([name, LABELS[row.label], row.x])
             if wp is not None and row.x in ferplus:
-                wp.writerow([name, LABELS[ferplus[row.x]]])
+                wp.writerow([name, LABELS[ferplus[row.x]], row.x])
     if plus is not None:
         plus.close()
-    also = " and test-ferplus.csv" if ferplus else ""
-    print(f"wrote {len(rows)} frames and {args.out / 'test.csv'}{also}")
+    also = f" and {args.split}-ferplus.csv" if ferplus else ""
+    print(f"wrote {len(rows)} frames and {args.out / f'{args.split}.csv'}{also}")
     return 0
 
 

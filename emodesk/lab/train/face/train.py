@@ -143,7 +143,7 @@ def load_arrays(args: argparse.Namespace) -> dict[str, np.ndarray]:
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random affine + mirror + photometric jitter + erasing on a (N, 1, 48, 48) batch in [-1, 1]."""
+    """Random affine + mirror + photometric jitter + erasing on a (N, 1, S, S) batch in [-1, 1]."""
     n, dev = x.shape[0], x.device
 
     def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -165,13 +165,14 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * u(0.7, 1.3).view(n, 1, 1, 1) + mean + u(-0.2, 0.2).view(n, 1, 1, 1)
     # random erasing: a rectangle of 2–20 % of the crop, half of the images
-    area = u(0.02, 0.2) * SIZE * SIZE
+    side = x.shape[-1]
+    area = u(0.02, 0.2) * side * side
     aspect = torch.exp(u(math.log(0.3), math.log(3.3)))
-    h = torch.sqrt(area * aspect).clamp(4, SIZE - 1)
-    w = torch.sqrt(area / aspect).clamp(4, SIZE - 1)
-    y0 = u(0, 1) * (SIZE - h)
-    x0 = u(0, 1) * (SIZE - w)
-    ar = torch.arange(SIZE, device=dev, dtype=torch.float32)
+    h = torch.sqrt(area * aspect).clamp(4, side - 1)
+    w = torch.sqrt(area / aspect).clamp(4, side - 1)
+    y0 = u(0, 1) * (side - h)
+    x0 = u(0, 1) * (side - w)
+    ar = torch.arange(side, device=dev, dtype=torch.float32)
     rows = (ar.view(1, -1) >= y0.view(-1, 1)) & (ar.view(1, -1) < (y0 + h).view(-1, 1))
     cols = (ar.view(1, -1) >= x0.view(-1, 1)) & (ar.view(1, -1) < (x0 + w).view(-1, 1))
     mask = (rows[:, :, None] & cols[:, None, :] & (u(0, 1) < 0.5).view(n, 1, 1)).unsqueeze(1)
