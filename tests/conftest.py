@@ -34,6 +34,16 @@ except ImportError:
     pass
 
 
+@pytest.fixture(scope="module")
+def shipped_models_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """For a module's module-scoped fixtures: only the shipped models (no developer's retrained
+    set, no EMODESK_MODELS). Use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMODESK_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.delenv("EMODESK_MODELS", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def emodesk_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh ``EMODESK_HOME`` per test: no user model set, logs or settings leak in or out."""

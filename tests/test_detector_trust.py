@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -16,12 +15,7 @@ from emodesk.types import FaceBox
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shipped_models_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EMODESK_HOME", str(tmp_path_factory.mktemp("home")))
-        mp.delenv("EMODESK_MODELS", raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("shipped_models_only")
 
 
 @pytest.fixture(scope="module")

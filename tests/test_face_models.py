@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -29,13 +28,7 @@ DETECTOR_ID = "face-detector-blazeface-short"
 HAND_BOX = (77.0, 70.0, 98.0, 106.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shipped_models_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep a developer's retrained model set out of these tests."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EMODESK_HOME", str(tmp_path_factory.mktemp("home")))
-        mp.delenv("EMODESK_MODELS", raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("shipped_models_only")  # no developer's retrained set
 
 
 @pytest.fixture(scope="module")
