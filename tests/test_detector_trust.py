@@ -106,3 +106,22 @@ def test_a_rejected_whole_frame_box_still_gets_the_zoomed_look(
     frame[20:150, 20:150] = small
     found = detector.detect(frame, zoom=True)
     assert detector.searched_tiles and found and found[0].box[0] < 150 and found[0].box[1] < 150
+
+
+def test_the_verifier_never_trains_on_the_study_frames() -> None:
+    """Held-out photographs are other photographs than the training ones, no harvest part draws a
+    held-out kind, and no training seed is a seed of a study frame."""
+    pytest.importorskip("skimage")
+    from emodesk.lab.studies.detector_trust import collect, scenes
+    from emodesk.lab.train.face import verifier
+
+    assert set(scenes.PHOTOS["photo"]).isdisjoint(scenes.PHOTOS["photo-held-out"])
+    drawn = {k for kinds in verifier.harvest_kinds().values() for k in kinds}
+    assert drawn and drawn.isdisjoint(scenes.HELD_OUT_KINDS)
+    a, b = scenes.negative("photo-held-out", 20_000_000), scenes.negative("photo-held-out", 20_000_000)
+    assert a.shape == (480, 640, 3) and np.array_equal(a, b)  # seeded
+    study = [range(s.seed0, s.seed0 + min(s.n, 10_000)) for s in collect.SETS.values()]
+    for part, frames in (("negatives", 4000), ("photos", 4000), ("faces", 6000)):
+        seeds = verifier.harvest_seeds(part, frames)
+        assert all(seeds.stop <= r.start or r.stop <= seeds.start for r in study), part
+    assert not any(s.startswith("test-") or s.endswith("held-out") for s in verifier.VAL_SETS)

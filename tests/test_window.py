@@ -37,7 +37,7 @@ def face_only_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if jp.name == "fusion.json":
             continue
         m = json.loads(jp.read_text(encoding="utf-8"))
-        if m.get("modality") in ("face", "face-detector"):
+        if m.get("modality") in ("face", "face-detector", "face-verifier"):
             shutil.copy(jp, out / jp.name)
             shutil.copy(jp.parent / m["file"], out / m["file"])
     monkeypatch.setenv("EMODESK_MODELS", str(out))

@@ -313,12 +313,15 @@ def run(argv: Sequence[str]) -> int:
     detect_s = 0.0
     if args.detect:
         from emodesk.inference.face_detector import FaceDetector
+        from emodesk.inference.face_verifier import installed_verifier
         from emodesk.inference.registry import find_model
         from emodesk.inference.runtime import OnnxModel
         from emodesk.pipeline.models import DEFAULT_DETECTOR
 
         model = OnnxModel(find_model(DEFAULT_DETECTOR), device=args.device)
-        detector = FaceDetector(model, zoom_when_empty=not args.no_zoom)
+        detector = FaceDetector(
+            model, zoom_when_empty=not args.no_zoom, verifier=installed_verifier(device=args.device)
+        )
         t0 = time.perf_counter()
         boxes = find_largest_faces(rows, detector, progress=_Progress("face detection", len(rows)))
         detect_s = time.perf_counter() - t0

@@ -20,6 +20,7 @@ import numpy as np
 from emodesk.errors import ModelError
 from emodesk.imaging import resize
 from emodesk.inference.face_trust import DEFAULT_TRUST, FaceTrust
+from emodesk.inference.face_verifier import FaceVerifier
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import OnnxModel
@@ -160,6 +161,9 @@ class FaceDetector:
     score or keypoint layout is not a face's, in the whole frame and in each
     zoom tile, so a frame whose only box was on a jacket still gets its zoomed
     look; ``trust=None`` keeps every box the network gives at ``min_score``.
+    ``verifier`` (:mod:`emodesk.inference.face_verifier`) then looks at the
+    pixels of each box left, on the whole frame, and drops those it does not
+    take for a face, again before the zoomed look is decided.
     """
 
     def __init__(
@@ -170,6 +174,7 @@ class FaceDetector:
         iou_threshold: float = 0.3,
         zoom_when_empty: bool = True,
         trust: FaceTrust | None = DEFAULT_TRUST,
+        verifier: FaceVerifier | None = None,
     ) -> None:
         man = model.manifest
         if man.modality != "face-detector":
@@ -181,6 +186,7 @@ class FaceDetector:
         self.iou_threshold = float(iou_threshold)
         self.zoom_when_empty = bool(zoom_when_empty)
         self.trust = trust
+        self.verifier = verifier
         self.searched_tiles = self.searched_all_tiles = False
         w, h = (int(v) for v in man.preprocessing.get("size", [128, 128]))
         self.input_size = (w, h)
@@ -249,7 +255,7 @@ class FaceDetector:
         """
         _check_image(image_bgr)
         self.searched_tiles = self.searched_all_tiles = False
-        faces = self._detect(image_bgr)
+        faces = self._verified(image_bgr, self._detect(image_bgr))
         if faces or not (self.zoom_when_empty if zoom is None else zoom):
             return faces
         self.searched_tiles = True
@@ -259,7 +265,7 @@ class FaceDetector:
             cx, cy = near[0] + near[2] / 2, near[1] + near[3] / 2
             x0 = int(min(max(0, round(cx - tw / 2)), iw - tw))
             y0 = int(min(max(0, round(cy - th / 2)), ih - th))
-            faces = self._detect_in(image_bgr, x0, y0, tw, th)
+            faces = self._verified(image_bgr, self._detect_in(image_bgr, x0, y0, tw, th))
             if faces:
                 return faces
         self.searched_all_tiles = True
@@ -267,12 +273,16 @@ class FaceDetector:
         for y0 in dict.fromkeys((0, ih - th)):
             for x0 in dict.fromkeys((0, iw - tw)):
                 found += self._detect_in(image_bgr, x0, y0, tw, th)
+        found = self._verified(image_bgr, found)
         kept: list[FaceBox] = []
         for f in sorted(found, key=lambda f: f.score, reverse=True):  # one face seen by two tiles
             if all(iou(f.box, k.box) <= self.iou_threshold for k in kept):
                 kept.append(f)
         kept.sort(key=lambda f: f.area, reverse=True)
         return kept
+
+    def _verified(self, image_bgr: np.ndarray, faces: list[FaceBox]) -> list[FaceBox]:
+        return faces if self.verifier is None or not faces else self.verifier.keep(image_bgr, faces)
 
     def _detect_in(self, image_bgr: np.ndarray, x0: int, y0: int, w: int, h: int) -> list[FaceBox]:
         """Faces in the region ``(x0, y0, w, h)``, in the whole image's pixels."""

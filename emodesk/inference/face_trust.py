@@ -21,7 +21,8 @@ What it buys is measured, not assumed: the study's README has the numbers.
 BlazeFace's keypoints on a false positive are laid out like a face's (the
 regressor draws a face wherever it fires), so the layout check removes only
 a few boxes; the score floor removes the weakest; most boxes on skin-toned
-cloth and wood survive both (README: what would close the gap).
+cloth and wood survive both. What removes them is a look at the pixels:
+:mod:`emodesk.inference.face_verifier`, applied after this rule.
 """
 
 from __future__ import annotations

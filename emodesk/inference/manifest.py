@@ -20,7 +20,7 @@ from typing import Any
 from emodesk.errors import ModelError
 from emodesk.resources import sha256_file
 
-MODALITIES = ("face", "voice", "text", "face-detector", "vad", "asr")
+MODALITIES = ("face", "voice", "text", "face-detector", "face-verifier", "vad", "asr")
 Dim = int | str | None
 
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = "face-detector-blazeface-short"
+
+
 def _provider_short(p: str) -> str:
     return p.replace("ExecutionProvider", "")
 
@@ -47,6 +49,7 @@ def load_face_pipeline(
     ``reuse_boxes_s=0`` runs the detector on every frame (None: ``FacePipeline``'s default).
     """
     from emodesk.inference.face_detector import FaceDetector
+    from emodesk.inference.face_verifier import installed_verifier
     from emodesk.inference.registry import find_model
     from emodesk.inference.runtime import OnnxModel
     from emodesk.pipeline.face_path import REUSE_BOXES_S, FacePipeline
@@ -54,13 +57,16 @@ def load_face_pipeline(
     statuses: list[SlotStatus] = []
     try:
         det_model = OnnxModel(find_model(detector_id), device=device)
-        detector = FaceDetector(det_model)
+        verifier = installed_verifier(device=device)
+        detector = FaceDetector(det_model, verifier=verifier)
+        ids = (detector_id,) if verifier is None else (detector_id, verifier.model.manifest.id)
+        checked = "" if verifier is None else f", boxes checked by {verifier.model.manifest.id}"
         statuses.append(
             SlotStatus(
                 "face detector",
                 "ok",
-                f"{detector_id} {_where(det_model)}",
-                (detector_id,),
+                f"{detector_id} {_where(det_model)}{checked}",
+                ids,
                 det_model.provider,
             )
         )

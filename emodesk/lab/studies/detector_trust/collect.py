@@ -51,6 +51,8 @@ def _sets() -> list[FrameSet]:
     for k, kind in enumerate(scenes.NEGATIVE_KINDS):
         out.append(FrameSet(f"val-{kind}", kind, 600, 50_000_000 + 1_000_000 * k))
         out.append(FrameSet(f"test-{kind}", kind, 3000, 10_000_000 + 1_000_000 * k))
+    out.append(FrameSet("val-photo", "photo", 600, 55_000_000))  # the verifier's validation only
+    out.append(FrameSet("test-photo-held-out", "photo-held-out", 3000, 20_000_000))  # other photographs
     out += [
         FrameSet("val-faces", "face", 1000, 80_000_000, "val"),
         FrameSet("val-small-faces", "face", 1000, 90_000_000, "val", scenes.SMALL_FACES),

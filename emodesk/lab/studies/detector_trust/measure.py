@@ -28,13 +28,21 @@ import numpy as np
 from scipy.stats import chi2
 
 from emodesk.evaluation.metrics import wilson_interval
+from emodesk.imaging import read_image
 from emodesk.inference.face_trust import DEFAULT_TRUST, FaceTrust, KeypointBounds, layout
+from emodesk.inference.face_verifier import FaceVerifier
+from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.runtime import OnnxModel
+from emodesk.lab.paths import REPO
 from emodesk.lab.studies.detector_trust import collect as col
+from emodesk.lab.studies.detector_trust import scenes
 from emodesk.lab.studies.detector_trust import second_look as sl
-from emodesk.lab.studies.detector_trust.scenes import NEGATIVE_KINDS
+from emodesk.lab.studies.detector_trust import verifier_crops as vc
+from emodesk.lab.studies.detector_trust.scenes import HELD_OUT_KINDS, NEGATIVE_KINDS
 from emodesk.types import FaceBox, iou
 
 HERE = Path(__file__).resolve().parent
+CANDIDATE = HERE / "candidate" / "face-verifier.json"  # trained by emodesk/lab/train/face/verifier.py
 FRAMES_PER_10_MIN = 18_000  # 30 fps
 QUANTILE = 0.001  # bounds: the 0.1–99.9 % range of the measures on validation faces …
 WIDEN = 0.25  # … widened by this share of that range on each side
@@ -143,22 +151,90 @@ def choose_score(
     return chosen, curve
 
 
-def check_replay(name: str, trust: FaceTrust, n: int = 150) -> int:
-    """Frames (of the first ``n`` of ``name``) where the replay differs from ``FaceDetector.detect``."""
+def check_replay(name: str, trust: FaceTrust, n: int = 150, verifier: FaceVerifier | None = None) -> int:
+    """Frames (of the first ``n`` of ``name``) where the replay differs from ``FaceDetector.detect``
+    (built with ``trust`` and ``verifier``)."""
     det = col.FaceDetector(
-        col.OnnxModel(col.find_model("face-detector-blazeface-short"), device="cpu"), trust=trust
+        col.OnnxModel(col.find_model("face-detector-blazeface-short"), device="cpu"),
+        trust=trust,
+        verifier=verifier,
     )
     records = load(name)
+    rule = _per_frame(trust.accepts, False) if verifier is None else with_verifier(name, verifier, trust)
     bad = 0
-    for (image, _), rec in zip(col.frames(col.SETS[name]), records[:n], strict=False):
+    for i, ((image, _), rec) in enumerate(zip(col.frames(col.SETS[name]), records[:n], strict=False)):
         live = det.detect(image, zoom=True)
-        again = col.replay(rec, trust.accepts)
+        again = col.replay(rec, rule(i))
         same = len(live) == len(again) and all(
             np.allclose(a.box, b.box, atol=1e-3) and abs(a.score - b.score) < 1e-6
             for a, b in zip(live, again, strict=True)
         )
         bad += not same
     return bad
+
+
+def with_verifier(
+    name: str, verifier: FaceVerifier, trust: FaceTrust = DEFAULT_TRUST
+) -> Callable[[int], Accept]:
+    """``trust`` and the verifier's threshold, per frame of set ``name`` (every raw box has a score)."""
+    p = vc.probabilities(name, load(name), verifier)
+    t = verifier.threshold
+    return lambda i: lambda f: trust.accepts(f) and p[vc.box_key(i, f)] >= t
+
+
+def load_candidate() -> FaceVerifier | None:
+    """The candidate verifier kept beside this study (not in ``models/``, so the app does not load it)."""
+    if not CANDIDATE.is_file():
+        return None
+    return FaceVerifier(OnnxModel(ModelManifest.load(CANDIDATE), device="cpu"))
+
+
+def real_faces(verifier: FaceVerifier, n: int = 300) -> dict[str, Any]:
+    """The verifier on real colour faces the trust rule lets through: every detection of ``n``
+    frames of the tests' two-face clip (``face_video_frames``: the asset portrait twice, ~95 px,
+    drifting), the clip ``emodesk analyze``'s test reads."""
+    from emodesk.capture.synthesis import face_video_frames
+
+    det = col.FaceDetector(col.OnnxModel(col.find_model("face-detector-blazeface-short"), device="cpu"))
+    portrait = read_image(REPO / "assets" / "face_astronaut.png", gray=False)
+    out: dict[str, Any] = {}
+    clips = {"two-face clip (300 frames)": face_video_frames(portrait, n_frames=n, faces=2)}
+    for clip, frames in clips.items():
+        p: list[float] = []
+        both = 0
+        for frame in frames:
+            faces = det.detect(frame)
+            q = verifier.probabilities(frame, [f.box for f in faces])
+            p += q.tolist()
+            both += len(faces) == 2 and bool(np.all(q >= verifier.threshold))
+        arr = np.array(p)
+        out[clip] = {
+            "boxes": len(arr),
+            "kept": int(np.sum(arr >= verifier.threshold)),
+            "kept_share": float(np.mean(arr >= verifier.threshold)),
+            "frames_with_both_faces_kept": both / n,
+            "probability_quantiles": dict(
+                zip(
+                    ("min", "p1", "p5", "p10", "p25", "median"),
+                    np.quantile(arr, [0, 0.01, 0.05, 0.1, 0.25, 0.5]).round(4).tolist(),
+                    strict=True,
+                )
+            ),
+        }
+    return out
+
+
+def per_photograph(name: str, rule: Callable[[int], Accept]) -> dict[str, dict[str, int]]:
+    """Frames and frames with a box per photograph of a photo set (the photograph is the frame's
+    first draw of its seed, as :func:`scenes.photo` picks it)."""
+    fs = col.SETS[name]
+    names = scenes.PHOTOS[fs.kind]
+    out: dict[str, dict[str, int]] = {n: {"frames": 0, "with_a_box": 0} for n in names}
+    for i, r in enumerate(load(name)):
+        photo = names[int(np.random.default_rng(fs.seed0 + i).integers(len(names)))]
+        out[photo]["frames"] += 1
+        out[photo]["with_a_box"] += bool(col.replay(r, rule(i)))
+    return out
 
 
 def main() -> int:
@@ -179,7 +255,7 @@ def main() -> int:
         "none (today)": None,
         "score only": FaceTrust(score, None),
         "keypoints only": FaceTrust(0.5, bounds),
-        "score + keypoints (shipped)": DEFAULT_TRUST,
+        "score + keypoints (the shipped trust rule)": DEFAULT_TRUST,
     }
     report: dict[str, Any] = {
         "derived_rule": {"min_score": score, "bounds": asdict(bounds), "from_val_faces": n_faces},
@@ -195,6 +271,8 @@ def main() -> int:
             per[kind] = negatives(load(f"test-{kind}"), accept)
             k, n = k + int(per[kind]["events"]), n + int(per[kind]["frames"])
         per["all negatives"] = poisson_per_10_min(k, n)
+        for kind in HELD_OUT_KINDS:
+            per[f"{kind} (held out)"] = negatives(load(f"test-{kind}"), accept)
         for p in POSITIVE_SETS:
             per[p] = positives(load(f"test-{p}"), accept)
         report["test"][rname] = per
@@ -217,12 +295,46 @@ def main() -> int:
     report["replay_mismatches"] = {
         name: check_replay(name, DEFAULT_TRUST) for name in ("test-cloth", "test-cartoon", "test-faces")
     }
+    report["test"]["score + keypoints (the shipped trust rule)"]["per photograph (held out)"] = {
+        kind: per_photograph(f"test-{kind}", lambda i: DEFAULT_TRUST.accepts) for kind in HELD_OUT_KINDS
+    }
+    verifier = load_candidate()
+    if verifier is not None:  # the pixels' second look (face_verifier.py): a candidate, not shipped
+        vid = verifier.model.manifest.id
+        per, k, n = {}, 0, 0
+        for kind in NEGATIVE_KINDS:
+            per[kind] = negatives(
+                load(f"test-{kind}"), with_verifier(f"test-{kind}", verifier), per_frame=True
+            )
+            k, n = k + int(per[kind]["events"]), n + int(per[kind]["frames"])
+        per["all negatives"] = poisson_per_10_min(k, n)
+        for kind in HELD_OUT_KINDS:
+            name = f"test-{kind}"
+            per[f"{kind} (held out)"] = negatives(load(name), with_verifier(name, verifier), per_frame=True)
+        for p in POSITIVE_SETS:
+            per[p] = positives(load(f"test-{p}"), with_verifier(f"test-{p}", verifier), per_frame=True)
+        name = f"score + keypoints + {vid} at {verifier.threshold} (candidate, not shipped)"
+        report["test"][name] = per
+        per["per photograph (held out)"] = {
+            kind: per_photograph(f"test-{kind}", with_verifier(f"test-{kind}", verifier))
+            for kind in HELD_OUT_KINDS
+        }
+        report["candidate_verifier_on_real_faces"] = real_faces(verifier)
+        report["replay_mismatches"].update(
+            {
+                f"{name} with {vid}": check_replay(name, DEFAULT_TRUST, verifier=verifier)
+                for name in ("test-cloth", "test-cartoon", "test-faces")
+            }
+        )
     (HERE / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"derived rule: score ≥ {score}, bounds {bounds} (from {n_faces} validation faces)")
     print(f"shipped rule matches: {report['shipped_rule_matches_derived']}")
     for rname, per in report["test"].items():
         print(f"\n{rname}")
         for sname, v in per.items():
+            if "ci95" not in v:
+                print(f"  {sname}: {json.dumps(v)}")
+                continue
             lo, hi = v["ci95"]
             if "per_10_min" in v:
                 rate = f"{v['per_10_min']:.2f} per 10 min [{lo:.2f}, {hi:.2f}]"
@@ -233,6 +345,8 @@ def main() -> int:
                     f"  {sname:14s} detected {v['detected']}/{v['frames']} = {rate},"
                     f" {v['boxes_off_the_face']} off-face"
                 )
+    if "candidate_verifier_on_real_faces" in report:
+        print(f"\ncandidate verifier on real faces: {json.dumps(report['candidate_verifier_on_real_faces'])}")
     print(f"\nreplay vs FaceDetector.detect mismatches: {report['replay_mismatches']}")
     return 0 if all(v == 0 for v in report["replay_mismatches"].values()) else 1
 
