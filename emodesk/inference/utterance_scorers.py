@@ -15,7 +15,7 @@ from emodesk.errors import ModelError
 from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.voice_features import POOLINGS, RunningNormalizer, pool_frames
-from emodesk.labels import reorder_indices
+from emodesk.labels import LABELS, reorder_indices
 from emodesk.machine import CUDA, Device
 from emodesk.resources import sha256_file
 
@@ -42,6 +42,7 @@ class _OnnxMember:
         self.model = model
         self.order = reorder_indices(m.labels)
         self.outputs_probs = str(m.preprocessing.get("output", "probs")) == "probs"
+        self.label_bias = label_bias(m)
 
     @property
     def id(self) -> str:
@@ -51,7 +52,36 @@ class _OnnxMember:
         raw = np.asarray(out, dtype=np.float64).reshape(-1)
         if raw.shape[0] != len(self.order):
             raise ModelError(f"model {self.id} returned {raw.shape[0]} outputs, expected {len(self.order)}")
-        return _softmax_if_needed(raw, self.outputs_probs)[self.order]
+        p = _softmax_if_needed(raw, self.outputs_probs)[self.order]
+        if self.label_bias is None:
+            return p
+        q = p * self.label_bias
+        return q / q.sum()
+
+
+def label_bias(manifest: ModelManifest) -> np.ndarray | None:
+    """``postprocessing.label_bias`` (label → log-prior offset) as factors in canonical order, or None.
+
+    A member's probabilities are multiplied by ``exp(offset)`` per label and renormalised: a prior
+    shift chosen on validation (``emodesk/lab/studies/voice_calm``), e.g. toward neutral.
+    """
+    post = manifest.postprocessing or {}
+    bias = post.get("label_bias") if isinstance(post, dict) else None
+    if not bias:
+        return None
+    if not isinstance(bias, dict):
+        raise ModelError(f"model {manifest.id}: postprocessing.label_bias must map labels to numbers")
+    out = np.ones(len(LABELS))
+    for label, v in bias.items():
+        if label not in LABELS:
+            raise ModelError(
+                f"model {manifest.id}: label_bias names {label!r}, not one of {', '.join(LABELS)}"
+            )
+        try:
+            out[LABELS.index(label)] = float(np.exp(float(v)))
+        except (TypeError, ValueError):
+            raise ModelError(f"model {manifest.id}: label_bias[{label!r}] = {v!r} is not a number") from None
+    return out
 
 
 class VoiceScorer(_OnnxMember):
