@@ -47,6 +47,55 @@ def test_self_test_fails_on_a_corrupt_model(tmp_path):
     assert "ok   speech path" in r.stdout  # the rest still ran
 
 
+def _copied_models(tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models)
+    env = {**os.environ, "EMODESK_HOME": str(tmp_path), "EMODESK_MODELS": str(models)}
+    env.pop("DISPLAY", None)
+    return models, env
+
+
+def test_self_test_fails_on_a_face_manifest_with_two_labels_swapped(tmp_path):
+    import json
+
+    models, env = _copied_models(tmp_path)
+    jp = models / "face-resnet-s-ferplus.json"
+    m = json.loads(jp.read_text(encoding="utf-8"))
+    labels = m["labels"]
+    i, j = labels.index("happy"), labels.index("sad")
+    labels[i], labels[j] = labels[j], labels[i]
+    jp.write_text(json.dumps(m), encoding="utf-8")
+    r = _emodesk("--self-test", env=env)
+    assert r.returncode == 1, r.stdout
+    assert (
+        "FAIL face path" in r.stdout
+        and "face-resnet-s-ferplus reads the smiling test face as sad" in r.stdout
+    )
+
+
+def test_self_test_fails_on_a_tokenizer_with_two_token_ids_swapped(tmp_path):
+    import json
+
+    models, env = _copied_models(tmp_path)
+    tp = models / "text-minilm.tokenizer.json"
+    tok = json.loads(tp.read_text(encoding="utf-8"))
+    vocab = tok["model"]["vocab"]
+    vocab["happy"], vocab["sad"] = vocab["sad"], vocab["happy"]
+    tp.write_text(json.dumps(tok), encoding="utf-8")
+    r = _emodesk("--self-test", env=env)
+    assert r.returncode == 1, r.stdout
+    assert "FAIL voice/text members" in r.stdout and "text-minilm reads" in r.stdout
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"rule": "weighted", "members": 7}'])
+def test_self_test_fails_when_fusion_json_does_not_load(tmp_path, content):
+    models, env = _copied_models(tmp_path)
+    (models / "fusion.json").write_text(content, encoding="utf-8")
+    r = _emodesk("--self-test", env=env)
+    assert r.returncode == 1, r.stdout
+    assert "FAIL fusion" in r.stdout and "ok   face path" in r.stdout
+
+
 @pytest.mark.slow
 def test_window_on_a_real_x_screen_in_demo_mode(x_screen, tmp_path):
     shot = tmp_path / "window.png"

@@ -16,6 +16,7 @@ import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
 from emodesk.machine import Device
+from emodesk.types import SlotStatus
 
 
 def _frame_with_face() -> np.ndarray:
@@ -46,6 +47,32 @@ def _first_utterance_audio() -> np.ndarray:
     finally:
         src.close()
     return np.concatenate(parts)
+
+
+#: a known answer every face and text member must give: the test face smiles, the sentence is glad
+EXPECTED = "happy"
+HAPPY_SENTENCE = "I am so happy to see you today."
+
+
+def known_answer(model_id: str, probs: np.ndarray, what: str) -> None:
+    """``EmodeskError`` unless ``probs`` (canonical order) puts :data:`EXPECTED` on top: a member
+    whose labels or tokenizer were swapped or corrupted still outputs a distribution, but the
+    wrong one."""
+    from emodesk.labels import LABELS
+
+    top = LABELS[int(np.argmax(probs))]
+    if top != EXPECTED:
+        raise EmodeskError(
+            f"{model_id} reads {what} as {top} ({float(np.max(probs)):.2f}), not {EXPECTED}: "
+            "its labels, tokenizer or weights are not the ones it was measured with"
+        )
+
+
+def refused(statuses: list[SlotStatus]) -> None:
+    """``EmodeskError`` naming every member a working slot had to leave out."""
+    failed = [f for s in statuses for f in s.failed]
+    if failed:
+        raise EmodeskError("refused: " + "; ".join(failed))
 
 
 def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
@@ -80,16 +107,16 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
         return ", ".join(sorted(installed_manifests()))
 
     def face() -> str:
-        pipe, statuses = load_face_pipeline(device=device)
+        pipe, statuses = load_face_pipeline(device=device, rotate=False)  # every member on the frame
         if pipe is None:
             raise EmodeskError("; ".join(s.message for s in statuses if not s.ok))
+        refused(statuses)
         res = pipe.process(Frame(t=0.0, image=_frame_with_face(), index=0))
         if not res.faces:
             raise EmodeskError("the face detector found no face in the test frame")
-        p = res.faces[0].probs
-        if not (np.isclose(p.sum(), 1.0, atol=1e-3) and np.all(p >= 0)):
-            raise EmodeskError(f"face probabilities are not a distribution: {p}")
-        return "; ".join(s.message for s in statuses) + f"; {len(res.faces)} face score(s)"
+        for f in res.faces:
+            known_answer(f.model, f.probs, "the smiling test face")
+        return "; ".join(s.message for s in statuses) + f"; {len(res.faces)} face score(s), each {EXPECTED}"
 
     def speech() -> str:
         proc, statuses = load_speech_processor(asr_model=asr_model, device=device, partial_interval_s=None)
@@ -107,23 +134,29 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
         bad = [s.message for s in statuses if s.state == "error"]
         if bad:
             raise EmodeskError("; ".join(bad))
+        refused(statuses)
         # every member scores the test utterance (a voice member that runs its own encoder
         # pass loads it here: the ASR's weights, found and verified as live)
         audio = _first_utterance_audio()
         scored = [(v.id, v.score(audio)) for v in voice]
-        scored += [(t.id, t.score("I am so happy to see you today.")) for t in text]
-        for model_id, p in scored:
+        said = [(t.id, t.score(HAPPY_SENTENCE)) for t in text]
+        for model_id, p in scored + said:
             if not (np.isclose(p.sum(), 1.0, atol=1e-3) and np.all(p >= 0)):
                 raise EmodeskError(f"{model_id} probabilities are not a distribution: {p}")
+        for model_id, p in said:
+            known_answer(model_id, p, repr(HAPPY_SENTENCE))
+        scored += said
         return "; ".join(f"{s.slot}: {s.message}" for s in statuses) + f"; {len(scored)} member(s) scored"
 
     def fusion() -> str:
         from emodesk.fusion.config import load_active_fusion
 
         cfg = load_active_fusion()
-        if cfg.warnings and cfg.path is not None and "equal weights" in cfg.warnings[0]:
-            raise EmodeskError(cfg.warnings[0])
-        return f"{cfg.path or 'no fusion.json'}: members {', '.join(cfg.members) or 'none'}"
+        if cfg.path is None:  # the shipped set carries one: a missing or unreadable file is a fault
+            raise EmodeskError("no fusion.json loaded: " + ("; ".join(cfg.warnings) or "none found"))
+        if cfg.warnings:
+            raise EmodeskError(f"{cfg.path}: " + "; ".join(cfg.warnings))
+        return f"{cfg.path}: members {', '.join(cfg.members) or 'none'}"
 
     def qt() -> str:
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
