@@ -85,9 +85,17 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values, so a checkpoint loads with ``weights_only``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     st: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -97,10 +105,33 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(st: Mapping[str, Any]) -> None:
     random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    n = st["numpy"]
+    keys = np.asarray(n["keys"].numpy() if isinstance(n["keys"], torch.Tensor) else n["keys"], np.uint32)
+    np.random.set_state((n["name"], keys, int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"])))
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """A checkpoint read with ``weights_only=True``: tensors and plain values only.
+
+    A full unpickle can run any code the file carries, and users point ``--resume`` and
+    ``--init-from`` at files. A checkpoint holding anything else (one written by an emodesk
+    that pickled NumPy's RNG state, or by another tool) is refused with what to do instead.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise InputError(
+            f"checkpoint {path} holds more than tensors and plain values, so it is not loaded "
+            f"(unpickling it could run code): {str(e).splitlines()[0]}. A checkpoint of an older "
+            "emodesk cannot be resumed: delete it (or pass another --checkpoint-dir) and train again"
+        ) from None
+    except (OSError, RuntimeError, EOFError) as e:
+        raise InputError(f"checkpoint {path} cannot be read: {e}") from None
 
 
 @dataclass

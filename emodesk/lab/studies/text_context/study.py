@@ -35,7 +35,7 @@ ROOT = REPO
 
 from emodesk.evaluation.datasets import Row, load_split  # noqa: E402
 from emodesk.evaluation.metrics import compute_metrics  # noqa: E402
-from emodesk.lab.train.common import class_weights, seed_everything, torch  # noqa: E402
+from emodesk.lab.train.common import class_weights, load_checkpoint, seed_everything, torch  # noqa: E402
 from emodesk.lab.train.text.data import epoch_batches  # noqa: E402
 from emodesk.lab.train.text.finetune import EmotionClassifier  # noqa: E402
 from emodesk.lab.train.text.minilm import load_encoder, load_tokenizer, mean_pool, resolve_encoder_dir  # noqa: E402
@@ -144,10 +144,10 @@ def main() -> int:
             f.write(json.dumps(row) + "\n")
 
     if args.ablate_only:
-        model.load_state_dict(torch.load(last, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(load_checkpoint(last, "cpu")["model"])
         report(args.epochs, meld_val_without_context=scores(model, va_me_plain))
         return 0
-    model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+    model.load_state_dict(load_checkpoint(args.init, "cpu")["model"])
     report(0)
     y = np.array([i[2] for i in train])
     w = torch.from_numpy(class_weights(y, 7))
@@ -182,7 +182,7 @@ def main() -> int:
                 )
         torch.save({"model": model.state_dict()}, last)
         report(ep + 1)
-    model.load_state_dict(torch.load(last, map_location="cpu", weights_only=False)["model"])
+    model.load_state_dict(load_checkpoint(last, "cpu")["model"])
     report(args.epochs, meld_val_without_context=scores(model, va_me_plain))
     return 0
 

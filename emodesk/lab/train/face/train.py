@@ -38,6 +38,7 @@ from emodesk.lab.train.common import (
     class_weights,
     command_line,
     export_onnx,
+    load_checkpoint,
     onnx_outputs,
     pick_device,
     progress,
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     gen = torch.Generator(device=device)
     gen.manual_seed(args.seed)
     if args.resume and last_path.is_file():
-        ck = torch.load(last_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(last_path, device)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -296,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_export:
         print(f"training done; checkpoints in {ckdir}", file=sys.stderr)
         return 0
-    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    best = load_checkpoint(best_path, "cpu")
     final = FaceNet(widths, blocks)
     final.load_state_dict(best["model"])
     export_face(final, args, data, history, best_epoch=int(best["epoch"]), command=command_line())
@@ -310,7 +311,7 @@ def _export_finished(args: argparse.Namespace, ckdir: Path, data: dict[str, np.n
         raise InputError("--export-only exports a finished training: drop --resume and --no-export")
     if not best_path.is_file() or not hist_path.is_file():
         raise InputError(f"--export-only: {ckdir} lacks best.pt or history.json (train first)")
-    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    best = load_checkpoint(best_path, "cpu")
     cfg = best["config"]
     if (tuple(cfg["widths"]), tuple(cfg["blocks"])) != ARCHS[args.arch]:
         raise InputError(f"--export-only: {best_path} is not arch {args.arch!r} (config {cfg})")

@@ -49,6 +49,7 @@ from emodesk.lab.train.common import (
     class_weights,
     command_line,
     export_onnx,
+    load_checkpoint,
     onnx_outputs,
     pick_device,
     progress,
@@ -229,7 +230,7 @@ def load_finished(ckdir: Path) -> TrainResult:
     d = json.loads(hist.read_text(encoding="utf-8"))
     if not d.get("finished"):
         raise InputError(f"{hist}: that training has not finished; continue it with --resume first")
-    state = torch.load(best, map_location="cpu", weights_only=False)
+    state = load_checkpoint(best, "cpu")
     return TrainResult(History(list(d["history"])), state, dict(d["settings"]), dict(d["meta"]))
 
 
@@ -287,7 +288,7 @@ def train(
 
     if args.resume and last_path.is_file():
         # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(last_path, "cpu")
         diff = {k: (ck["settings"].get(k), v) for k, v in settings.items() if ck["settings"].get(k) != v}
         if diff:
             raise InputError(
@@ -372,7 +373,7 @@ def train(
         if selection.floors:
             raise EmodeskError(f"no epoch met {selection.describe()}; nothing to export ({ckdir})")
         raise EmodeskError(f"{best_path} is missing although training finished; rerun without --resume")
-    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    best = load_checkpoint(best_path, "cpu")
     return TrainResult(history, best, settings, meta)
 
 
@@ -606,7 +607,7 @@ def run(args: argparse.Namespace) -> int:
     if args.init_from is not None and not args.export_only:
         if not args.init_from.is_file():
             raise InputError(f"--init-from {args.init_from}: no such checkpoint")
-        state = torch.load(args.init_from, map_location="cpu", weights_only=False)
+        state = load_checkpoint(args.init_from, "cpu")
         try:
             model.load_state_dict(state["model"])
         except (KeyError, RuntimeError) as e:
