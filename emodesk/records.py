@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from emodesk import private
 from emodesk.errors import InputError
 from emodesk.labels import probs_dict
 from emodesk.types import FusedScores, ModalityScores, Transcript
@@ -61,8 +62,7 @@ class JsonlWriter:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")
+            self._f: IO[str] | None = private.open_private(self.path, "w", encoding="utf-8")
         except OSError as e:
             raise InputError(f"cannot write {self.path}: {e.strerror}") from None
         self.count = 0

@@ -282,8 +282,15 @@ def test_export_gives_manifests_that_eval_and_fusion_accept(
     from emodesk.workers.record import record_headless
 
     session = record_headless("demo", tmp_path / "sessions", duration=5.0, label="happy", use_mic=False)
-    out = tmp_path / "export"
+    out = tmp_path / "new" / "export"  # two folders the export creates
     assert cli(["sessions", "export", str(session), "--out", str(out)]) == 0
+    # faces, voices and words of a person: only their owner may read them (issue 19, privacy)
+    for d in (tmp_path / "new", out, out / "faces", out / "voice"):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written and all(p.stat().st_mode & 0o777 == 0o600 for p in written), [
+        (p.name, oct(p.stat().st_mode & 0o777)) for p in written if p.stat().st_mode & 0o777 != 0o600
+    ]
     faces = (out / "faces.csv").read_text().splitlines()
     voice = (out / "voice.csv").read_text().splitlines()
     paired = (out / "paired.csv").read_text().splitlines()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emodesk import __version__
+from emodesk import __version__, private
 from emodesk.errors import EmodeskError, InputError
 
 SUBCOMMANDS = (
@@ -144,7 +144,7 @@ def cmd_analyze(argv: Sequence[str]) -> int:
             "face_fps": round(summary.face_fps, 2),
             "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
         }
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        private.write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 

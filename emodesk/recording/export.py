@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from emodesk import imaging
+from emodesk import imaging, private
 from emodesk.errors import InputError
 from emodesk.recording import files
 from emodesk.recording.format import SAMPLE_RATE, read_session_json
@@ -101,7 +101,7 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
             wanted.setdefault(ft, (str(labels_at(changes, mid)), "paired"))
 
     for sub in ("faces", "voice"):
-        (o / sub).mkdir(parents=True, exist_ok=True)
+        private.make_dirs(o / sub)
     summary = ExportSummary(out=o)
     saved: dict[float, str] = {}
     times = sorted(wanted)
@@ -117,7 +117,7 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
                 ft = times[j]
                 crop = image if privacy else _crop(image, best[ft])
                 name = f"faces/{sid}-{ft:09.3f}.png"
-                imaging.write_png(o / name, crop)
+                private.restrict(imaging.write_png(o / name, crop))
                 saved[ft] = name
                 j += 1
     rows_faces = [(saved[ft], wanted[ft][0]) for ft in sorted(saved) if wanted[ft][1] == "face"]
@@ -154,7 +154,7 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with private.open_private(tmp, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)

@@ -17,11 +17,22 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from emodesk import private
 from emodesk.resources import user_data_dir
 
 log = logging.getLogger(__name__)
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
+
+
+class _PrivateRotatingFileHandler(RotatingFileHandler):
+    """Each log file 0600, the first and every one after a rotation: the log names files and
+    models, and an error may quote a transcript."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        stream = super()._open()
+        private.restrict(self.baseFilename)
+        return stream
 
 
 def log_file_path() -> Path:
@@ -34,7 +45,7 @@ def setup_logging(level: int = logging.INFO, *, max_bytes: int = 1_000_000, back
     Calling it again with another ``EMODESK_HOME`` moves the handler there.
     """
     path = log_file_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private.make_dirs(path.parent)
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_emodesk", False):
@@ -42,7 +53,7 @@ def setup_logging(level: int = logging.INFO, *, max_bytes: int = 1_000_000, back
                 return path
             root.removeHandler(h)
             h.close()
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler = _PrivateRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     handler._emodesk = True  # type: ignore[attr-defined]
     root.addHandler(handler)
