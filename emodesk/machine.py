@@ -83,3 +83,31 @@ def choose_providers(device: Device = "auto") -> ProviderChoice:
         else "CUDA requested but onnxruntime has no CUDA provider; install 'emodesk[gpu]'"
     )
     return ProviderChoice((CPU,), why)
+
+
+def require_device(device: str) -> None:
+    """``InputError`` before any work when ``--device cuda`` cannot run on CUDA.
+
+    ``auto`` falls back to the CPU and says so in the status lines; ``cuda`` is a demand, and a
+    run that silently took the CPU instead would measure or process something else than asked.
+    """
+    if device != "cuda":
+        return
+    import onnxruntime as ort
+
+    from emodesk.errors import InputError
+
+    if CUDA not in ort.get_available_providers():
+        raise InputError(
+            "--device cuda: ONNX Runtime has no CUDA provider here (install 'emodesk[gpu]' on a machine "
+            "with an NVIDIA GPU); --device auto runs on the CPU instead"
+        )
+    try:
+        import ctranslate2
+    except ImportError:
+        return
+    if int(ctranslate2.get_cuda_device_count()) == 0:
+        raise InputError(
+            "--device cuda: CTranslate2 (the speech recogniser) sees no CUDA device; "
+            "--device auto runs on the CPU instead"
+        )

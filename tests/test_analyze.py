@@ -158,3 +158,62 @@ def test_corrupt_model_is_named_and_the_rest_keeps_working(two_face_clip, tmp_pa
     assert "face-fer-minixception" not in face_models
     others = [m.stem for m in models.glob("face-*.onnx") if m.stem not in ("face-fer-minixception",)]
     assert face_models == {m for m in others if not m.startswith(("face-detector", "face-verifier"))}
+
+
+def test_a_missing_audio_file_or_an_unusable_cuda_is_bad_input_before_any_work(two_face_clip, tmp_path):
+    path, _ = two_face_clip
+    out = tmp_path / "o.jsonl"
+    r = _run("analyze", str(path), "--audio", str(tmp_path / "nope.wav"), "--out", str(out))
+    assert r.returncode == 2 and "nope.wav" in r.stderr and not out.exists()
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: --device cuda is usable here")
+    r = _run("analyze", str(path), "--device", "cuda", "--out", str(out))
+    assert r.returncode == 2 and "--device cuda" in r.stderr and not out.exists()
+
+
+def test_a_manifest_value_of_the_wrong_type_refuses_that_member_only(two_face_clip, tmp_path, monkeypatch):
+    """``max_length: "abc"`` used to kill the speech thread: no voice, text or transcript rows, and
+    exit 0 (issue 19). Now the text member is refused with a message, the rest runs, and the
+    command exits 1 because the text modality did not run."""
+    import shutil
+    from pathlib import Path
+
+    models = tmp_path / "models"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "models", models)
+    jp = models / "text-minilm.json"
+    m = json.loads(jp.read_text(encoding="utf-8"))
+    m["preprocessing"]["max_length"] = "abc"
+    jp.write_text(json.dumps(m), encoding="utf-8")
+    monkeypatch.setenv("EMODESK_MODELS", str(models))
+    path, _ = two_face_clip
+    out = tmp_path / "o.jsonl"
+    r = subprocess.run(
+        [sys.executable, "-m", "emodesk", "analyze", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "max_length" in r.stderr and "text failed" in r.stderr and "Traceback" not in r.stderr
+    kinds = {rec["kind"] for rec in read_records(out)}
+    assert {"face", "voice", "transcript"} <= kinds and "text" not in kinds
+
+
+def test_a_speech_path_that_crashes_mid_run_fails_the_command_and_keeps_the_faces(
+    two_face_clip, tmp_path, monkeypatch, capsys
+):
+    from emodesk.pipeline import analyze as an
+
+    def crash(self, chunk):
+        raise RuntimeError("simulated fault in the speech worker")
+
+    monkeypatch.setattr(an.UtterancePipeline, "insert", crash)
+    path, _ = two_face_clip
+    out = tmp_path / "o.jsonl"
+    assert main(["analyze", str(path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "speech path" in err and "simulated fault" in err and "Traceback" not in err
+    kinds = {rec["kind"] for rec in read_records(out)}
+    assert "face" in kinds and "transcript" not in kinds  # what the face path produced is kept

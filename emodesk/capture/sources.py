@@ -76,6 +76,8 @@ def open_sources(
     clock = clock or MonotonicClock()
     stop = stop or threading.Event()
     audio_src: AudioSource | None = None
+    if audio is not None and not Path(audio).is_file():
+        raise InputError(f"--audio {audio}: no such file")
     if audio is not None:
         audio_src = AudioFileSource(audio, paced=paced, clock=clock, loop=loop, stop=stop)
 

@@ -91,12 +91,27 @@ def _analyze_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not the one of its creation."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
-    """Warnings (or everything with -v) on stderr; the app's log file takes INFO on its own."""
-    handler = logging.StreamHandler()
+    """Warnings (or everything with -v) on stderr; the app's log file takes INFO on its own.
+    One such handler per process, however often a command runs in it."""
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(h)
+    handler = _StderrHandler()
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
 
@@ -105,9 +120,11 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     args = _analyze_parser().parse_args(argv)
     _setup_logging(args.verbose)
     from emodesk.capture.sources import open_sources
+    from emodesk.machine import require_device
     from emodesk.pipeline.analyze import analyze
 
     try:
+        require_device(args.device)
         sources = open_sources(args.source, audio=args.audio, paced=False, use_mic=False)
     except InputError as e:
         return _fail(2, str(e))
@@ -121,6 +138,7 @@ def cmd_analyze(argv: Sequence[str]) -> int:
         return _fail(2, str(e))
     except EmodeskError as e:
         return _fail(1, str(e))
+    broken = [s for s in summary.statuses if s.state == "error"]
     for s in summary.statuses:
         if not s.ok:
             print(f"emodesk: {s.slot}: {s.message}", file=sys.stderr)
@@ -145,6 +163,9 @@ def cmd_analyze(argv: Sequence[str]) -> int:
             "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
         }
         private.write_text(args.json, json.dumps(report, indent=2) + "\n")
+    if broken:  # what ran is kept; the run is not a success
+        slots = ", ".join(s.slot for s in broken)
+        return _fail(1, f"{slots} failed; what the rest produced is in {args.out}")
     return 0
 
 

@@ -259,7 +259,15 @@ class TextScorer(_OnnxMember):
             self.tokenizer = Tokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises plain Exception  # noqa: BLE001
             raise ModelError(f"text model {self.id}: cannot load tokenizer {path}: {e}") from None
-        self.max_length = int(pre.get("max_length", 128))
+        try:
+            self.max_length = int(pre.get("max_length", 128))
+        except (TypeError, ValueError):
+            raise ModelError(
+                f"text model {self.id}: preprocessing.max_length must be a whole number of tokens, "
+                f"got {pre.get('max_length')!r}"
+            ) from None
+        if self.max_length < 2:
+            raise ModelError(f"text model {self.id}: preprocessing.max_length must be at least 2")
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
 

@@ -78,6 +78,9 @@ def _run_speech(sources: SourceSet, device: Device, asr_model: str | None, out: 
         out["result"] = result
     except EmodeskError as e:
         out["error"] = str(e)
+    except Exception as e:  # a dying worker thread must be reported, never silent
+        log.debug("speech path crashed", exc_info=True)
+        out["error"] = f"crashed: {type(e).__name__}: {e}"
 
 
 def analyze(
@@ -137,6 +140,7 @@ def analyze(
         summary.statuses.extend(speech_out.get("statuses", []))
         if "error" in speech_out:
             log.warning("speech path failed: %s", speech_out["error"])
+            summary.statuses.append(SlotStatus("speech path", "error", str(speech_out["error"])))
             if sources.video is None or not faces:
                 raise EmodeskError(f"speech path failed: {speech_out['error']}")
         utter = speech_out.get("result", utter)
