@@ -118,3 +118,31 @@ def test_missing_source_without_a_display_exits_2_with_one_line(tmp_path):
     r = _emodesk(str(tmp_path / "missing.mp4"), env=env, timeout=60)  # no dialog may block here
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"emodesk: input file {tmp_path / 'missing.mp4'} does not exist"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "face", "--manifest", "x.csv"],
+        ["bench", "demo", "--seconds", "1", "--json", "b.json"],
+        ["record", "demo", "--duration", "1"],
+    ],
+    ids=["eval", "bench", "record"],
+)
+def test_device_cuda_without_cuda_is_bad_input_before_any_work(tmp_path, args):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: --device cuda is usable here")
+    env = {**os.environ, "EMODESK_HOME": str(tmp_path)}
+    r = subprocess.run(
+        [sys.executable, "-m", "emodesk", *args, "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--device cuda" in r.stderr and "Traceback" not in r.stderr
+    assert not list(tmp_path.glob("*.json")) and not (tmp_path / "sessions").exists()

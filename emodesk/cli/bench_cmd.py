@@ -66,6 +66,9 @@ def _log(msg: str) -> None:
 def run(argv: Sequence[str]) -> int:
     started = time.monotonic()  # startup_s and first_frame_s count from here
     args = _parser().parse_args(argv)
+    from emodesk.machine import require_device
+
+    require_device(args.device)
     from emodesk.bench import report as rep
     from emodesk.bench.run import machine_info, unpaced_pass
     from emodesk.capture.sources import demo_clip_path, parse_camera

@@ -269,6 +269,9 @@ def _modality_fusion(
 def run(argv: Sequence[str]) -> int:
     """The command itself; errors propagate as exceptions and :func:`main` turns them into exit codes."""
     args = _parser().parse_args(argv)
+    from emodesk.machine import require_device
+
+    require_device(args.device)
     from emodesk.evaluation.confusion_png import write_confusion_png
     from emodesk.evaluation.datasets import dataset_kind, load_rows, parse_label_map
     from emodesk.evaluation.evaluate import Modality, evaluate_model, find_largest_faces, load_scorer

@@ -45,7 +45,10 @@ def _record_parser() -> Parser:
 def cmd_record(argv: Sequence[str]) -> int:
     args = _record_parser().parse_args(argv)
     from emodesk.labels import canonical_label
+    from emodesk.machine import require_device
     from emodesk.workers.record import record_headless
+
+    require_device(args.device)
 
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
