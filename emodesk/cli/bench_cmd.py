@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from emodesk.cli.common import Parser, UsageError, guarded, lab_module
+from emodesk.cli.common import DOWNLOAD_ASR_HELP, Parser, UsageError, allow_asr_download, guarded, lab_module
 from emodesk.errors import EmodeskError, InputError
 
 
@@ -38,6 +38,7 @@ def _parser() -> Parser:
     p.add_argument("--frames", type=int, default=600, help="frames of the unpaced pass (default 600)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--asr-model", metavar="NAME|DIR", help="faster-whisper model (default: bundled tiny.en)")
+    p.add_argument("--download-asr", action="store_true", help=DOWNLOAD_ASR_HELP)
     p.add_argument("--no-baseline", action="store_true", help="skip the fer-style baseline")
     p.add_argument(
         "--every-member-every-frame",
@@ -69,6 +70,7 @@ def run(argv: Sequence[str]) -> int:
     from emodesk.machine import require_device
 
     require_device(args.device)
+    allow_asr_download(args.download_asr)
     from emodesk.bench import report as rep
     from emodesk.bench.run import machine_info, unpaced_pass
     from emodesk.capture.sources import demo_clip_path, parse_camera

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -44,6 +45,22 @@ def lab_module(name: str, what: str) -> ModuleType:
             f"{what} is part of emodesk's lab, which this installation leaves out: "
             "run it from a source install (pip install -e '.[train]')"
         ) from None
+
+
+DOWNLOAD_ASR_HELP = (
+    "let faster-whisper download an --asr-model NAME that is not installed (uses the network; "
+    "without it such a name is refused)"
+)
+
+
+def allow_asr_download(allowed: bool) -> None:
+    """``--download-asr``: the one way a run may fetch a model (``emodesk.speech.asr._fetch``)."""
+    from emodesk.speech.asr import ALLOW_DOWNLOAD_ENV
+
+    if allowed:
+        os.environ[ALLOW_DOWNLOAD_ENV] = "1"
+    else:
+        os.environ.pop(ALLOW_DOWNLOAD_ENV, None)
 
 
 def fail(code: int, msg: str) -> int:

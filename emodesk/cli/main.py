@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emodesk import __version__, private
+from emodesk.cli.common import DOWNLOAD_ASR_HELP, allow_asr_download
 from emodesk.errors import EmodeskError, InputError
 
 SUBCOMMANDS = (
@@ -44,6 +45,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         metavar="NAME|DIR",
         help="faster-whisper model name or folder (default: bundled tiny.en, offline)",
     )
+    p.add_argument("--download-asr", action="store_true", help=DOWNLOAD_ASR_HELP)
     p.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -118,6 +120,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def cmd_analyze(argv: Sequence[str]) -> int:
     args = _analyze_parser().parse_args(argv)
+    allow_asr_download(args.download_asr)
     _setup_logging(args.verbose)
     from emodesk.capture.sources import open_sources
     from emodesk.machine import require_device
@@ -257,6 +260,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
 
 def cmd_run(argv: Sequence[str]) -> int:
     args = _app_parser().parse_args(argv)
+    allow_asr_download(args.download_asr)
     _setup_logging(args.verbose)
     if args.self_test:
         from emodesk.cli.selftest import self_test

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emodesk.cli.common import Parser, UsageError, guarded, lab_module
+from emodesk.cli.common import DOWNLOAD_ASR_HELP, Parser, UsageError, allow_asr_download, guarded, lab_module
 from emodesk.errors import InputError
 
 
@@ -39,6 +39,7 @@ def _record_parser() -> Parser:
     p.add_argument("--notes", default="", help="free-text notes stored in session.json")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--asr-model", metavar="NAME|DIR")
+    p.add_argument("--download-asr", action="store_true", help=DOWNLOAD_ASR_HELP)
     return p
 
 
@@ -49,6 +50,7 @@ def cmd_record(argv: Sequence[str]) -> int:
     from emodesk.workers.record import record_headless
 
     require_device(args.device)
+    allow_asr_download(args.download_asr)
 
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")

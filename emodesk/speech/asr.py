@@ -267,15 +267,27 @@ def resolve_asr_model(spec: str | None) -> str:
     return spec
 
 
+#: set (to "1") by ``--download-asr``: only then may a named ASR model come from the network
+ALLOW_DOWNLOAD_ENV = "EMODESK_ALLOW_ASR_DOWNLOAD"
+
+
 def _fetch(name: str) -> str:
-    """Download (or find in the Hugging Face cache) a named model; ModelError if impossible."""
+    """A named model from the Hugging Face cache, or downloaded when the user allowed it by name
+    (``--download-asr``); ModelError otherwise. Nothing is fetched behind the user's back."""
     from faster_whisper.utils import download_model
 
+    allowed = os.environ.get(ALLOW_DOWNLOAD_ENV) == "1"
     try:
-        return str(download_model(name))
+        return str(download_model(name, local_files_only=not allowed))
     except ValueError as e:  # faster-whisper: unknown size name
         raise ModelError(f"unknown ASR model {name!r}: {e}; or pass a local model folder") from None
     except Exception as e:  # huggingface_hub raises many untyped network errors  # noqa: BLE001
+        if not allowed:
+            raise ModelError(
+                f"ASR model {name!r} is not installed (not bundled, not in the Hugging Face cache, not a "
+                "folder); add --download-asr to let faster-whisper download it from Hugging Face (this "
+                "uses the network), or pass a local model folder"
+            ) from None
         raise ModelError(
             f"ASR model {name!r} could not be fetched ({type(e).__name__}: {e}); "
             "check the network, or download it elsewhere and pass its local folder"
