@@ -291,6 +291,19 @@ def test_export_gives_manifests_that_eval_and_fusion_accept(
     assert written and all(p.stat().st_mode & 0o777 == 0o600 for p in written), [
         (p.name, oct(p.stat().st_mode & 0o777)) for p in written if p.stat().st_mode & 0o777 != 0o600
     ]
+    # a session.json is user input: an id that climbs out of --out is made a plain name (issue 19)
+    import json as _json
+
+    sj = session / "session.json"
+    doc = _json.loads(sj.read_text(encoding="utf-8"))
+    original = dict(doc)
+    doc["id"] = "../../../escaped"
+    sj.write_text(_json.dumps(doc), encoding="utf-8")
+    deep = tmp_path / "a" / "b" / "c"
+    assert cli(["sessions", "export", str(session), "--out", str(deep)]) == 0
+    assert all(deep in p.parents for p in tmp_path.rglob("*escaped*"))
+    assert any((deep / "faces").glob("*escaped-*.png"))
+    sj.write_text(_json.dumps(original), encoding="utf-8")
     faces = (out / "faces.csv").read_text().splitlines()
     voice = (out / "voice.csv").read_text().splitlines()
     paired = (out / "paired.csv").read_text().splitlines()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,20 @@ def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
     return np.ascontiguousarray(patch)
 
 
+def safe_name(text: str) -> str:
+    """``text`` as one file-name part: letters, digits, ``-``, ``_`` and inner dots only, so an
+    id such as ``../../../x`` (a session.json is user input) cannot name a path outside ``--out``."""
+    out = re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(".") or "session"
+    return out[:120]
+
+
 def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0.5) -> ExportSummary:
     f, o = Path(folder), Path(out)
     try:
         doc = read_session_json(f)
     except (OSError, ValueError) as e:
         raise InputError(f"{f} is not a readable session ({e}); try emodesk sessions repair") from None
-    sid = str(doc.get("id", f.name))
+    sid = safe_name(str(doc.get("id", f.name)))
     changes = read_labels(f)
     if not any(c.get("label") for c in changes):
         raise InputError(f"{f} has no labels to export; label it first (hotkeys 1–7 while recording)")
