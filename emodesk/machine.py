@@ -15,7 +15,6 @@ from typing import Literal
 log = logging.getLogger(__name__)
 
 
-
 def cpu_name() -> str:
     """The CPU model (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
     try:
@@ -85,11 +84,12 @@ def choose_providers(device: Device = "auto") -> ProviderChoice:
     return ProviderChoice((CPU,), why)
 
 
-def require_device(device: str) -> None:
+def require_device(device: str, *, speech: bool = True) -> None:
     """``InputError`` before any work when ``--device cuda`` cannot run on CUDA.
 
     ``auto`` falls back to the CPU and says so in the status lines; ``cuda`` is a demand, and a
     run that silently took the CPU instead would measure or process something else than asked.
+    ``speech``: the run also transcribes (CTranslate2 must see a CUDA device too).
     """
     if device != "cuda":
         return
@@ -102,6 +102,8 @@ def require_device(device: str) -> None:
             "--device cuda: ONNX Runtime has no CUDA provider here (install 'emodesk[gpu]' on a machine "
             "with an NVIDIA GPU); --device auto runs on the CPU instead"
         )
+    if not speech:  # face and text run on ONNX Runtime only
+        return
     try:
         import ctranslate2
     except ImportError:

@@ -10,8 +10,11 @@ user made are left as they are. Recorded sessions already follow the same rule
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import IO, Any
+
+from emodesk.errors import InputError
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -36,20 +39,35 @@ def make_dirs(path: Path | str) -> Path:
     return p
 
 
+_MODES = {"w": os.O_TRUNC, "wb": os.O_TRUNC, "a": os.O_APPEND, "ab": os.O_APPEND}
+
+
 def open_private(path: Path | str, mode: str = "w", **kwargs: Any) -> IO[Any]:
-    """``open(path, mode)`` for writing, the file created (or truncated) with mode 0600 and its
-    missing folders 0700."""
+    """``open(path, mode)`` for writing (``w``, ``wb``, ``a``, ``ab``): a new file is created 0600
+    and its missing folders 0700; an existing regular file is made 0600; anything else the user
+    named (``/dev/null``, a pipe) is written as it is."""
+    if mode not in _MODES:
+        raise ValueError(f"open_private writes only ({', '.join(_MODES)}), not {mode!r}")
     p = Path(path)
     make_dirs(p.parent)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    flags = os.O_WRONLY | os.O_CREAT | _MODES[mode] | getattr(os, "O_BINARY", 0)
     fd = os.open(p, flags, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)  # an existing file keeps its old mode through os.open
-    return os.fdopen(fd, mode, **kwargs)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # os.open keeps an existing file's old mode
+            os.chmod(p, FILE_MODE)
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def write_text(path: Path | str, text: str) -> Path:
-    with open_private(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    """``text`` into ``path`` (0600); ``InputError`` naming the file when it cannot be written."""
+    try:
+        with open_private(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     return Path(path)
 
 

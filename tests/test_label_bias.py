@@ -61,7 +61,13 @@ def test_the_prior_multiplies_the_probabilities_and_renormalises(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("bias", "message"),
-    [({"calm": 1.0}, "not one of"), ({"neutral": "a lot"}, "not a number"), (["neutral"], "must map")],
+    [
+        ({"calm": 1.0}, "not one of"),
+        ({"neutral": "a lot"}, "not a number"),
+        (["neutral"], "must map"),
+        ({"neutral": float("nan")}, "outside"),
+        ({"neutral": 1000}, "outside"),
+    ],
 )
 def test_a_malformed_prior_is_refused(bias: object, message: str) -> None:
     with pytest.raises(ModelError, match=message):

@@ -76,32 +76,3 @@ def test_the_app_makes_no_network_call_and_writes_no_telemetry(tmp_path: Path) -
     assert not (tmp_path / "app" / ".cache" / "Microsoft").exists(), "ONNX Runtime wrote its telemetry files"
     if not _calls(tmp_path / "bare.trace"):
         pytest.skip("this onnxruntime build makes no telemetry lookup: the control shows nothing to catch")
-
-
-def test_a_named_asr_model_is_fetched_only_when_the_user_allows_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--asr-model NAME`` for a model that is not installed: refused, naming ``--download-asr``;
-    with the flag, faster-whisper may go to the network."""
-    import faster_whisper.utils
-
-    from emodesk.cli.common import allow_asr_download
-    from emodesk.errors import ModelError
-    from emodesk.speech import asr
-
-    asked: list[bool] = []
-
-    def fake(name: str, local_files_only: bool = False, **_: object) -> str:
-        asked.append(local_files_only)
-        if local_files_only:
-            raise FileNotFoundError("not in the cache")  # what huggingface_hub raises offline
-        return "/fetched"
-
-    monkeypatch.setattr(faster_whisper.utils, "download_model", fake)
-    allow_asr_download(False)
-    with pytest.raises(ModelError, match="--download-asr"):
-        asr._fetch("small.en")
-    allow_asr_download(True)
-    try:
-        assert asr._fetch("small.en") == "/fetched"
-    finally:
-        allow_asr_download(False)
-    assert asked == [True, False]

@@ -40,3 +40,16 @@ def test_analyze_records_are_written_0600(tmp_path: Path) -> None:
     w.write({"t": 0.0, "kind": "face"})
     w.close()
     assert _mode(tmp_path / "out" / "scores.jsonl") == 0o600 and _mode(tmp_path / "out") == 0o700
+
+
+def test_only_writing_modes_are_offered(tmp_path: Path) -> None:
+    import pytest
+
+    for mode in ("r", "r+", "x", "w+"):
+        with pytest.raises(ValueError, match="writes only"):
+            private.open_private(tmp_path / "f", mode)
+    with private.open_private(tmp_path / "f", "a") as fh:
+        fh.write("a")
+    with private.open_private(tmp_path / "f", "a") as fh:
+        fh.write("b")
+    assert (tmp_path / "f").read_text() == "ab" and _mode(tmp_path / "f") == 0o600

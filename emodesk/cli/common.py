@@ -53,14 +53,25 @@ DOWNLOAD_ASR_HELP = (
 )
 
 
+_download_set_here = False
+
+
 def allow_asr_download(allowed: bool) -> None:
-    """``--download-asr``: the one way a run may fetch a model (``emodesk.speech.asr._fetch``)."""
+    """``--download-asr``: the one way a run may fetch a model (``emodesk.speech.asr._fetch``).
+
+    Without the flag, a permission an earlier command of this process gave is taken back; one
+    the user set in the environment themselves is theirs and stays.
+    """
+    global _download_set_here
     from emodesk.speech.asr import ALLOW_DOWNLOAD_ENV
 
     if allowed:
-        os.environ[ALLOW_DOWNLOAD_ENV] = "1"
-    else:
+        if os.environ.get(ALLOW_DOWNLOAD_ENV) != "1":
+            os.environ[ALLOW_DOWNLOAD_ENV] = "1"
+            _download_set_here = True
+    elif _download_set_here:
         os.environ.pop(ALLOW_DOWNLOAD_ENV, None)
+        _download_set_here = False
 
 
 def fail(code: int, msg: str) -> int:

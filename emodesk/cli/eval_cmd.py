@@ -271,7 +271,7 @@ def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     from emodesk.machine import require_device
 
-    require_device(args.device)
+    require_device(args.device, speech=args.modality == "voice")
     from emodesk.evaluation.confusion_png import write_confusion_png
     from emodesk.evaluation.datasets import dataset_kind, load_rows, parse_label_map
     from emodesk.evaluation.evaluate import Modality, evaluate_model, find_largest_faces, load_scorer

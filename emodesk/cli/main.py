@@ -142,6 +142,9 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     except EmodeskError as e:
         return _fail(1, str(e))
     broken = [s for s in summary.statuses if s.state == "error"]
+    if not any(s.slot == "face" and s.state != "missing" for s in summary.statuses):
+        # a model set without face members (voice and text only) has no face path to fail
+        broken = [s for s in broken if s.slot != "face detector"]
     for s in summary.statuses:
         if not s.ok:
             print(f"emodesk: {s.slot}: {s.message}", file=sys.stderr)
@@ -165,7 +168,10 @@ def cmd_analyze(argv: Sequence[str]) -> int:
             "face_fps": round(summary.face_fps, 2),
             "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
         }
-        private.write_text(args.json, json.dumps(report, indent=2) + "\n")
+        try:
+            private.write_text(args.json, json.dumps(report, indent=2) + "\n")
+        except InputError as e:
+            return _fail(2, str(e))
     if broken:  # what ran is kept; the run is not a success
         slots = ", ".join(s.slot for s in broken)
         return _fail(1, f"{slots} failed; what the rest produced is in {args.out}")
@@ -262,6 +268,12 @@ def cmd_run(argv: Sequence[str]) -> int:
     args = _app_parser().parse_args(argv)
     allow_asr_download(args.download_asr)
     _setup_logging(args.verbose)
+    from emodesk.machine import require_device
+
+    try:
+        require_device(args.device)
+    except InputError as e:
+        return _fail(2, str(e))
     if args.self_test:
         from emodesk.cli.selftest import self_test
 

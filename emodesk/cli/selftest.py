@@ -154,9 +154,10 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
         cfg = load_active_fusion()
         if cfg.path is None:  # the shipped set carries one: a missing or unreadable file is a fault
             raise EmodeskError("no fusion.json loaded: " + ("; ".join(cfg.warnings) or "none found"))
-        if cfg.warnings:
+        if cfg.dropped:  # members it names that are not installed: the fusion is not the measured one
             raise EmodeskError(f"{cfg.path}: " + "; ".join(cfg.warnings))
-        return f"{cfg.path}: members {', '.join(cfg.members) or 'none'}"
+        notes = f" ({'; '.join(cfg.warnings)})" if cfg.warnings else ""
+        return f"{cfg.path}: members {', '.join(cfg.members) or 'none'}{notes}"
 
     def qt() -> str:
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):

@@ -59,6 +59,9 @@ class _OnnxMember:
         return q / q.sum()
 
 
+MAX_LABEL_BIAS = 10.0  # a log-prior offset beyond this is an error, not a prior
+
+
 def label_bias(manifest: ModelManifest) -> np.ndarray | None:
     """``postprocessing.label_bias`` (label → log-prior offset) as factors in canonical order, or None.
 
@@ -78,9 +81,14 @@ def label_bias(manifest: ModelManifest) -> np.ndarray | None:
                 f"model {manifest.id}: label_bias names {label!r}, not one of {', '.join(LABELS)}"
             )
         try:
-            out[LABELS.index(label)] = float(np.exp(float(v)))
+            b = float(v)
         except (TypeError, ValueError):
             raise ModelError(f"model {manifest.id}: label_bias[{label!r}] = {v!r} is not a number") from None
+        if not -MAX_LABEL_BIAS <= b <= MAX_LABEL_BIAS:  # NaN fails too
+            raise ModelError(
+                f"model {manifest.id}: label_bias[{label!r}] = {v!r} is outside ±{MAX_LABEL_BIAS:g}"
+            )
+        out[LABELS.index(label)] = float(np.exp(b))
     return out
 
 

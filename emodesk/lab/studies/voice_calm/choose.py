@@ -28,7 +28,8 @@ import numpy as np
 
 GRID = tuple(round(float(b), 2) for b in np.arange(0.0, 3.01, 0.25))
 MAX_UAR_LOSS = 0.01
-HIGH_AROUSAL = ("angry", "fear", "surprise", "happy", "disgust")
+#: the labels a calm speaker should not get, wider than eval's "high arousal" (angry, fear, surprise)
+NOT_CALM = ("angry", "fear", "surprise", "happy", "disgust")
 
 
 def shifted(p: np.ndarray, b: float, neutral: int) -> np.ndarray:
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                     "uar": m["uar"],
                     "accuracy": m["accuracy"],
                     "calm_as_angry": float(np.mean(top == LABELS.index("angry"))),
-                    "calm_as_high_arousal": float(
-                        np.mean(np.isin(top, [LABELS.index(x) for x in HIGH_AROUSAL]))
+                    "calm_as_not_calm": float(
+                        np.mean(np.isin(top, [LABELS.index(x) for x in NOT_CALM]))
                     ),
                     "neutral_on_top_of_others": float(np.mean(q[~calm].argmax(axis=1) == neutral)),
                 }

@@ -224,7 +224,9 @@ def run(args: argparse.Namespace) -> int:
     gen = torch.Generator(device=device)
     gen.manual_seed(args.seed)
     if args.resume and last_path.is_file():
-        ck = load_checkpoint(last_path, device)
+        ck = load_checkpoint(
+            last_path, "cpu"
+        )  # RNG states must stay on the CPU; load_state_dict moves the rest
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
