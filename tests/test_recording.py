@@ -369,3 +369,25 @@ def test_labels_are_corrected_after_the_fact_on_a_span(
     assert cli(["sessions", "label", str(path), "grumpy", "--from", "0", "--to", "1"]) == 2
     assert cli(["sessions", "label", str(path), "sad", "--from", "3", "--to", "1"]) == 2
     assert check_session(path).ok
+
+
+def test_a_broken_session_json_is_reported_and_the_rest_of_the_folder_still_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[]``, a nesting bomb or a structure of the wrong types in one session.json used to crash
+    ``sessions list`` for the whole parent folder (issue 19)."""
+    w = _writer(tmp_path)
+    good = w.start(0.0)
+    w.add_audio(np.zeros(1600, np.float32), 0.0)
+    w.stop(0.1)
+    for name, text in (("list", "[]"), ("bomb", "[" * 100_000 + "]" * 100_000), ("types", '{"audio": 5}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "session.json").write_text(text, encoding="utf-8")
+    assert cli(["sessions", "list", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 session(s)" in out and good.name in out
+    assert out.count("problem(s)") >= 3
+    for name in ("list", "types"):
+        assert cli(["sessions", "check", str(tmp_path / name)]) == 1
+    err = capsys.readouterr()
+    assert "Traceback" not in err.out + err.err

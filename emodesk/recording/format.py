@@ -45,5 +45,12 @@ def write_session_json(folder: Path, doc: dict[str, Any]) -> None:
 
 
 def read_session_json(folder: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
+    """``session.json`` as a dict; ``ValueError`` when it is not a JSON object (it is user input:
+    ``[]``, a nesting bomb or a 4,400-digit integer must be a message, not a traceback)."""
+    try:
+        doc = json.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{SESSION_FILE} nests too deeply") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{SESSION_FILE} must hold a JSON object, not {type(doc).__name__}")
     return doc

@@ -265,7 +265,7 @@ def inspect(folder: Path | str) -> SessionReport:
 
 
 def check_session(folder: Path | str) -> SessionReport:
-    return inspect(folder)
+    return _inspect_or_report(Path(folder))
 
 
 def _rewrite_jsonl(path: Path) -> int:
@@ -329,7 +329,20 @@ def list_sessions(parent: Path | str) -> list[SessionReport]:
     p = Path(parent)
     if not p.is_dir():
         raise InputError(f"{p} is not a folder")
-    return [inspect(d) for d in sorted(p.iterdir()) if (d / SESSION_FILE).exists()]
+    return [_inspect_or_report(d) for d in sorted(p.iterdir()) if (d / SESSION_FILE).exists()]
+
+
+def _inspect_or_report(folder: Path) -> SessionReport:
+    """:func:`inspect`, with a session whose files have an unexpected structure reported as broken
+    instead of failing the whole listing."""
+    try:
+        return inspect(folder)
+    except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as e:
+        rep = SessionReport(folder)
+        rep.problems.append(
+            f"its files have an unexpected structure ({type(e).__name__}: {e}); try emodesk sessions repair"
+        )
+        return rep
 
 
 def relabel(folder: Path | str, t0: float, t1: float, label: str | None) -> list[dict[str, Any]]:
