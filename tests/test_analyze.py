@@ -130,25 +130,33 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert r.returncode == 2
 
 
-def test_corrupt_model_is_named_and_the_rest_keeps_working(two_face_clip, tmp_path, monkeypatch):
-    import shutil
-    from pathlib import Path
+def _shipped_models_copy(tmp_path, monkeypatch):
+    """A copy of the shipped model set, made the active one (``EMODESK_MODELS``), to break."""
+    from tests.support.model_sets import copy_shipped_models
 
-    models = tmp_path / "models"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "models", models)
-    onnx = models / "face-fer-minixception.onnx"
-    data = bytearray(onnx.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    onnx.write_bytes(bytes(data))
+    models = copy_shipped_models(tmp_path)
     monkeypatch.setenv("EMODESK_MODELS", str(models))
-    path, _ = two_face_clip
-    out = tmp_path / "o.jsonl"
-    r = subprocess.run(
+    return models
+
+
+def _analyze_in_a_child(path, out):
+    return subprocess.run(
         [sys.executable, "-m", "emodesk", "analyze", str(path), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_corrupt_model_is_named_and_the_rest_keeps_working(two_face_clip, tmp_path, monkeypatch):
+    models = _shipped_models_copy(tmp_path, monkeypatch)
+    onnx = models / "face-fer-minixception.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    path, _ = two_face_clip
+    out = tmp_path / "o.jsonl"
+    r = _analyze_in_a_child(path, out)
     assert r.returncode == 0, r.stderr
     assert "face-fer-minixception" in r.stderr and "sha256" in r.stderr  # says which model and why
     recs = read_records(out)
@@ -177,24 +185,13 @@ def test_a_manifest_value_of_the_wrong_type_refuses_that_member_only(two_face_cl
     """``max_length: "abc"`` used to kill the speech thread: no voice, text or transcript rows, and
     exit 0 (issue 19). Now the text member is refused with a message, the rest runs, and the
     command exits 1 because the text modality did not run."""
-    import shutil
-    from pathlib import Path
-
-    models = tmp_path / "models"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "models", models)
-    jp = models / "text-minilm.json"
+    jp = _shipped_models_copy(tmp_path, monkeypatch) / "text-minilm.json"
     m = json.loads(jp.read_text(encoding="utf-8"))
     m["preprocessing"]["max_length"] = "abc"
     jp.write_text(json.dumps(m), encoding="utf-8")
-    monkeypatch.setenv("EMODESK_MODELS", str(models))
     path, _ = two_face_clip
     out = tmp_path / "o.jsonl"
-    r = subprocess.run(
-        [sys.executable, "-m", "emodesk", "analyze", str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _analyze_in_a_child(path, out)
     assert r.returncode == 1, r.stderr
     assert "max_length" in r.stderr and "text failed" in r.stderr and "Traceback" not in r.stderr
     kinds = {rec["kind"] for rec in read_records(out)}
@@ -217,3 +214,17 @@ def test_a_speech_path_that_crashes_mid_run_fails_the_command_and_keeps_the_face
     assert "speech path" in err and "simulated fault" in err and "Traceback" not in err
     kinds = {rec["kind"] for rec in read_records(out)}
     assert "face" in kinds and "transcript" not in kinds  # what the face path produced is kept
+
+
+def test_a_model_set_without_face_members_is_no_failure(two_face_clip, tmp_path, monkeypatch):
+    """Voice and text only (the face files removed, the detector with them): the face path is
+    missing, not failed, so analyze succeeds with the other modalities."""
+    models = _shipped_models_copy(tmp_path, monkeypatch)
+    for p in [*models.glob("face-*"), models / "fusion.json"]:
+        p.unlink()
+    path, _ = two_face_clip
+    out = tmp_path / "o.jsonl"
+    r = _analyze_in_a_child(path, out)
+    assert r.returncode == 0, r.stderr
+    kinds = {rec["kind"] for rec in read_records(out)}
+    assert "face" not in kinds and {"voice", "transcript"} <= kinds

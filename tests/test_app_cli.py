@@ -48,8 +48,9 @@ def test_self_test_fails_on_a_corrupt_model(tmp_path):
 
 
 def _copied_models(tmp_path):
-    models = tmp_path / "models"
-    shutil.copytree(REPO / "models", models)
+    from tests.support.model_sets import copy_shipped_models
+
+    models = copy_shipped_models(tmp_path)
     env = {**os.environ, "EMODESK_HOME": str(tmp_path), "EMODESK_MODELS": str(models)}
     env.pop("DISPLAY", None)
     return models, env

@@ -370,34 +370,13 @@ def test_eval_text_on_a_goemotions_folder_drops_multi_label_rows(
 
 def _voice_model(folder: Path) -> Path:
     """logits = mean(waveform) · w: a positive mean reads happy, a negative one sad."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    pytest.importorskip("onnx")
+    from tests.support.voice_heads import write_waveform_voice_model
 
     w = np.zeros((1, 7), np.float32)
     w[0, MODEL_ORDER.index("happy")] = 20.0
     w[0, MODEL_ORDER.index("sad")] = -20.0
-    graph = helper.make_graph(
-        [
-            helper.make_node("ReduceMean", ["waveform"], ["mean"], axes=[1], keepdims=1),
-            helper.make_node("MatMul", ["mean", "w"], ["logits"]),
-        ],
-        "tiny_voice",
-        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, "S"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 7])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(folder / "tiny-voice.onnx"))
-    ManifestDraft(
-        id="voice-tiny",
-        modality="voice",
-        inputs=[{"name": "waveform", "shape": [1, "S"], "dtype": "float32"}],
-        labels=list(MODEL_ORDER),
-        preprocessing={"input": "waveform", "output": "logits"},
-    ).write(folder / "tiny-voice.onnx")
-    return folder / "tiny-voice.onnx"
+    return write_waveform_voice_model(folder, w, model_id="voice-tiny", labels=list(MODEL_ORDER))
 
 
 def test_eval_voice_decodes_and_resamples_audio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emodesk.errors import ModelError
-from emodesk.inference.manifest import ManifestDraft, ModelManifest
+from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.utterance_scorers import VoiceScorer, label_bias
 from emodesk.labels import LABELS
@@ -18,31 +18,12 @@ from emodesk.labels import LABELS
 
 def _flat_voice_model(folder: Path, post: dict[str, object]) -> OnnxModel:
     """logits = 0 · mean(waveform): every label equally likely before the prior."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    pytest.importorskip("onnx")
+    from tests.support.voice_heads import write_waveform_voice_model
 
-    graph = helper.make_graph(
-        [
-            helper.make_node("ReduceMean", ["waveform"], ["mean"], axes=[1], keepdims=1),
-            helper.make_node("MatMul", ["mean", "w"], ["logits"]),
-        ],
-        "flat_voice",
-        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, "S"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 7])],
-        [numpy_helper.from_array(np.zeros((1, 7), np.float32), "w")],
+    path = write_waveform_voice_model(
+        folder, np.zeros((1, 7)), model_id="voice-flat", labels=list(LABELS), postprocessing=post
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = folder / "voice-flat.onnx"
-    onnx.save(model, str(path))
-    ManifestDraft(
-        id="voice-flat",
-        modality="voice",
-        inputs=[{"name": "waveform", "shape": [1, "S"], "dtype": "float32"}],
-        labels=list(LABELS),
-        preprocessing={"input": "waveform", "output": "logits"},
-        postprocessing=post,
-    ).write(path)
     return OnnxModel(ModelManifest.load(path.with_suffix(".json")), device="cpu")
 
 

@@ -142,9 +142,6 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     except EmodeskError as e:
         return _fail(1, str(e))
     broken = [s for s in summary.statuses if s.state == "error"]
-    if not any(s.slot == "face" and s.state != "missing" for s in summary.statuses):
-        # a model set without face members (voice and text only) has no face path to fail
-        broken = [s for s in broken if s.slot != "face detector"]
     for s in summary.statuses:
         if not s.ok:
             print(f"emodesk: {s.slot}: {s.message}", file=sys.stderr)

@@ -54,6 +54,9 @@ def load_face_pipeline(
     from emodesk.inference.runtime import OnnxModel
     from emodesk.pipeline.face_path import REUSE_BOXES_S, FacePipeline
 
+    if not any(m.modality == "face" for m in installed_manifests().values()):
+        # no face member to run: the path is missing, whatever the detector's state
+        return None, [SlotStatus("face", "missing", "no model installed")]
     statuses: list[SlotStatus] = []
     try:
         det_model = OnnxModel(find_model(detector_id), device=device)

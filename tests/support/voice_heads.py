@@ -55,3 +55,43 @@ def write_voice_head(
     }
     path.with_suffix(".json").write_text(json.dumps(manifest), encoding="utf-8")
     return ModelManifest.load(path.with_suffix(".json"))
+
+
+def write_waveform_voice_model(
+    folder: Path,
+    w: np.ndarray,
+    *,
+    model_id: str,
+    labels: list[str],
+    postprocessing: dict[str, Any] | None = None,
+) -> Path:
+    """A ``waveform`` voice member: logits = mean(waveform) · ``w`` (``(1, 7)``), and its manifest."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from emodesk.inference.manifest import ManifestDraft
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["waveform"], ["mean"], axes=[1], keepdims=1),
+            helper.make_node("MatMul", ["mean", "w"], ["logits"]),
+        ],
+        "waveform_voice",
+        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, "S"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 7])],
+        [numpy_helper.from_array(np.asarray(w, np.float32).reshape(1, 7), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = folder / f"{model_id}.onnx"
+    onnx.save(model, str(path))
+    ManifestDraft(
+        id=model_id,
+        modality="voice",
+        inputs=[{"name": "waveform", "shape": [1, "S"], "dtype": "float32"}],
+        labels=list(labels),
+        preprocessing={"input": "waveform", "output": "logits"},
+        postprocessing=postprocessing,
+    ).write(path)
+    return path

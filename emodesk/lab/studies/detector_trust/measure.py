@@ -177,9 +177,14 @@ def with_verifier(
     name: str, verifier: FaceVerifier, trust: FaceTrust = DEFAULT_TRUST
 ) -> Callable[[int], Accept]:
     """``trust`` and the verifier's threshold, per frame of set ``name`` (every raw box has a score)."""
-    p = vc.probabilities(name, load(name), verifier)
-    t = verifier.threshold
-    return lambda i: lambda f: trust.accepts(f) and p[vc.box_key(i, f)] >= t
+    return with_scores(vc.probabilities(name, load(name), verifier), verifier.threshold, trust)
+
+
+def with_scores(
+    p: dict[vc.Key, float], threshold: float, trust: FaceTrust = DEFAULT_TRUST
+) -> Callable[[int], Accept]:
+    """``trust`` and a face probability ``p`` (keyed by frame and box) of at least ``threshold``."""
+    return lambda i: lambda f: trust.accepts(f) and p[vc.box_key(i, f)] >= threshold
 
 
 def load_candidate() -> FaceVerifier | None:

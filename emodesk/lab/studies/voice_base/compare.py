@@ -36,7 +36,7 @@ def columns(blocks: list[int]) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from emodesk.evaluation.metrics import compute_metrics
+    from emodesk.lab.studies.voice_corpora.compare import select_and_score, study_features, study_settings
     from emodesk.lab.train.voice import train as vt
     from emodesk.resources import datasets_dir
 
@@ -49,32 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     speech = (a.data or datasets_dir()) / "speech"
     corpora = vt.load_corpora([speech / "ravdess"], None, a.seed)
-    args = argparse.Namespace(
-        epochs=200,
-        prior_weights="5,10,20",
-        views=8,
-        weight_decay=1e-2,
-        lr=1e-3,
-        seed=a.seed,
-        quiet=True,
-        balance="corpora",
-    )
-    train_items, val_items = vt.training_sets(corpora, augment=2, augment_val=1, session_size=20)
-    every = train_items + [it for items in val_items.values() for it in items]
-    x, _ = vt.extract_features(
-        [it.row for it in every],
-        "base",
-        a.cache,
-        quiet=True,
-        device="cpu",
-        blocks=tuple(range(1, N_BLOCKS + 1)),
-        graph=a.cache.with_suffix(".encoder.onnx"),
-        keys=[it.key for it in every],
-        load=vt.ItemAudio(),
-    )
-    if x.shape[1] != 2 * N_BLOCKS * D:
-        raise SystemExit(f"{a.cache}: {x.shape[1]} features, expected {2 * N_BLOCKS * D} (6 base blocks)")
-    feats = dict(zip((it.key for it in every), x, strict=True))
+    args = study_settings(a.seed)
+    train_items, val_items, feats = study_features(corpora, "base", a.cache, tuple(range(1, N_BLOCKS + 1)))
+    width = len(next(iter(feats.values())))
+    if width != 2 * N_BLOCKS * D:
+        raise SystemExit(f"{a.cache}: {width} features, expected {2 * N_BLOCKS * D} (6 base blocks)")
     out: dict[str, Any] = {"cache": str(a.cache), "blocks": {}}
     for spec in a.sets.split(","):
         cols = columns([int(b) for b in spec.split("+")])
@@ -82,23 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         def split(items: list[vt.Item], cols: np.ndarray = cols) -> vt.Split:
             return vt.to_split(items, np.stack([feats[it.key][cols] for it in items]))
 
-        tr = split(train_items)
         vals = {n: split(items) for n, items in val_items.items()}
-        best, _ = vt.select_on_val(tr, vals, vt.Prior.of(tr.x), args)
-        head, prior = vt.fit_selected(tr, best, args)
-        per: dict[str, Any] = {}
-        for n, v in vals.items():
-            z = vt.running_sessions(v.x, v.groups, prior, best["prior_weight"], args.seed)
-            m = compute_metrics(v.y, vt.predict(head, z), bootstrap=0)
-            misread = m.get("neutral_misread") or {}
-            per[n] = {"accuracy": m["accuracy"], "uar": m["uar"], "calm_as_angry": misread.get("angry")}
-        out["blocks"][spec] = {
-            "selected": {"prior_weight": best["prior_weight"], "epochs": best["epochs"]},
-            "val_uar_mean": best["val_uar"],
-            "per_set": per,
-        }
+        res = out["blocks"][spec] = select_and_score(split(train_items), vals, args)
+        per = res["per_set"]
         print(
-            f"base blocks {spec:7s} mean val UAR {best['val_uar']:.4f}  "
+            f"base blocks {spec:7s} mean val UAR {res['val_uar_mean']:.4f}  "
             + "  ".join(f"{n} {r['uar']:.3f}" for n, r in per.items()),
             file=sys.stderr,
             flush=True,

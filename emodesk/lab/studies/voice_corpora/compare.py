@@ -31,8 +31,69 @@ from typing import Any
 import numpy as np
 
 
-def main(argv: list[str] | None = None) -> int:
+#: the trainer's own selection settings, for every study that compares voice heads on validation
+def study_settings(seed: int) -> argparse.Namespace:
+    return argparse.Namespace(
+        epochs=200,
+        prior_weights="5,10,20",
+        views=8,
+        weight_decay=1e-2,
+        lr=1e-3,
+        seed=seed,
+        quiet=True,
+        balance="corpora",
+    )
+
+
+def study_features(
+    corpora: list[Any], asr_model: str, cache: Path, blocks: tuple[int, ...]
+) -> tuple[list[Any], dict[str, list[Any]], dict[str, np.ndarray]]:
+    """The training items (2 augmented copies), the val sets (1 augmented copy) and every item's
+    pooled features by key, from ``cache`` (extracted there when missing)."""
+    from emodesk.lab.train.voice import train as vt
+
+    train_items, val_items = vt.training_sets(corpora, augment=2, augment_val=1, session_size=20)
+    every = train_items + [it for items in val_items.values() for it in items]
+    x, _ = vt.extract_features(
+        [it.row for it in every],
+        asr_model,
+        cache,
+        quiet=True,
+        device="cpu",
+        blocks=blocks,
+        graph=cache.with_suffix(".encoder.onnx") if blocks else None,
+        keys=[it.key for it in every],
+        load=vt.ItemAudio(),
+    )
+    return train_items, val_items, dict(zip((it.key for it in every), x, strict=True))
+
+
+def select_and_score(tr: Any, vals: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Select a head on ``vals`` by the trainer's rule, fit it on ``tr``, score every val set."""
     from emodesk.evaluation.metrics import compute_metrics
+    from emodesk.lab.train.voice import train as vt
+
+    best, _ = vt.select_on_val(tr, vals, vt.Prior.of(tr.x), args)
+    head, prior = vt.fit_selected(tr, best, args)
+    per: dict[str, Any] = {}
+    for n, v in vals.items():
+        z = vt.running_sessions(v.x, v.groups, prior, best["prior_weight"], args.seed)
+        m = compute_metrics(v.y, vt.predict(head, z), bootstrap=0)
+        misread = m.get("neutral_misread") or {}
+        per[n] = {
+            "accuracy": m["accuracy"],
+            "uar": m["uar"],
+            "calm_as_angry": misread.get("angry"),
+            "calm_as_high_arousal": misread.get("high_arousal"),
+        }
+    return {
+        "selected": {"prior_weight": best["prior_weight"], "epochs": best["epochs"]},
+        "val_uar_mean": best["val_uar"],
+        "per_set": per,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
     from emodesk.lab.train.voice import train as vt
     from emodesk.resources import datasets_dir
 
@@ -46,31 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     speech = (a.data or datasets_dir()) / "speech"
     corpora = vt.load_corpora([speech / "ravdess", speech / "tess"], None, a.seed)
-    args = argparse.Namespace(
-        epochs=200,
-        prior_weights="5,10,20",
-        views=8,
-        weight_decay=1e-2,
-        lr=1e-3,
-        seed=a.seed,
-        quiet=True,
-        balance="corpora",
+    args = study_settings(a.seed)
+    train_items, val_items, feats = study_features(
+        corpora, a.asr_model, a.cache, vt.parse_blocks(a.encoder_blocks)
     )
-    train_items, val_items = vt.training_sets(corpora, augment=2, augment_val=1, session_size=20)
-    every = train_items + [it for items in val_items.values() for it in items]
-    blocks = vt.parse_blocks(a.encoder_blocks)
-    x, _ = vt.extract_features(
-        [it.row for it in every],
-        a.asr_model,
-        a.cache,
-        quiet=True,
-        device="cpu",
-        blocks=blocks,
-        graph=a.cache.with_suffix(".encoder.onnx") if blocks else None,
-        keys=[it.key for it in every],
-        load=vt.ItemAudio(),
-    )
-    feats = dict(zip((it.key for it in every), x, strict=True))
 
     def split(items: list[vt.Item]) -> vt.Split:
         return vt.to_split(items, np.stack([feats[it.key] for it in items]))
@@ -87,28 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     out: dict[str, Any] = {"sets": {n: len(v.y) for n, v in vals.items()}, "variants": {}}
     for name, items in variants.items():
-        tr = split(items)
-        best, _ = vt.select_on_val(tr, vals, vt.Prior.of(tr.x), args)
-        head, prior = vt.fit_selected(tr, best, args)
-        per: dict[str, Any] = {}
-        for n, v in vals.items():
-            z = vt.running_sessions(v.x, v.groups, prior, best["prior_weight"], args.seed)
-            m = compute_metrics(v.y, vt.predict(head, z), bootstrap=0)
-            misread = m.get("neutral_misread") or {}
-            per[n] = {
-                "accuracy": m["accuracy"],
-                "uar": m["uar"],
-                "calm_as_angry": misread.get("angry"),
-                "calm_as_high_arousal": misread.get("high_arousal"),
-            }
-        out["variants"][name] = {
-            "train_clips": len(items),
-            "selected": {"prior_weight": best["prior_weight"], "epochs": best["epochs"]},
-            "val_uar_mean": best["val_uar"],
-            "per_set": per,
-        }
+        res = select_and_score(split(items), vals, args)
+        out["variants"][name] = {"train_clips": len(items), **res}
+        per = res["per_set"]
         print(
-            f"{name:18s} mean val UAR {best['val_uar']:.4f}  "
+            f"{name:18s} mean val UAR {res['val_uar_mean']:.4f}  "
             + "  ".join(f"{n} {r['accuracy']:.3f}/{r['calm_as_angry']}" for n, r in per.items()),
             file=sys.stderr,
         )

@@ -48,11 +48,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from emodesk.evaluation.datasets import load_split
-from emodesk.inference.face_trust import DEFAULT_TRUST
 from emodesk.inference.face_verifier import CONTEXT, MODALITY, SIZE, FaceVerifier, crop
 from emodesk.inference.manifest import ManifestDraft
 from emodesk.inference.runtime import OnnxModel
 from emodesk.lab.paths import REPO
+from emodesk.lab.studies.detector_trust.measure import MAX_RECALL_LOSS, TARGET_VAL_FP
 from emodesk.lab.train.common import (
     check_agreement,
     command_line,
@@ -67,8 +67,6 @@ HARVEST_SCORE = 0.3
 #: seeds of the training frames; the study's sets use 10M–15M and 20M (test), 50M–56M (val), 70M–90M
 #: (faces) and 0–7,178 (test faces)
 SEEDS = {"negatives": 200_000_000, "faces": 300_000_000}
-MAX_RECALL_LOSS = 0.01
-TARGET_VAL_FP = 0.5  # FP frames per 10 min on the validation negatives (half the issue's target)
 VAL_SETS = [f"val-{k}" for k in ("room", "skin", "cloth", "cartoon", "wood", "photo")] + [
     "val-faces",
     "val-small-faces",
@@ -261,33 +259,23 @@ def val_labels(name: str, records: list[dict[str, Any]], keys: list[tuple[float,
 def replay_rates(
     val: dict[str, Any], probs: dict[str, dict[tuple[float, ...], float]], threshold: float
 ) -> dict[str, float]:
-    """Validation FP frames per 10 min and detection rate with the shipped rule + the verifier."""
-    from emodesk.lab.studies.detector_trust import collect as col
+    """Validation FP frames per 10 min and detection rate with the shipped rule + the verifier,
+    counted by the study's own :func:`measure.negatives` and :func:`measure.positives`."""
     from emodesk.lab.studies.detector_trust import measure
-    from emodesk.lab.studies.detector_trust.verifier_crops import box_key
 
-    neg_records: list[Any] = []
-    rules: list[Any] = []
-    pos_records: list[Any] = []
-    pos_rules: list[Any] = []
+    fp = neg = hit = pos = 0
     for name, (records, _, _) in val.items():
-        p = probs[name]
-
-        def rule(i: int, p: dict[tuple[float, ...], float] = p) -> Any:
-            return lambda f: DEFAULT_TRUST.accepts(f) and p.get(box_key(i, f), 0.0) >= threshold
-
-        for i, r in enumerate(records):
-            (pos_records if "faces" in name else neg_records).append(r)
-            (pos_rules if "faces" in name else rules).append(rule(i))
-    fp = sum(1 for r, a in zip(neg_records, rules, strict=True) if col.replay(r, a))
-    hit = sum(
-        any(measure.is_face(f, r["face"]) for f in col.replay(r, a))
-        for r, a in zip(pos_records, pos_rules, strict=True)
-    )
+        rule = measure.with_scores(probs[name], threshold)
+        if "faces" in name:
+            r = measure.positives(records, rule, per_frame=True)
+            hit, pos = hit + int(r["detected"]), pos + int(r["frames"])
+        else:
+            r = measure.negatives(records, rule, per_frame=True)
+            fp, neg = fp + int(r["events"]), neg + int(r["frames"])
     return {
-        "fp_per_10_min": fp * measure.FRAMES_PER_10_MIN / len(neg_records),
+        "fp_per_10_min": fp * measure.FRAMES_PER_10_MIN / neg,
         "fp_frames": fp,
-        "detection_rate": hit / len(pos_records),
+        "detection_rate": hit / pos,
     }
 
 
