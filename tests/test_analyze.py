@@ -189,6 +189,9 @@ def test_a_manifest_value_of_the_wrong_type_refuses_that_member_only(two_face_cl
     m = json.loads(jp.read_text(encoding="utf-8"))
     m["preprocessing"]["max_length"] = "abc"
     jp.write_text(json.dumps(m), encoding="utf-8")
+    from emodesk.inference.lock import write_lock
+
+    write_lock(jp.parent)  # a set made this way, so the type check (not the lock) refuses it
     path, _ = two_face_clip
     out = tmp_path / "o.jsonl"
     r = _analyze_in_a_child(path, out)

@@ -56,7 +56,9 @@ def _copied_models(tmp_path):
     return models, env
 
 
-def test_self_test_fails_on_a_face_manifest_with_two_labels_swapped(tmp_path):
+@pytest.mark.parametrize("relocked", [False, True])
+def test_self_test_fails_on_a_face_manifest_with_two_labels_swapped(tmp_path, relocked):
+    """The lock refuses the edited manifest; locked on purpose, the known answer still catches it."""
     import json
 
     models, env = _copied_models(tmp_path)
@@ -66,15 +68,24 @@ def test_self_test_fails_on_a_face_manifest_with_two_labels_swapped(tmp_path):
     i, j = labels.index("happy"), labels.index("sad")
     labels[i], labels[j] = labels[j], labels[i]
     jp.write_text(json.dumps(m), encoding="utf-8")
+    if relocked:
+        assert _emodesk("models", "lock", str(models), env=env).returncode == 0
     r = _emodesk("--self-test", env=env)
     assert r.returncode == 1, r.stdout
-    assert (
-        "FAIL face path" in r.stdout
-        and "face-resnet-s-ferplus reads the smiling test face as sad" in r.stdout
-    )
+    if relocked:
+        assert (
+            "ok   lock" in r.stdout and "face-resnet-s-ferplus reads the smiling test face as sad" in r.stdout
+        )
+    else:
+        assert (
+            "FAIL lock" in r.stdout
+            and "face-resnet-s-ferplus.json differs from its model set's lock" in r.stdout
+        )
+        assert "FAIL models" in r.stdout  # the refused member does not silently leave the set
 
 
-def test_self_test_fails_on_a_tokenizer_with_two_token_ids_swapped(tmp_path):
+@pytest.mark.parametrize("relocked", [False, True])
+def test_self_test_fails_on_a_tokenizer_with_two_token_ids_swapped(tmp_path, relocked):
     import json
 
     models, env = _copied_models(tmp_path)
@@ -83,9 +94,38 @@ def test_self_test_fails_on_a_tokenizer_with_two_token_ids_swapped(tmp_path):
     vocab = tok["model"]["vocab"]
     vocab["happy"], vocab["sad"] = vocab["sad"], vocab["happy"]
     tp.write_text(json.dumps(tok), encoding="utf-8")
+    if relocked:
+        assert _emodesk("models", "lock", str(models), env=env).returncode == 0
     r = _emodesk("--self-test", env=env)
     assert r.returncode == 1, r.stdout
-    assert "FAIL voice/text members" in r.stdout and "text-minilm reads" in r.stdout
+    if relocked:
+        assert "FAIL voice/text members" in r.stdout and "text-minilm reads" in r.stdout
+    else:
+        assert (
+            "FAIL lock" in r.stdout
+            and "text-minilm.tokenizer.json differs from its model set's lock" in r.stdout
+        )
+        assert "FAIL models" in r.stdout
+
+
+def test_models_verify_names_every_file_that_differs_and_lock_records_a_deliberate_change(tmp_path):
+    models, env = _copied_models(tmp_path)
+    assert _emodesk("models", "verify", str(models), env=env).returncode == 0
+    (models / "fusion.json").write_text(
+        (models / "fusion.json").read_text(encoding="utf-8") + " ", encoding="utf-8"
+    )
+    (models / "stray.onnx").write_bytes(b"x")
+    (models / "text-minilm.json").unlink()
+    r = _emodesk("models", "verify", str(models), env=env)
+    assert r.returncode == 1
+    for line in (
+        "fusion.json differs from its model set's lock",
+        "stray.onnx is not in its model set's lock",
+        "text-minilm.json: listed in the lock but missing",
+    ):
+        assert line in r.stdout, r.stdout
+    assert _emodesk("models", "lock", str(models), env=env).returncode == 0
+    assert _emodesk("models", "verify", str(models), env=env).returncode == 0
 
 
 @pytest.mark.parametrize("content", ["{", "[]", '{"rule": "weighted", "members": 7}'])

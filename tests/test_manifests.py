@@ -15,7 +15,9 @@ from emodesk.resources import shipped_models_dir
 
 SHIPPED = shipped_models_dir()
 MANIFESTS = sorted(
-    p for p in SHIPPED.glob("*.json") if p.name != "fusion.json" and not p.name.endswith(".tokenizer.json")
+    p
+    for p in SHIPPED.glob("*.json")
+    if p.name not in ("fusion.json", "lock.json") and not p.name.endswith(".tokenizer.json")
 )
 
 

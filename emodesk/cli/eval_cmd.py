@@ -19,6 +19,8 @@ import numpy as np
 
 from emodesk.cli.common import Parser, UsageError, fail, guarded
 from emodesk.errors import InputError, ModelError
+from emodesk.inference.lock import refresh_if_locked
+from emodesk.readers import read_json
 
 if TYPE_CHECKING:
     from emodesk.inference.manifest import ModelManifest
@@ -234,7 +236,7 @@ def record_metrics(
 
     The entry says what it was measured on and with which command, so a model card's number can be
     rerun. Written to a temporary file and renamed, so a crash never leaves half a manifest."""
-    d = json.loads(man.path.read_text(encoding="utf-8"))
+    d = dict(read_json(man.path, what="model manifest", error=ModelError).data)
     if d.get("sha256") != man.sha256:
         raise ModelError(f"{man.path} changed while it was being evaluated; not recording")
     entry = dict(metrics)
@@ -244,6 +246,7 @@ def record_metrics(
     tmp = man.path.with_name(man.path.name + ".tmp")
     tmp.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, man.path)
+    refresh_if_locked(man.path.parent, [man.path])
     print(f"metrics recorded in {man.path} as {name!r}\n")
 
 

@@ -202,7 +202,13 @@ def cmd_devices(argv: Sequence[str]) -> int:
 
 
 def cmd_models(argv: Sequence[str]) -> int:
-    argparse.ArgumentParser(prog="emodesk models", description="List installed models.").parse_args(argv)
+    if argv and argv[0] in ("verify", "lock"):
+        return _models_lock_cmd(argv[0], argv[1:])
+    argparse.ArgumentParser(
+        prog="emodesk models",
+        description="List installed models. 'emodesk models verify [DIR...]' checks model sets against "
+        "their lock (exit 1 on a mismatch); 'emodesk models lock DIR' records a folder's files as they are.",
+    ).parse_args(argv)
     from emodesk.inference.registry import installed_manifests
     from emodesk.resources import model_search_dirs
 
@@ -210,13 +216,45 @@ def cmd_models(argv: Sequence[str]) -> int:
     for m in sorted(installed_manifests().values(), key=lambda m: (m.modality, m.id)):
         acc = ""
         for name, met in m.metrics.items():
-            if isinstance(met, dict) and "accuracy" in met:
-                acc = f"  {name}: acc {met['accuracy']:.3f}"
+            value = met.get("accuracy") if isinstance(met, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                acc = f"  {str(name)[:40]}: acc {value:.3f}"
                 break
         print(f"{m.modality:14s} {m.id:36s} {m.license[:40]:40s}{acc}")
         if m.usage:
             print(f"{'':14s} ! {m.usage}")
     return 0
+
+
+def _models_lock_cmd(cmd: str, argv: Sequence[str]) -> int:
+    from emodesk.inference.lock import verify_folder, write_lock
+    from emodesk.resources import model_search_dirs
+
+    p = argparse.ArgumentParser(prog=f"emodesk models {cmd}")
+    if cmd == "lock":
+        p.add_argument("folder", metavar="DIR", help="a model set folder, after a deliberate change")
+    else:
+        p.add_argument(
+            "folders", nargs="*", metavar="DIR", help="model set folders (default: those searched)"
+        )
+    args = p.parse_args(argv)
+    if cmd == "lock":
+        folder = Path(args.folder)
+        if not folder.is_dir():
+            return _fail(2, f"{folder} is not a folder")
+        print(f"wrote {write_lock(folder)}")
+        return 0
+    folders = [Path(f) for f in args.folders] or [d for d in model_search_dirs() if d.is_dir()]
+    bad = 0
+    for folder in folders:
+        if not folder.is_dir():
+            return _fail(2, f"{folder} is not a folder")
+        problems = verify_folder(folder)
+        print(f"{'ok  ' if not problems else 'FAIL'} {folder}")
+        for line in problems:
+            print(f"     {line}")
+        bad += bool(problems)
+    return 1 if bad else 0
 
 
 def cmd_fusion(argv: Sequence[str]) -> int:

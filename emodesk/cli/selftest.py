@@ -106,6 +106,24 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
 
         return ", ".join(sorted(installed_manifests()))
 
+    def lock() -> str:
+        from emodesk.inference.lock import LOCK_FILE, verify_folder
+        from emodesk.resources import model_search_dirs, shipped_models_dir
+
+        checked, notes, problems = 0, [], []
+        for d in model_search_dirs():
+            if not d.is_dir():
+                continue
+            if not (d / LOCK_FILE).exists() and d != shipped_models_dir():
+                notes.append(f"{d} has no {LOCK_FILE} (made before locks; its files are not checked)")
+                continue
+            found = verify_folder(d)
+            problems += found
+            checked += not found
+        if problems:
+            raise EmodeskError("; ".join(problems))
+        return f"{checked} model set(s) match their lock" + (f"; {'; '.join(notes)}" if notes else "")
+
     def face() -> str:
         pipe, statuses = load_face_pipeline(device=device, rotate=False)  # every member on the frame
         if pipe is None:
@@ -167,6 +185,7 @@ def self_test(*, asr_model: str | None = None, device: Device = "auto") -> int:
         return self_test_window()
 
     check("models", models)
+    check("lock", lock)
     check("face path", face)
     check("speech path", speech)
     check("voice/text members", members)

@@ -47,6 +47,7 @@ from typing import Literal
 
 from emodesk.errors import InputError, LabelError
 from emodesk.labels import LABELS, canonical_label
+from emodesk.readers import open_csv
 
 Split = Literal["train", "val", "test"]
 DatasetKind = Literal["fer2013", "ravdess", "goemotions", "meld", "dair-ai", "tess", "urdu", "ferplus"]
@@ -172,7 +173,17 @@ def load_split(
         "urdu": _urdu,
         "ferplus": _ferplus,
     }
-    rows = readers[kind](f, split, lab)
+    try:
+        rows = readers[kind](f, split, lab)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{f} ({kind}): a file is not UTF-8 text (byte {e.start}): {e.reason}") from None
+    except (csv.Error, KeyError, IndexError, ValueError) as e:
+        raise InputError(
+            f"{f} ({kind}): its files are not in the {kind} layout ({type(e).__name__}: {e}); "
+            "see ../shared/datasets/README.md, or pass a manifest CSV"
+        ) from None
+    except OSError as e:
+        raise InputError(f"{f} ({kind}): cannot read {e.filename}: {e.strerror or e}") from None
     if not rows:
         raise InputError(f"{f} ({kind}) has no rows in its {split} split")
     return rows
@@ -360,6 +371,8 @@ def ferplus_votes(
 
 def resolve_row_path(manifest: Path, line: int, value: str, check: bool, column: str = "file") -> str:
     """A manifest cell's path made absolute (relative to the CSV's folder); an error names the row."""
+    if "\0" in value:
+        raise InputError(f"{manifest}:{line}: {column} holds a NUL byte, which no file name can")
     fp = Path(value.strip())
     fp = fp if fp.is_absolute() else manifest.parent / fp
     if check and not fp.is_file():
@@ -378,18 +391,12 @@ def load_manifest(
     """Rows of a ``path,label`` or ``text,label`` CSV; errors name the row."""
     p = Path(path)
     lab = _Labeler(label_map, ignore_unknown)
-    try:
-        fh = open(p, encoding="utf-8-sig", newline="")
-    except OSError as e:
-        raise InputError(f"cannot read manifest {p}: {e.strerror or e}") from None
     rows: list[Row] = []
-    with fh:
-        reader = csv.DictReader(fh)
-        fields = [c.strip() for c in reader.fieldnames or []]
+    with open_csv(p, what="manifest") as reader:
+        fields = reader.header
         if column not in fields or "label" not in fields:
             raise InputError(f"manifest {p} must have the columns {column},label; it has {fields}")
-        for i, rec in enumerate(reader, start=2):
-            rec = {k.strip(): (v or "") for k, v in rec.items() if k is not None}
+        for i, rec in reader:
             value = rec[column]
             if column == "path":
                 if not value.strip():

@@ -21,9 +21,11 @@ import numpy as np
 
 from emodesk.errors import ConfigError
 from emodesk.fusion.fuse import Weight, weight_vector
+from emodesk.inference.lock import check_locked, refresh_if_locked
 from emodesk.inference.members import MEMBER_MODALITIES
 from emodesk.inference.registry import installed_manifests
 from emodesk.labels import LABELS
+from emodesk.readers import Fields, read_json
 from emodesk.resources import model_search_dirs
 
 log = logging.getLogger(__name__)
@@ -55,48 +57,42 @@ class FusionConfig:
 
 def parse_fusion_json(path: Path, installed: Mapping[str, str]) -> FusionConfig:
     """Parse ``path``; ``installed`` maps model id → sha256. Raises ConfigError if malformed."""
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} is not readable JSON: {e}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path} must hold a JSON object, got {type(d).__name__}")
-    try:
-        classes = d.get("classes", list(LABELS))
-        if list(classes) != list(LABELS):
-            raise ConfigError(f"{path}: classes {classes} differ from the canonical {list(LABELS)}")
-        members = d["members"]
-        weights_in = d["weights"]
-        if not isinstance(members, list) or not isinstance(weights_in, dict):
-            raise ConfigError(f"{path}: 'members' must be a list and 'weights' an object")
-        weights: dict[str, Weight] = {}
-        dropped: list[str] = []
-        warnings: list[str] = []
-        for m in members:
-            mid, sha = str(m["id"]), str(m.get("sha256", "")).lower()
-            if mid not in weights_in:
-                raise ConfigError(f"{path}: member {mid} has no weight")
-            w = weights_in[mid]
-            try:
-                vec = weight_vector(w)
-            except ValueError as e:
-                raise ConfigError(f"{path}: weight of {mid}: {e}") from None
-            if not np.all(np.isfinite(vec)) or np.any(vec < 0):
-                raise ConfigError(f"{path}: weight of {mid} must be finite and non-negative")
-            if mid not in installed:
-                dropped.append(mid)
-                warnings.append(f"fusion member {mid} is not installed; fusing the rest")
-                continue
-            if sha and installed[mid] != sha:
-                dropped.append(mid)
-                warnings.append(
-                    f"fusion member {mid}: sha256 {sha[:12]}… in {path.name} differs from the "
-                    f"installed model's {installed[mid][:12]}…; dropped"
-                )
-                continue
-            weights[mid] = float(w) if isinstance(w, (int, float)) else vec
-    except (KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is malformed: missing or wrong field {e}") from None
+    if path.is_file():
+        check_locked(path, error=ConfigError)
+    f = read_json(path, what="fusion file", error=ConfigError)
+    d = f.data
+    classes = f.texts("classes", list(LABELS))
+    if list(classes) != list(LABELS):
+        raise ConfigError(f"{path}: classes {classes[:10]} differ from the canonical {list(LABELS)}")
+    members = f.array("members", max_len=256)
+    weights_in = f.obj("weights")
+    weights: dict[str, Weight] = {}
+    dropped: list[str] = []
+    warnings: list[str] = []
+    for i, raw in enumerate(members):
+        m = Fields(raw, f"{f.where}: members[{i}]", ConfigError)
+        mid, sha = m.text("id"), m.text("sha256", "").lower()
+        if mid not in weights_in:
+            raise ConfigError(f"{path}: member {mid[:80]} has no weight")
+        w = weights_in.raw(mid)
+        if isinstance(w, list):
+            vec = np.asarray(weights_in.numbers(mid, length=len(LABELS)), dtype=np.float64)
+        else:
+            vec = np.full(len(LABELS), weights_in.number(mid))
+        if np.any(vec < 0):
+            raise ConfigError(f"{path}: weight of {mid[:80]} must be finite and non-negative")
+        if mid not in installed:
+            dropped.append(mid)
+            warnings.append(f"fusion member {mid[:80]} is not installed; fusing the rest")
+            continue
+        if sha and installed[mid] != sha:
+            dropped.append(mid)
+            warnings.append(
+                f"fusion member {mid}: sha256 {sha[:12]}… in {path.name} differs from the "
+                f"installed model's {installed[mid][:12]}…; dropped"
+            )
+            continue
+        weights[mid] = float(w) if not isinstance(w, list) else vec
     for w_msg in warnings:
         log.warning(w_msg)
     return FusionConfig(weights, path, tuple(dropped), tuple(warnings), d)
@@ -119,6 +115,10 @@ def load_fusion_config(
         msg = f"{e}; using equal weights"
         log.warning(msg)
         return FusionConfig.equal(members, warnings=(msg,))
+    if not cfg.weights and members:
+        msg = f"{path.name} fuses none of the installed members; using equal weights"
+        log.warning(msg)
+        return FusionConfig.equal(members, warnings=(*cfg.warnings, msg))
     extra = [m for m in members if m not in cfg.weights and m not in cfg.dropped]
     if extra:
         msg = f"installed models {extra} are not members of {path.name}; they are shown but not fused"
@@ -207,3 +207,4 @@ def write_fusion_json(path: Path, doc: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+    refresh_if_locked(path.parent, [path])

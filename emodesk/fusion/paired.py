@@ -25,6 +25,7 @@ import numpy as np
 from emodesk.errors import InputError, LabelError
 from emodesk.evaluation.datasets import Row, _Labeler, load_rows, resolve_row_path
 from emodesk.labels import LABELS
+from emodesk.readers import open_csv
 
 COLUMNS = ("face_path", "audio_path", "text", "label")
 INPUTS = ("face", "voice", "text")
@@ -53,23 +54,15 @@ def load_paired_manifest(
     """The rows of a paired CSV; a malformed row raises :class:`InputError` naming its line."""
     p = Path(path)
     lab = _Labeler(label_map, ignore_unknown)
-    try:
-        fh = open(p, encoding="utf-8-sig", newline="")
-    except OSError as e:
-        raise InputError(f"cannot read paired manifest {p}: {e.strerror or e}") from None
     rows: list[PairedRow] = []
-    with fh:
-        reader = csv.DictReader(fh)
-        fields = [c.strip() for c in reader.fieldnames or []]
+    with open_csv(p, what="paired manifest") as reader:
+        fields = reader.header
         if any(c not in fields for c in COLUMNS):
             raise InputError(
                 f"paired manifest {p} must have the columns {','.join(COLUMNS)}; it has {fields}"
             )
         try:
-            for i, rec in enumerate(reader, start=2):
-                if None in rec:
-                    raise InputError(f"{p}:{i}: more fields than the header has ({len(fields)})")
-                rec = {k.strip(): (v or "") for k, v in rec.items() if k is not None}
+            for i, rec in reader:
                 paths: dict[str, str | None] = {}
                 for col in ("face_path", "audio_path"):
                     value = rec[col].strip()
@@ -82,8 +75,6 @@ def load_paired_manifest(
                 y = lab(rec["label"], f"{p}:{i}")
                 if y is not None:
                     rows.append(PairedRow(paths["face_path"], paths["audio_path"], text, y))
-        except csv.Error as e:
-            raise InputError(f"{p}:{reader.line_num}: not valid CSV: {e}") from None
         except LabelError as e:
             raise InputError(str(e)) from None
     if not rows:

@@ -25,6 +25,7 @@ from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import OnnxModel
 from emodesk.machine import Device
+from emodesk.readers import Fields
 from emodesk.types import Box, FaceBox, iou
 
 
@@ -34,23 +35,31 @@ def _scale(min_scale: float, max_scale: float, index: int, n: int) -> float:
     return min_scale + (max_scale - min_scale) * index / (n - 1)
 
 
-def ssd_anchors(opts: Mapping[str, Any]) -> np.ndarray:
+def ssd_anchors(opts: Mapping[str, Any] | Fields) -> np.ndarray:
     """Anchors ``(A, 4)`` as normalised ``(x_center, y_center, w, h)``.
 
     A port of MediaPipe's ``SsdAnchorsCalculator``: layers that share a
     stride share one feature map, and each cell gets one anchor per
     (aspect ratio, scale) of those layers.
     """
-    strides = [int(s) for s in opts["strides"]]
-    n = int(opts["num_layers"])
-    if len(strides) != n:
-        raise ModelError(f"anchor options: {len(strides)} strides for {n} layers")
-    in_h, in_w = int(opts["input_size_height"]), int(opts["input_size_width"])
-    min_s, max_s = float(opts["min_scale"]), float(opts["max_scale"])
-    ratios_opt = [float(r) for r in opts.get("aspect_ratios", [1.0])]
-    interp = float(opts.get("interpolated_scale_aspect_ratio", 1.0))
-    fixed = bool(opts.get("fixed_anchor_size", True))
-    off_x, off_y = float(opts.get("anchor_offset_x", 0.5)), float(opts.get("anchor_offset_y", 0.5))
+    f = opts if isinstance(opts, Fields) else Fields(opts, "anchor options", ModelError)
+    n = f.integer("num_layers", lo=1, hi=16)
+    strides = [int(s) for s in f.numbers("strides", length=n, lo=1, hi=1024)]
+    in_h, in_w = f.integer("input_size_height", lo=1, hi=4096), f.integer("input_size_width", lo=1, hi=4096)
+    min_s, max_s = f.number("min_scale", lo=0.0, hi=10.0), f.number("max_scale", lo=0.0, hi=10.0)
+    ratios_opt = f.numbers("aspect_ratios", [1.0], lo=1e-3, hi=1e3)
+    if not 1 <= len(ratios_opt) <= 8:
+        raise ModelError(f"{f.where}: aspect_ratios: expected 1 to 8 ratios, got {len(ratios_opt)}")
+    interp = f.number("interpolated_scale_aspect_ratio", 1.0, lo=0.0, hi=1e3)
+    fixed = f.boolean("fixed_anchor_size", True)
+    off_x, off_y = (
+        f.number("anchor_offset_x", 0.5, lo=0.0, hi=1.0),
+        f.number("anchor_offset_y", 0.5, lo=0.0, hi=1.0),
+    )
+    reduce_lowest = f.boolean("reduce_boxes_in_lowest_layer", False)
+    cells = sum(math.ceil(in_h / st) * math.ceil(in_w / st) for st in set(strides))
+    if cells * (len(ratios_opt) + 3) * n > 1_000_000:
+        raise ModelError(f"{f.where}: these anchor options make over a million anchors")
     out: list[np.ndarray] = []
     layer = 0
     while layer < n:
@@ -59,7 +68,7 @@ def ssd_anchors(opts: Mapping[str, Any]) -> np.ndarray:
         last = layer
         while last < n and strides[last] == strides[layer]:
             scale = _scale(min_s, max_s, last, n)
-            if last == 0 and opts.get("reduce_boxes_in_lowest_layer", False):
+            if last == 0 and reduce_lowest:
                 ratios += [1.0, 2.0, 0.5]
                 scales += [0.1, scale, scale]
             else:
@@ -137,15 +146,15 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"image_bgr is empty: shape {image.shape}")
 
 
-def _postprocessing(manifest: ModelManifest) -> Mapping[str, Any]:
-    """The manifest's ``postprocessing`` block: anchors, decoding and NMS options."""
-    post = manifest.postprocessing
-    if not isinstance(post, dict) or not isinstance(post.get("anchors"), dict) or "decoding" not in post:
+def _postprocessing(manifest: ModelManifest) -> tuple[Fields, Fields]:
+    """The manifest's ``postprocessing`` anchors and decoding options."""
+    post = manifest.fields("postprocessing")
+    if not isinstance(post.raw("anchors", None), dict) or "decoding" not in post:
         raise ModelError(
             f"model {manifest.id}: manifest {manifest.path} lacks postprocessing.anchors/decoding; "
             "re-export it with emodesk/lab/convert/blazeface.py"
         )
-    return post
+    return post.obj("anchors"), post.obj("decoding")
 
 
 ZOOM_TILE = 0.6  # the zoomed second look: four corner tiles, each 60 % of the frame's width and height
@@ -179,8 +188,7 @@ class FaceDetector:
         man = model.manifest
         if man.modality != "face-detector":
             raise ModelError(f"model {man.id} is a {man.modality!r} model, not a face-detector")
-        post = _postprocessing(man)
-        dec = post["decoding"]
+        anchors, dec = _postprocessing(man)
         self.model = model
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
@@ -188,17 +196,19 @@ class FaceDetector:
         self.trust = trust
         self.verifier = verifier
         self.searched_tiles = self.searched_all_tiles = False
-        w, h = (int(v) for v in man.preprocessing.get("size", [128, 128]))
+        pre = man.fields("preprocessing")
+        w, h = (int(v) for v in pre.numbers("size", [128, 128], length=2, lo=1, hi=4096))
         self.input_size = (w, h)
-        lo, hi = (float(v) for v in man.preprocessing.get("range", [-1.0, 1.0]))
+        lo, hi = pre.numbers("range", [-1.0, 1.0], length=2, lo=-1e6, hi=1e6)
         self._mul, self._add = (hi - lo) / 255.0, lo
-        lb = man.preprocessing.get("letterbox", {})
-        self._pad_value = float(lb.get("pad_value", lo)) if isinstance(lb, Mapping) else lo
-        self.anchors = ssd_anchors(post["anchors"])
-        self._scale = np.array([dec["x_scale"], dec["y_scale"], dec["w_scale"], dec["h_scale"]], np.float32)
-        self._kp_offset = int(dec.get("keypoint_coord_offset", 4))
-        self._n_kp = int(dec.get("num_keypoints", 6))
-        self._clip = float(dec.get("score_clipping_thresh", 100.0))
+        lb = pre.raw("letterbox", {})
+        self._pad_value = pre.obj("letterbox").number("pad_value", lo) if isinstance(lb, Mapping) else lo
+        self.anchors = ssd_anchors(anchors)
+        scales = [dec.number(k, lo=1e-6, hi=1e6) for k in ("x_scale", "y_scale", "w_scale", "h_scale")]
+        self._scale = np.array(scales, np.float32)
+        self._kp_offset = dec.integer("keypoint_coord_offset", 4, lo=0, hi=64)
+        self._n_kp = dec.integer("num_keypoints", 6, lo=0, hi=64)
+        self._clip = dec.number("score_clipping_thresh", 100.0, lo=0.0, hi=1e6)
         self._input = model.input_names[0]
         outs = {o.name: o.shape for o in model.session.get_outputs()}
         self._reg_name = "regressors" if "regressors" in outs else model.output_names[0]
@@ -209,6 +219,7 @@ class FaceDetector:
                 f"model {man.id}: {n_out} boxes out of the network but {len(self.anchors)} anchors "
                 f"from its manifest {man.path.name}"
             )
+        model.require_input_shape((None, 3, h, w), "preprocessing.size")
         self._buf = np.empty((h, w, 3), np.float32)
 
     @classmethod

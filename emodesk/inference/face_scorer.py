@@ -62,18 +62,19 @@ class FaceExpressionScorer:
             self.reorder = reorder_indices(man.labels)
         except LabelError as e:
             raise ModelError(f"model {man.id}: {e}") from None
-        pre = man.preprocessing
+        pre = man.fields("preprocessing")
         self.model = model
-        self.color = str(pre.get("color", "gray"))
-        if self.color not in ("gray", "rgb", "bgr"):
-            raise ModelError(f"model {man.id}: preprocessing.color {self.color!r} is not gray, rgb or bgr")
-        w, h = (int(v) for v in pre.get("size", [64, 64]))
+        self.color = pre.text("color", "gray", choices=("gray", "rgb", "bgr"))
+        w, h = (int(v) for v in pre.numbers("size", [64, 64], length=2, lo=1, hi=4096))
         self.size = (w, h)
-        lo, hi = (float(v) for v in pre.get("range", [0.0, 1.0]))
+        lo, hi = pre.numbers("range", [0.0, 1.0], length=2, lo=-1e6, hi=1e6)
         self._mul, self._add = (hi - lo) / 255.0, lo
-        crop = pre.get("crop", {})
-        self.crop_scale = float(crop.get("scale", 1.0))
-        self.shift = (float(crop.get("shift_x", 0.0)), float(crop.get("shift_y", 0.0)))
+        crop = pre.obj("crop", {})
+        self.crop_scale = crop.number("scale", 1.0, lo=0.1, hi=10.0)
+        self.shift = (
+            crop.number("shift_x", 0.0, lo=-1.0, hi=1.0),
+            crop.number("shift_y", 0.0, lo=-1.0, hi=1.0),
+        )
         self._input = model.input_names[0]
         self._channels = 1 if self.color == "gray" else 3
         want = man.inputs[0].shape if man.inputs else ()
@@ -82,6 +83,7 @@ class FaceExpressionScorer:
                 f"model {man.id}: preprocessing.color {self.color!r} needs {self._channels} channel(s) "
                 f"but its input {man.inputs[0].name!r} has shape {list(want)}"
             )
+        model.require_input_shape((None, self._channels, h, w), "preprocessing.color and .size")
 
     @classmethod
     def load(

@@ -55,14 +55,16 @@ class FaceVerifier:
         man = model.manifest
         if man.modality != MODALITY:
             raise ModelError(f"model {man.id} is a {man.modality!r} model, not a {MODALITY}")
-        size = man.preprocessing.get("size", [SIZE, SIZE])
-        self.size = int(size[0])
-        self.context = float(man.preprocessing.get("context", CONTEXT))
-        t = threshold if threshold is not None else man.postprocessing.get("threshold")
-        if t is None:
+        pre, post = man.fields("preprocessing"), man.fields("postprocessing")
+        self.size = int(pre.numbers("size", [SIZE, SIZE], length=2, lo=8, hi=1024)[0])
+        self.context = pre.number("context", CONTEXT, lo=1.0, hi=4.0)
+        if threshold is None and "threshold" not in post:
             raise ModelError(f"manifest of {man.id} has no postprocessing.threshold")
-        self.threshold = float(t)
+        self.threshold = (
+            float(threshold) if threshold is not None else post.number("threshold", lo=0.0, hi=1.0)
+        )
         self.model = model
+        model.require_input_shape((None, 1, self.size, self.size), "preprocessing.size")
         self._input = model.input_names[0]
         self._output = model.output_names[0]
 

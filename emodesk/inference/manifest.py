@@ -11,6 +11,7 @@ would refuse fails when it is written, not when the app loads it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -18,10 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from emodesk.errors import ModelError
+from emodesk.inference.lock import check_locked, refresh_if_locked
+from emodesk.readers import MISSING, Fields, read_json
 from emodesk.resources import sha256_file
 
 MODALITIES = ("face", "voice", "text", "face-detector", "face-verifier", "vad", "asr")
 Dim = int | str | None
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def plain_file_name(name: str, where: str) -> str:
+    """``name`` when it names a file in the manifest's own folder (no folder part, not ``..``);
+    a manifest is a file anyone can edit, and it must not point a check at files elsewhere."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ModelError(f"{where}: expected a file name beside the manifest, got {name[:80]!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,19 @@ class TensorSpec:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> TensorSpec:
         return cls(str(d["name"]), tuple(d["shape"]), str(d.get("dtype", "float32")))
+
+    @classmethod
+    def from_fields(cls, f: Fields, key: str, default: Any = None) -> list[TensorSpec]:
+        """The tensors listed under ``key``, every field type-checked."""
+        out = []
+        for i, x in enumerate(f.array(key, default if default is not None else MISSING, max_len=64)):
+            t = Fields(x, f"{f.where}: {key}[{i}]", f.error)
+            shape = t.array("shape", max_len=16)
+            for d in shape:
+                if not (d is None or isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool))):
+                    t.fail("shape", "dimensions that are whole numbers, names or null", d)
+            out.append(cls(t.text("name"), tuple(shape), t.text("dtype", "float32")))
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -75,40 +100,52 @@ class ModelManifest:
 
     @classmethod
     def load(cls, json_path: Path | str) -> ModelManifest:
-        """Parse and validate a manifest file; raise :class:`ModelError` naming the problem."""
+        """Parse and validate a manifest file; raise :class:`ModelError` naming the problem
+        (through :mod:`emodesk.readers`: size, nesting and number limits, then every field's type)."""
         p = Path(json_path)
-        try:
-            d = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelError(f"model manifest {p} not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelError(f"model manifest {p} is unreadable: {e}") from None
-        if not isinstance(d, dict):
-            raise ModelError(f"model manifest {p} must hold a JSON object, got {type(d).__name__}")
-        missing = [k for k in ("id", "modality", "file", "sha256", "inputs") if k not in d]
+        if p.is_file():
+            check_locked(p)
+        f = read_json(p, what="model manifest", error=ModelError)
+        missing = [k for k in ("id", "modality", "file", "sha256", "inputs") if k not in f]
         if missing:
             raise ModelError(f"model manifest {p} lacks required fields {missing}")
-        try:
-            labels = tuple(d["labels"]) if d.get("labels") else None
-            return cls(
-                id=str(d["id"]),
-                modality=str(d["modality"]),
-                file=str(d["file"]),
-                sha256=str(d["sha256"]).lower(),
-                inputs=tuple(TensorSpec.from_json(x) for x in d["inputs"]),
-                outputs=tuple(TensorSpec.from_json(x) for x in d.get("outputs", [])),
-                path=p.resolve(),
-                labels=labels,
-                preprocessing=dict(d.get("preprocessing", {})),
-                postprocessing=dict(d.get("postprocessing") or {}),
-                source=dict(d.get("source", {})),
-                license=str(d.get("license", "")),
-                metrics=dict(d.get("metrics", {})),
-                requires=dict(d.get("requires", {})),
-                usage=str(d.get("usage", "")),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"model manifest {p} is malformed: {e}") from None
+        sha = f.text("sha256").lower()
+        if not _SHA256.fullmatch(sha):
+            raise ModelError(f"model manifest {p}: sha256: expected 64 hex digits, got {sha[:70]!r}")
+        pre = f.obj("preprocessing", {})
+        for k in COMPANION_KEYS:
+            if k in pre:
+                name = plain_file_name(pre.text(k), f"model manifest {p}: preprocessing: {k}")
+                if (p.parent / name).is_file():
+                    check_locked(p.parent / name)
+        labels = f.texts("labels", None)
+        return cls(
+            id=f.text("id"),
+            modality=f.text("modality"),
+            file=plain_file_name(f.text("file"), f"model manifest {p}: file"),
+            sha256=sha,
+            inputs=tuple(TensorSpec.from_fields(f, "inputs")),
+            outputs=tuple(TensorSpec.from_fields(f, "outputs", [])),
+            path=p.resolve(),
+            labels=tuple(labels) if labels else None,
+            preprocessing=dict(pre.data),
+            postprocessing=dict(f.obj("postprocessing", {}).data),
+            source=dict(f.obj("source", {}).data),
+            license=f.text("license", ""),
+            metrics=dict(f.obj("metrics", {}).data),
+            requires=dict(f.obj("requires", {}).data),
+            usage=f.text("usage", ""),
+        )
+
+    def fields(self, section: str) -> Fields:
+        """``preprocessing``, ``postprocessing`` or ``requires`` for typed reads that fail with a
+        :class:`ModelError` naming this model and the key."""
+        data = {
+            "preprocessing": self.preprocessing,
+            "postprocessing": self.postprocessing,
+            "requires": self.requires,
+        }[section]
+        return Fields(data, f"model {self.id} ({self.path.name}): {section}", ModelError)
 
     def verify_file(self) -> None:
         """Check that the model file exists and its sha256 matches the manifest."""
@@ -184,13 +221,7 @@ class ManifestDraft:
 
     @classmethod
     def from_file(cls, json_path: Path) -> ManifestDraft:
-        try:
-            d = json.loads(Path(json_path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelError(f"model manifest {json_path} is unreadable: {e}") from None
-        if not isinstance(d, dict):
-            raise ModelError(f"model manifest {json_path} must hold a JSON object")
-        return cls.from_dict(d)
+        return cls.from_dict(read_json(json_path, what="model manifest", error=ModelError).data)
 
     def document(self, model_path: Path) -> dict[str, Any]:
         """The manifest's JSON object for ``model_path`` (keys in a fixed order)."""
@@ -231,6 +262,10 @@ class ManifestDraft:
         json_path = model_path.with_suffix(".json")
         doc = self.document(model_path)
         json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        companions = [
+            model_path.parent / str(self.preprocessing[k]) for k in COMPANION_KEYS if k in self.preprocessing
+        ]
+        refresh_if_locked(model_path.parent, [model_path, json_path, *(c for c in companions if c.is_file())])
         written = ModelManifest.load(json_path)
         written.verify_file()
         return written

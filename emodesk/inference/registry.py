@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from emodesk.errors import ModelError
+from emodesk.inference.lock import LOCK_FILE
 from emodesk.inference.manifest import ModelManifest
 from emodesk.resources import model_search_dirs
 
@@ -13,12 +14,12 @@ log = logging.getLogger(__name__)
 
 
 def _manifest_files(d: Path) -> list[Path]:
-    """The JSON files of ``d`` that should be model manifests: not ``fusion.json`` and not a
-    model's companion files (``<id>.tokenizer.json``)."""
+    """The JSON files of ``d`` that should be model manifests: not ``fusion.json``, not the set's
+    ``lock.json`` and not a model's companion files (``<id>.tokenizer.json``)."""
     return [
         jp
         for jp in sorted(d.glob("*.json"))
-        if jp.name != "fusion.json" and not jp.name.endswith(".tokenizer.json")
+        if jp.name not in ("fusion.json", LOCK_FILE) and not jp.name.endswith(".tokenizer.json")
     ]
 
 
@@ -38,6 +39,19 @@ def installed_manifests(dirs: list[Path] | None = None) -> dict[str, ModelManife
                 continue
             found.setdefault(m.id, m)
     return found
+
+
+def refused_manifests(dirs: list[Path] | None = None) -> list[str]:
+    """Why each manifest file of the searched folders that :func:`installed_manifests` skips was
+    refused (for ``--self-test``: a member that silently vanished from a set is a fault)."""
+    out = []
+    for d in dirs if dirs is not None else model_search_dirs():
+        for jp in _manifest_files(d):
+            try:
+                ModelManifest.load(jp)
+            except ModelError as e:
+                out.append(str(e))
+    return out
 
 
 def usage_notes(dirs: list[Path] | None = None) -> list[str]:

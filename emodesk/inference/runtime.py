@@ -9,7 +9,7 @@ leaving a GPU unused.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from emodesk.inference.manifest import ModelManifest, TensorSpec
 from emodesk.machine import CPU, CUDA, Device, choose_providers
 
 log = logging.getLogger(__name__)
+
 
 class OnnxModel:
     """A verified ONNX model and its session, created in the thread that uses it."""
@@ -66,6 +67,19 @@ class OnnxModel:
     @property
     def id(self) -> str:
         return self.manifest.id
+
+    def require_input_shape(self, want: Sequence[int | None], why: str) -> None:
+        """The session's first input must take ``want`` (None: any size) where its size is fixed:
+        a manifest that disagrees with its network is refused at load, not at the first frame."""
+        got = list(self.session.get_inputs()[0].shape)
+        if len(got) != len(want) or any(
+            isinstance(g, int) and w is not None and g != w for g, w in zip(got, want, strict=True)
+        ):
+            shown = ["N" if w is None else w for w in want]
+            raise ModelError(
+                f"model {self.id}: {why} give inputs of shape {shown}, but "
+                f"{self.manifest.model_path.name} takes {got}"
+            )
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[Any]:
         return self.session.run(None, dict(feeds))

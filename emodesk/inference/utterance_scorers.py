@@ -17,6 +17,7 @@ from emodesk.inference.runtime import OnnxModel
 from emodesk.inference.voice_features import POOLINGS, RunningNormalizer, pool_frames
 from emodesk.labels import LABELS, reorder_indices
 from emodesk.machine import CUDA, Device
+from emodesk.readers import Fields, check_number
 from emodesk.resources import sha256_file
 
 
@@ -41,7 +42,9 @@ class _OnnxMember:
             raise ModelError(f"model {m.id}: its manifest names no output labels")
         self.model = model
         self.order = reorder_indices(m.labels)
-        self.outputs_probs = str(m.preprocessing.get("output", "probs")) == "probs"
+        self.outputs_probs = (
+            m.fields("preprocessing").text("output", "probs", choices=("probs", "logits")) == "probs"
+        )
         self.label_bias = label_bias(m)
 
     @property
@@ -68,8 +71,8 @@ def label_bias(manifest: ModelManifest) -> np.ndarray | None:
     A member's probabilities are multiplied by ``exp(offset)`` per label and renormalised: a prior
     shift chosen on validation (``emodesk/lab/studies/voice_calm``), e.g. toward neutral.
     """
-    post = manifest.postprocessing or {}
-    bias = post.get("label_bias") if isinstance(post, dict) else None
+    post = Fields(manifest.postprocessing, f"model {manifest.id}: postprocessing", ModelError)
+    bias = post.raw("label_bias", None)
     if not bias:
         return None
     if not isinstance(bias, dict):
@@ -80,14 +83,8 @@ def label_bias(manifest: ModelManifest) -> np.ndarray | None:
             raise ModelError(
                 f"model {manifest.id}: label_bias names {label!r}, not one of {', '.join(LABELS)}"
             )
-        try:
-            b = float(v)
-        except (TypeError, ValueError):
-            raise ModelError(f"model {manifest.id}: label_bias[{label!r}] = {v!r} is not a number") from None
-        if not -MAX_LABEL_BIAS <= b <= MAX_LABEL_BIAS:  # NaN fails too
-            raise ModelError(
-                f"model {manifest.id}: label_bias[{label!r}] = {v!r} is outside ±{MAX_LABEL_BIAS:g}"
-            )
+        where = f"model {manifest.id}: label_bias[{label!r}]"
+        b = check_number(v, where, ModelError, lo=-MAX_LABEL_BIAS, hi=MAX_LABEL_BIAS)
         out[LABELS.index(label)] = float(np.exp(b))
     return out
 
@@ -116,7 +113,8 @@ class VoiceScorer(_OnnxMember):
     def __init__(self, model: OnnxModel, *, asr_device: Device = "auto") -> None:
         super().__init__(model)
         m = model.manifest
-        self.kind = str(m.preprocessing.get("input", "waveform"))
+        pre = m.fields("preprocessing")
+        self.kind = pre.text("input", "waveform")
         self.asr_device: Device = asr_device
         self._own_encoder: Any = None
         self._layers: Any = None
@@ -128,22 +126,26 @@ class VoiceScorer(_OnnxMember):
                 f"voice model {self.id} expects input {self.kind!r}, which this emodesk version "
                 "cannot compute; upgrade emodesk"
             )
-        self.pooling = str(m.preprocessing.get("pooling", "mean_std"))
+        self.pooling = pre.text("pooling", "mean_std")
         if self.pooling not in POOLINGS:
             raise ModelError(f"voice model {self.id}: unknown pooling {self.pooling!r}")
         self.normalizer = RunningNormalizer.from_manifest(m.preprocessing, self.id)
-        self.asr_model = str(m.requires.get("asr_model", ""))
-        self.encoder_sha256 = str(m.requires.get("encoder_sha256", ""))
+        req = m.fields("requires")
+        self.asr_model = req.text("asr_model", "")
+        self.encoder_sha256 = req.text("encoder_sha256", "")
         if not self.asr_model or not self.encoder_sha256:
             raise ModelError(f"voice model {self.id}: requires must name asr_model and encoder_sha256")
         if self.kind == "whisper_layers":
-            blocks = m.preprocessing.get("blocks")
-            graph = m.preprocessing.get("encoder_graph")
-            if not isinstance(blocks, list) or not blocks or not graph:
+            if "blocks" not in pre or "encoder_graph" not in pre:
                 raise ModelError(f"voice model {self.id}: preprocessing must name encoder_graph and blocks")
+            blocks = pre.numbers("blocks", lo=0, hi=64)
+            if not blocks or any(b != int(b) for b in blocks):
+                raise ModelError(
+                    f"voice model {self.id}: preprocessing.blocks must list encoder block numbers"
+                )
             self.blocks = tuple(int(b) for b in blocks)
-            self.graph_path = m.path.parent / str(graph)
-            want = str(m.preprocessing.get("encoder_graph_sha256", ""))
+            self.graph_path = m.path.parent / pre.text("encoder_graph")
+            want = pre.text("encoder_graph_sha256", "")
             if not self.graph_path.is_file():
                 raise ModelError(f"voice model {self.id}: its encoder graph {self.graph_path} is missing")
             if want and sha256_file(self.graph_path) != want:
@@ -258,24 +260,16 @@ class TextScorer(_OnnxMember):
         super().__init__(model)
         from tokenizers import Tokenizer
 
-        pre = model.manifest.preprocessing
-        tok_file = pre.get("tokenizer")
+        pre = model.manifest.fields("preprocessing")
+        tok_file = pre.text("tokenizer", "")
         if not tok_file:
             raise ModelError(f"text model {self.id}: manifest preprocessing lacks 'tokenizer'")
-        path = model.manifest.path.parent / str(tok_file)
+        path = model.manifest.path.parent / tok_file
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises plain Exception  # noqa: BLE001
             raise ModelError(f"text model {self.id}: cannot load tokenizer {path}: {e}") from None
-        try:
-            self.max_length = int(pre.get("max_length", 128))
-        except (TypeError, ValueError):
-            raise ModelError(
-                f"text model {self.id}: preprocessing.max_length must be a whole number of tokens, "
-                f"got {pre.get('max_length')!r}"
-            ) from None
-        if self.max_length < 2:
-            raise ModelError(f"text model {self.id}: preprocessing.max_length must be at least 2")
+        self.max_length = pre.integer("max_length", 128, lo=2, hi=8192)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
 

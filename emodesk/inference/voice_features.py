@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import ModelError
+from emodesk.readers import Fields
 
 POOLINGS = ("mean_std",)
 _EPS = 1e-6
@@ -109,7 +110,9 @@ class RunningNormalizer:
                 f"voice model {model_id}: preprocessing.normalization must be "
                 '{"kind": "running_session", "prior_mean": [...], "prior_std": [...], "prior_weight": w}'
             )
+        f = Fields(norm, f"voice model {model_id}: preprocessing.normalization", ModelError)
+        mean, std = f.numbers("prior_mean", max_len=65536), f.numbers("prior_std", max_len=65536)
         try:
-            return cls(norm["prior_mean"], norm["prior_std"], float(norm["prior_weight"]))
-        except (KeyError, TypeError, ValueError) as e:
+            return cls(mean, std, f.number("prior_weight"))
+        except ValueError as e:
             raise ModelError(f"voice model {model_id}: bad normalization in its manifest: {e}") from None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from emodesk.errors import EmodeskError, ModelError
 from emodesk.inference.members import FaceMember, TextMember, VoiceMember, load_member
-from emodesk.inference.registry import installed_manifests
+from emodesk.inference.registry import installed_manifests, refused_manifests
 from emodesk.inference.runtime import OnnxModel
 from emodesk.machine import Device
 from emodesk.types import SlotStatus
@@ -188,4 +188,5 @@ def check_model_set() -> list[str]:
             m.verify_file()
         except ModelError as e:
             problems.append(str(e))
+    problems += refused_manifests()
     return problems

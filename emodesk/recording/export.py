@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import bisect
 import csv
+import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from emodesk.recording.writer import labels_at
 
 CROP_SCALE, CROP_SHIFT_Y, CROP_MAX = 1.2, -0.05, 160
 FACE_NEAR_S = 0.25  # a face record this close in time to a sample counts
+MIN_FACE_EVERY, MAX_FACE_EVERY = 0.02, 3600.0
 
 
 @dataclass
@@ -50,20 +51,17 @@ def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
     return np.ascontiguousarray(patch)
 
 
-def safe_name(text: str) -> str:
-    """``text`` as one file-name part: letters, digits, ``-``, ``_`` and inner dots only, so an
-    id such as ``../../../x`` (a session.json is user input) cannot name a path outside ``--out``."""
-    out = re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(".") or "session"
-    return out[:120]
-
-
 def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0.5) -> ExportSummary:
     f, o = Path(folder), Path(out)
+    if not MIN_FACE_EVERY <= face_every <= MAX_FACE_EVERY:  # NaN fails too
+        raise InputError(
+            f"--face-every must be between {MIN_FACE_EVERY} and {MAX_FACE_EVERY:g} seconds, got {face_every}"
+        )
     try:
         doc = read_session_json(f)
     except (OSError, ValueError) as e:
         raise InputError(f"{f} is not a readable session ({e}); try emodesk sessions repair") from None
-    sid = safe_name(str(doc.get("id", f.name)))
+    sid = files.safe_name(str(doc.get("id", f.name)))
     changes = read_labels(f)
     if not any(c.get("label") for c in changes):
         raise InputError(f"{f} has no labels to export; label it first (hotkeys 1–7 while recording)")
@@ -89,24 +87,32 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
         ft = min(near, key=lambda x: abs(x - t))
         return ft if abs(ft - t) <= FACE_NEAR_S else None
 
-    # which frame times we want: face samples in labeled spans, and utterance midpoints
+    # which frame times we want: face samples every face_every seconds in labeled spans. The sample
+    # times are a grid from the first label change; only grid points near a face record matter, so
+    # they are found from the faces (at most a few per face): no loop runs over empty time, however
+    # far apart the times in a hostile file are.
     wanted: dict[float, tuple[str, str]] = {}  # face record time → (label, purpose)
-    t = 0.0
-    start = min([c["t"] for c in changes] + ([face_ts[0]] if face_ts else []))
-    t = float(start)
-    while t <= end:
+    lo = float(changes[0]["t"])
+    grid: set[int] = set()
+    for ft in face_ts:
+        k0 = math.ceil((ft - FACE_NEAR_S - lo) / face_every)
+        k1 = math.floor((ft + FACE_NEAR_S - lo) / face_every)
+        grid.update(range(max(k0, 0), k1 + 1))
+    for k in sorted(grid):
+        t = lo + k * face_every
+        if t > end:
+            break
         lab = labels_at(changes, t)
-        ft = face_near(t) if lab else None
-        if lab and ft is not None:
-            wanted.setdefault(ft, (lab, "face"))
-        t += face_every
+        near = face_near(t) if lab else None
+        if lab and near is not None:
+            wanted.setdefault(near, (lab, "face"))
     utt_face: dict[int, float] = {}
     for k, u in enumerate(utterances):
         mid = (float(u["t0"]) + float(u["t1"])) / 2
-        ft = face_near(mid)
-        if ft is not None and labels_at(changes, mid):
-            utt_face[k] = ft
-            wanted.setdefault(ft, (str(labels_at(changes, mid)), "paired"))
+        near = face_near(mid)
+        if near is not None and labels_at(changes, mid):
+            utt_face[k] = near
+            wanted.setdefault(near, (str(labels_at(changes, mid)), "paired"))
 
     for sub in ("faces", "voice"):
         private.make_dirs(o / sub)

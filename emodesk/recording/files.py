@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -224,3 +225,10 @@ class VideoWriter:
             self._container.close()
         finally:
             self._fh.close()
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one file-name part: letters, digits, ``-``, ``_`` and inner dots only, so an
+    id such as ``../../../x`` (a session.json is user input) cannot name a path outside a folder."""
+    out = re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(".") or "session"
+    return out[:120]

@@ -24,6 +24,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from emodesk.errors import InputError
+from emodesk.readers import read_json
+
 SCHEMA_VERSION = 1
 SESSION_FILE = "session.json"
 VIDEO_FILE = "video.mp4"
@@ -33,6 +36,7 @@ LABELS_FILE = "labels.jsonl"
 LOCK_FILE = ".recording.lock"  # flock-ed by the writing process while the session is open
 SAMPLE_RATE = 16000
 STATES = ("recording", "complete", "stopped", "repaired")
+MAX_T = 1e9  # seconds on the media clock (about 31 years): a larger time is a broken file
 
 
 def write_session_json(folder: Path, doc: dict[str, Any]) -> None:
@@ -44,13 +48,36 @@ def write_session_json(folder: Path, doc: dict[str, Any]) -> None:
     )
 
 
+class SessionFileError(InputError, ValueError):
+    """``session.json`` is missing or is not what this format describes (a ``ValueError`` too, so
+    the readers that skip a broken session catch it; the commands report it, exit 2)."""
+
+
 def read_session_json(folder: Path) -> dict[str, Any]:
-    """``session.json`` as a dict; ``ValueError`` when it is not a JSON object (it is user input:
-    ``[]``, a nesting bomb or a 4,400-digit integer must be a message, not a traceback)."""
+    """``session.json`` as a dict; ``ValueError`` saying what is wrong when it is not the object
+    this format describes (it is user input: ``[]``, a nesting bomb, a 4,400-digit integer or a
+    time that is not a number must be a message, not a traceback).
+
+    The fields the session commands read are type-checked here, so they can trust them:
+    ``id``, ``state``, ``privacy``, ``notes`` (text); ``start_t``, ``end_t`` and the streams'
+    ``start_t`` (a number or null, at most :data:`MAX_T` in size); ``video``, ``audio``,
+    ``scores``, ``labels``, ``stats`` (objects)."""
+    f = read_json(folder / SESSION_FILE, what="session file", error=SessionFileError)
     try:
-        doc = json.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
-    except RecursionError:
-        raise ValueError(f"{SESSION_FILE} nests too deeply") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{SESSION_FILE} must hold a JSON object, not {type(doc).__name__}")
+        for key in ("id", "state", "privacy", "notes", "created", "source"):
+            f.text(key, None)
+        for key in ("start_t", "end_t"):
+            f.number(key, None, lo=-MAX_T, hi=MAX_T)
+        doc = dict(f.data)
+        for key in ("video", "audio", "scores", "labels", "stats", "devices", "fusion"):
+            sub = f.obj(key, {})
+            if key in doc:
+                doc[key] = dict(sub.data)  # null reads as {}: callers .get() inside it
+            if key in ("video", "audio"):
+                sub.number("start_t", None, lo=-MAX_T, hi=MAX_T)
+                for n in ("frames", "samples", "width", "height"):
+                    sub.integer(n, None, lo=0, hi=10**12)
+        f.array("repairs", None, max_len=10_000)
+    except InputError as e:
+        raise SessionFileError(str(e)) from None
     return doc

@@ -16,11 +16,10 @@ complete fragment, so it needs no repair; only its frame count and end are read.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,13 @@ import numpy as np
 
 from emodesk.errors import InputError
 from emodesk.labels import LABELS
+from emodesk.readers import JsonRefused, parse_json
 from emodesk.recording import files
 from emodesk.recording.format import (
     AUDIO_FILE,
     LABELS_FILE,
     LOCK_FILE,
+    MAX_T,
     SAMPLE_RATE,
     SCHEMA_VERSION,
     SCORES_FILE,
@@ -153,10 +154,52 @@ def _video_summary(folder: Path) -> tuple[int, float | None, str | None]:
     return n, last, None
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int], bool]:
-    """(objects, 1-based numbers of bad lines, whether the last line is torn)."""
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_T
+
+
+def label_line_ok(obj: dict[str, Any]) -> bool:
+    """A label change as ``labels.jsonl`` holds it: a time, a label (one of the seven, or null)."""
+    if "label" not in obj:
+        return False
+    label = obj["label"]
+    return (
+        _finite(obj.get("t"))
+        and (label is None or label in LABELS)
+        and isinstance(obj.get("source", ""), str)
+    )
+
+
+def record_line_ok(obj: dict[str, Any]) -> bool:
+    """A score record whose fields the session commands read have the types docs/formats.md gives
+    (records of kinds this version does not know need only their time)."""
+    if not _finite(obj.get("t")) or not isinstance(obj.get("kind"), str):
+        return False
+    kind = obj["kind"]
+    if kind == "face":
+        box = obj.get("box")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
+            return False
+    if kind in ("voice", "text", "transcript"):
+        if not (_finite(obj.get("t0")) and _finite(obj.get("t1"))):
+            return False
+    if kind == "transcript" and not isinstance(obj.get("text", ""), str):
+        return False
+    probs = obj.get("probs")
+    if probs is not None and not (isinstance(probs, dict) and all(map(_finite, probs.values()))):
+        return False
+    return True
+
+
+def read_jsonl(
+    path: Path, valid: Callable[[dict[str, Any]], bool] | None = None
+) -> tuple[list[dict[str, Any]], list[int], bool]:
+    """(objects, 1-based numbers of bad lines, whether the last line is torn). A line is bad when
+    it is not a JSON object within :mod:`emodesk.readers`' limits, or ``valid`` refuses it."""
     if not path.exists():
         return [], [], False
+    if valid is None:
+        valid = {LABELS_FILE: label_line_ok, SCORES_FILE: record_line_ok}.get(path.name)
     data = path.read_bytes()
     torn = bool(data) and not data.endswith(b"\n")
     out: list[dict[str, Any]] = []
@@ -168,20 +211,24 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int], bool]:
         if torn and i == len(lines):
             break
         try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError
+            obj = parse_json(line, max_bytes=1 << 20)
+        except JsonRefused:
+            bad.append(i)
+            continue
+        if isinstance(obj, dict) and (valid is None or valid(obj)):
             out.append(obj)
-        except ValueError:
+        else:
             bad.append(i)
     return out, bad, torn
 
 
 def read_labels(folder: Path) -> list[dict[str, Any]]:
-    return read_jsonl(folder / LABELS_FILE)[0]
+    """The valid label changes of ``labels.jsonl``, in time order."""
+    return sorted(read_jsonl(folder / LABELS_FILE)[0], key=lambda c: float(c["t"]))
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:
+    """The valid score records of ``scores.jsonl``."""
     return read_jsonl(folder / SCORES_FILE)[0]
 
 
@@ -242,18 +289,15 @@ def inspect(folder: Path | str) -> SessionReport:
     # jsonl files
     for name in (SCORES_FILE, LABELS_FILE):
         objs, bad, torn = read_jsonl(f / name)
-        rep.info[name.split(".")[0]] = len(objs)
+        rep.info[name.split(".")[0]] = sum(o.get("kind") != "stream" for o in objs)
         if torn:
             rep.problems.append(f"{name}: the last line is torn (cut off mid-write)")
         if bad:
-            rep.problems.append(f"{name}: unparsable line(s) {', '.join(map(str, bad[:5]))}")
-        if name == LABELS_FILE:
-            wrong = [o for o in objs if o.get("label") is not None and o.get("label") not in LABELS]
-            if wrong:
-                rep.problems.append(
-                    f"{name}: unknown label(s) {sorted({str(o.get('label')) for o in wrong})}"
-                )
-        ts = [float(o["t"]) for o in objs if isinstance(o.get("t"), (int, float))]
+            rep.problems.append(
+                f"{name}: unparsable or invalid line(s) {', '.join(map(str, bad[:5]))}"
+                + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            )
+        ts = [float(o["t"]) for o in objs]
         if ts and name == SCORES_FILE:
             ends.append(max(ts))
     start = doc.get("start_t")
@@ -280,13 +324,15 @@ def repair_session(folder: Path | str) -> SessionReport:
     """Fix what :func:`inspect` found; returns the report after repair (``repairs`` lists what was done)."""
     f = Path(folder)
     before = inspect(f)
-    if before.info.get("live"):
+    if before.info.get("live") or _alive(f, {}):
         raise InputError(f"{f} is being recorded right now; stop that recording first")
+    repairs: list[str] = []
     try:
         doc = read_session_json(f)
-    except (OSError, ValueError):
-        raise InputError(f"{f}: {SESSION_FILE} is missing or unreadable; nothing to repair from") from None
-    repairs: list[str] = []
+    except (OSError, ValueError) as e:
+        doc = _rebuilt_session_json(f, str(e), repairs)
+        write_session_json(f, doc)  # what follows inspects the folder through it
+    _fill_stream_starts(f, doc, repairs)
     a = f / AUDIO_FILE
     if a.exists():
         try:
@@ -325,6 +371,63 @@ def repair_session(folder: Path | str) -> SessionReport:
     return final
 
 
+def stream_starts(folder: Path) -> dict[str, float]:
+    """The start media time of each stream from the ``stream`` records of ``scores.jsonl``."""
+    out: dict[str, float] = {}
+    for r in read_records(folder):
+        if r.get("kind") == "stream" and r.get("stream") in ("video", "audio") and _finite(r.get("start_t")):
+            out.setdefault(r["stream"], float(r["start_t"]))
+    return out
+
+
+def _fill_stream_starts(f: Path, doc: dict[str, Any], repairs: list[str]) -> None:
+    """Start times ``session.json`` lacks (a kill before it was written) taken from the stream records."""
+    for stream, t in stream_starts(f).items():
+        sub = doc.setdefault(stream, {})
+        if sub.get("start_t") is None:
+            sub["start_t"] = t
+            repairs.append(f"{stream}.start_t: {t:g} from its stream record in {SCORES_FILE}")
+
+
+def _rebuilt_session_json(f: Path, why: str, repairs: list[str]) -> dict[str, Any]:
+    """A new ``session.json`` from the media and score files, when the old one is missing or cannot
+    be read; the broken one is kept beside it as ``session.json.broken`` (never deleted)."""
+    from datetime import UTC, datetime
+
+    from emodesk.recording.writer import SessionMeta, session_document
+
+    if not any((f / n).exists() for n in (VIDEO_FILE, AUDIO_FILE, SCORES_FILE, LABELS_FILE)):
+        raise InputError(
+            f"{f}: {SESSION_FILE} is missing or unreadable and there are no media or score files"
+        )
+    old = f / SESSION_FILE
+    if old.exists():
+        keep = old.with_name(SESSION_FILE + ".broken")
+        n = 1
+        while keep.exists():
+            n += 1
+            keep = old.with_name(f"{SESSION_FILE}.broken{n}")
+        os.replace(old, keep)
+        repairs.append(f"{SESSION_FILE}: unreadable ({why}); kept as {keep.name}, rebuilt from the files")
+    else:
+        repairs.append(f"{SESSION_FILE}: missing; rebuilt from the media and score files")
+    try:
+        created = datetime.strptime(f.name[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        created = datetime.fromtimestamp(min(p.stat().st_mtime for p in f.iterdir()), UTC)
+    doc = session_document(
+        files.safe_name(f.name), created, SessionMeta(source="unknown (rebuilt by repair)"), None
+    )
+    doc["state"] = "repaired"
+    starts = stream_starts(f)
+    if not starts and ((f / AUDIO_FILE).exists() or (f / VIDEO_FILE).exists()):
+        repairs.append(
+            f"audio and video start times are unknown ({SCORES_FILE} has no stream records: an older "
+            "recording); the media are kept but cannot be aligned with the scores"
+        )
+    return doc
+
+
 def list_sessions(parent: Path | str) -> list[SessionReport]:
     p = Path(parent)
     if not p.is_dir():
@@ -356,8 +459,8 @@ def relabel(folder: Path | str, t0: float, t1: float, label: str | None) -> list
     from emodesk.recording.writer import labels_at
 
     f = Path(folder)
-    if not t1 > t0 >= 0:
-        raise InputError(f"need 0 <= FROM < TO, got {t0} and {t1}")
+    if not MAX_T >= t1 > t0 >= 0:
+        raise InputError(f"need 0 <= FROM < TO <= {MAX_T:g} seconds, got {t0} and {t1}")
     doc = read_session_json(f)
     if doc.get("state") == "recording" and _alive(f, doc):
         raise InputError(f"{f} is being recorded right now; relabel it after it stops")

@@ -125,46 +125,8 @@ class SessionWriter:
         self.path = path
         self._lock_fd = _lock(path / LOCK_FILE)
         self._start_t = t
-        self._doc = {
-            "schema": SCHEMA_VERSION,
-            "format": "emodesk-session",
-            "id": sid,
-            "app_version": __version__,
-            "created": created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "state": "recording",
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "clock": "media seconds of the source's monotonic clock; every time below is on it",
-            "start_t": t,
-            "end_t": None,
-            "source": self.meta.source,
-            "devices": dict(self.meta.devices),
-            "models": list(self.meta.models),
-            "fusion": dict(self.meta.fusion),
-            "privacy": self.meta.privacy,
-            "notes": self.meta.notes,
-            "video": {
-                "file": VIDEO_FILE,
-                "container": "fragmented MP4 (frag_keyframe+empty_moov)",
-                "codec": "h264",
-                "timestamps": "presentation time in ms = media time - start_t",
-                "start_t": None,
-                "width": None,
-                "height": None,
-                "frames": 0,
-            },
-            "audio": {
-                "file": AUDIO_FILE,
-                "format": "WAV PCM s16le",
-                "rate": SAMPLE_RATE,
-                "channels": 1,
-                "start_t": None,
-                "samples": 0,
-            },
-            "scores": {"file": SCORES_FILE, "records": 0},
-            "labels": {"file": LABELS_FILE, "changes": 0},
-            "stats": {},
-        }
+        self._doc = session_document(sid, created, self.meta, t)
+        self._doc.update({"pid": os.getpid(), "host": socket.gethostname()})
         try:
             write_session_json(path, self._doc)
             self._audio = files.WavWriter(path / AUDIO_FILE)
@@ -262,6 +224,7 @@ class SessionWriter:
             if self._audio_next_t is None:
                 self._doc["audio"]["start_t"] = round(float(t0), 6)
                 self._audio_next_t = float(t0)
+                self._stream_record("audio", {"rate": SAMPLE_RATE})
                 self._starts_known()
             gap = round((t0 - self._audio_next_t) * SAMPLE_RATE)
             if gap > SAMPLE_RATE // 100:  # > 10 ms missing: a drop upstream, keep the clock
@@ -288,8 +251,19 @@ class SessionWriter:
             self._doc["video"].update(
                 {"start_t": round(float(t), 6), "width": w - w % 2, "height": h - h % 2}
             )
+            self._stream_record("video", {"width": w - w % 2, "height": h - h % 2})
+            self._starts_known()
         self._video.write(image, t)
         self.stats.frames = self._video.frames
+
+    def _stream_record(self, stream: str, extra: Mapping[str, Any]) -> None:
+        """A ``stream`` record in ``scores.jsonl`` when a stream's first sample or frame is written:
+        the start time lives in a second file, so ``sessions repair`` can rebuild a lost
+        ``session.json`` with audio and video still on the media clock."""
+        assert self._scores is not None
+        start = self._doc[stream]["start_t"]
+        self._scores.write({"t": start, "kind": "stream", "stream": stream, "start_t": start, **extra})
+        self._scores.flush()
 
     def _starts_known(self) -> None:
         """Persist the streams' start times as soon as they are known: a killed session needs them."""
@@ -349,6 +323,49 @@ class SessionWriter:
         self._lock_fd = None
         if self.error and self.on_error is not None:
             self.on_error(self.error)
+
+
+def session_document(sid: str, created: datetime, meta: SessionMeta, start_t: float | None) -> dict[str, Any]:
+    """A new ``session.json`` (format.py describes it), state ``recording``; the writer fills in
+    the streams and counts, and ``sessions repair`` starts from it when it rebuilds a lost one."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "format": "emodesk-session",
+        "id": sid,
+        "app_version": __version__,
+        "created": created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "state": "recording",
+        "clock": "media seconds of the source's monotonic clock; every time below is on it",
+        "start_t": start_t,
+        "end_t": None,
+        "source": meta.source,
+        "devices": dict(meta.devices),
+        "models": list(meta.models),
+        "fusion": dict(meta.fusion),
+        "privacy": meta.privacy,
+        "notes": meta.notes,
+        "video": {
+            "file": VIDEO_FILE,
+            "container": "fragmented MP4 (frag_keyframe+empty_moov)",
+            "codec": "h264",
+            "timestamps": "presentation time in ms = media time - start_t",
+            "start_t": None,
+            "width": None,
+            "height": None,
+            "frames": 0,
+        },
+        "audio": {
+            "file": AUDIO_FILE,
+            "format": "WAV PCM s16le",
+            "rate": SAMPLE_RATE,
+            "channels": 1,
+            "start_t": None,
+            "samples": 0,
+        },
+        "scores": {"file": SCORES_FILE, "records": 0},
+        "labels": {"file": LABELS_FILE, "changes": 0},
+        "stats": {},
+    }
 
 
 def _lock(path: Path) -> int | None:

@@ -27,7 +27,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from emodesk.errors import ModelError
+from emodesk.errors import InputError, ModelError
+from emodesk.readers import read_json
 from emodesk.resources import sha256_file
 
 DERIVED_FILE = "emodesk-derived.json"
@@ -180,8 +181,8 @@ def derived_from(folder: Path, model_bin_sha256: str) -> str | None:
     if not p.is_file():
         return None
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = read_json(p, what="derivation record").data
+    except InputError:
         return None
     if doc.get("quantization") != "int8" or doc.get("model_bin_sha256") != model_bin_sha256:
         return None

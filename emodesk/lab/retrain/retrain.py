@@ -41,11 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from emodesk.errors import EmodeskError, InputError
+from emodesk.errors import EmodeskError, InputError, ModelError
 from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
 from emodesk.fusion.config import write_fusion_json
 from emodesk.fusion.paired import PairedRow, load_paired_manifest
 from emodesk.fusion.search import FusionProblem, MemberScores, fused_probs, fusion_document, optimize_weights
+from emodesk.inference.lock import LOCK_FILE, verify_folder, write_lock
 
 MIN_SESSIONS = 2
 MIN_ROWS = 20
@@ -387,12 +388,18 @@ def install_fusion(doc: dict[str, Any], files: Sequence[Path] = ()) -> str:
     new = root / version
     current = active_models_dir()
     if current is not None:
+        if (current / LOCK_FILE).exists() and (problems := verify_folder(current)):
+            raise ModelError(
+                f"the active model set {current} fails its lock, so it is not copied into a new set: "
+                + "; ".join(problems[:3])
+            )
         shutil.copytree(current, new)
     else:
         new.mkdir()
     for f in files:
         shutil.copy2(f, new / f.name)
     write_fusion_json(new / "fusion.json", doc)
+    write_lock(new)
     previous = current.name if current is not None else "shipped"
     _write_atomic(root / "history.json", json.dumps([*_history(), previous]) + "\n")
     _write_atomic(root / "active", version + "\n")
