@@ -231,3 +231,28 @@ def test_a_model_set_without_face_members_is_no_failure(two_face_clip, tmp_path,
     assert r.returncode == 0, r.stderr
     kinds = {rec["kind"] for rec in read_records(out)}
     assert "face" not in kinds and {"voice", "transcript"} <= kinds
+
+
+def test_a_truncated_file_keeps_the_speech_before_the_cut(tmp_path):
+    """A half-truncated .mp4 used to give 0 utterances and exit 0 (issue 19): now the speech decoded
+    before the corruption is transcribed and scored, and the command exits 1 naming it."""
+    path, spans = speech_video(
+        tmp_path / "clip.mp4",
+        [
+            "The quick brown fox jumps over the lazy dog.",
+            "I am really happy with this result.",
+            "This is cut.",
+        ],
+    )
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    out = tmp_path / "o.jsonl"
+    r = _analyze_in_a_child(cut, out)
+    assert r.returncode == 1, r.stderr
+    assert "the speech before it is kept" in r.stderr and "Traceback" not in r.stderr
+    assert "is corrupt" in r.stderr or "the file declares (truncated?)" in r.stderr
+    trans = [rec for rec in read_records(out) if rec["kind"] == "transcript"]
+    assert trans and trans[0]["t1"] <= spans[1][0] + 0.5  # the first sentence, whole
+    assert "fox" in trans[0]["text"].lower()
+    assert {"voice", "text"} <= {rec["kind"] for rec in read_records(out)}

@@ -241,9 +241,20 @@ def test_bundle_self_test_passes_offline_from_a_copy(
     bundle: dict[str, Path], user: tuple[Path, dict[str, str]]
 ) -> None:
     cwd, env = user
-    rc, out = _run([str(bundle["exe"]), "--self-test"], cwd, env)
+    trace = cwd / "self-test.strace"
+    # under strace when it is installed (.ci/run installs it): the bundle makes no network call
+    watch = ["strace", "-f", "-e", "trace=network", "-o", str(trace)] if shutil.which("strace") else []
+    rc, out = _run([*watch, str(bundle["exe"]), "--self-test"], cwd, env)
     _assert_healthy("emodesk --self-test", rc, out)
     assert "self-test passed" in out
+    if watch:
+        calls = [
+            line
+            for line in trace.read_text(errors="replace").splitlines()
+            if any(n in line for n in ("connect(", "sendto(", "sendmsg(", "socket(AF_INET"))
+            and "AF_UNIX" not in line
+        ]
+        assert not calls, "the bundle tried the network:\n" + "\n".join(calls[:10])
     # It really used the copy's files, not the checkout's or the venv's.
     assert f"{bundle['root']}" in out, f"fusion.json was not read from the bundle:\n{out}"
     assert str(ROOT) not in out

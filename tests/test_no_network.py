@@ -51,9 +51,11 @@ time.sleep({WAIT_S})
 NETWORK = ("connect(", "sendto(", "sendmsg(", "socket(AF_INET", "socket(AF_INET6")
 
 
-def _start(code: str, home: Path, trace: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
-    env |= {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+def _start(
+    code: str, home: Path, trace: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "DISPLAY")}
+    env |= {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), **(extra_env or {})}
     home.mkdir(parents=True, exist_ok=True)
     cmd = ["strace", "-f", "-e", "trace=network", "-o", str(trace), sys.executable, "-c", code]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -76,3 +78,42 @@ def test_the_app_makes_no_network_call_and_writes_no_telemetry(tmp_path: Path) -
     assert not (tmp_path / "app" / ".cache" / "Microsoft").exists(), "ONNX Runtime wrote its telemetry files"
     if not _calls(tmp_path / "bare.trace"):
         pytest.skip("this onnxruntime build makes no telemetry lookup: the control shows nothing to catch")
+
+
+def _cli_then_wait(*argv: str) -> str:
+    """A run of ``emodesk ARGV`` in one process that then stays alive past the telemetry's first
+    lookup, so a lookup the command set off would be seen even when the command is quick."""
+    return (
+        "import sys, time\n"
+        "from emodesk.cli.main import main\n"
+        f"rc = main({list(argv)!r})\n"
+        f"time.sleep({WAIT_S})\n"
+        "sys.exit(rc)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("analyze", str(ROOT / "assets" / "demo.mp4"), "--out", "{tmp}/o.jsonl"),
+        ("record", "demo", "--out", "{tmp}/sessions", "--duration", "4"),
+        ("--self-test",),
+    ],
+    ids=["analyze", "record", "self-test"],
+)
+def test_analyze_record_and_the_self_test_make_no_network_call(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    argv = tuple(a.replace("{tmp}", str(tmp_path)) for a in command)
+    home = tmp_path / "home"
+    p = _start(
+        _cli_then_wait(*argv),
+        home,
+        tmp_path / "cli.trace",
+        extra_env={"EMODESK_HOME": str(home / "emodesk"), "QT_QPA_PLATFORM": "offscreen"},
+    )
+    out, err = p.communicate(timeout=400)
+    assert p.returncode == 0, (out + err).decode(errors="replace")[-3000:]
+    calls = [c for c in _calls(tmp_path / "cli.trace") if "AF_UNIX" not in c]  # local IPC is not network
+    assert not calls, f"emodesk {' '.join(argv)} tried the network:\n" + "\n".join(calls[:10])
+    assert not (home / ".cache" / "Microsoft").exists(), "ONNX Runtime wrote its telemetry files"

@@ -119,3 +119,36 @@ def test_wrong_types_in_session_json_are_one_message_naming_the_key(
     assert cli(["sessions", "export", str(session), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "audio: start_t: expected a number, got the text 'five'" in err and "Traceback" not in err
+
+
+def test_record_from_a_camera_that_does_not_open_exits_1(tmp_path: Path) -> None:
+    """``record camera:7`` used to exit 0 with an empty "complete" session (issue 19)."""
+    import os
+    import subprocess
+    import sys
+
+    if Path("/dev/video7").exists():
+        pytest.skip("this machine has a /dev/video7")
+    env = {**os.environ, "EMODESK_HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emodesk",
+            "record",
+            "camera:7",
+            "--out",
+            str(tmp_path / "s"),
+            "--duration",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "camera 7" in r.stderr and "holds what was recorded" in r.stderr and "Traceback" not in r.stderr
+    (session,) = (tmp_path / "s").iterdir()
+    doc = read_session_json(session)
+    assert doc["state"] == "stopped" and "camera 7" in doc["stop_reason"]

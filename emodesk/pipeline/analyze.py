@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emodesk.capture.files import AudioFileSource, media_duration
 from emodesk.capture.sources import SourceSet
-from emodesk.errors import EmodeskError
+from emodesk.errors import EmodeskError, InputError
 from emodesk.fusion.config import FusionConfig, load_active_fusion
 from emodesk.fusion.state import FusionState
 from emodesk.machine import Device
@@ -68,19 +69,46 @@ def _run_speech(sources: SourceSet, device: Device, asr_model: str | None, out: 
         pipe = UtterancePipeline(speech, voice, text)
         result = UtteranceOutput()
         audio.open()
+        corrupt: str | None = None
         try:
-            while (chunk := audio.read()) is not None:
+            while True:
+                try:
+                    chunk = audio.read()
+                except InputError as e:  # corrupt mid-file: the speech before it is still scored
+                    corrupt = str(e)
+                    break
+                if chunk is None:
+                    break
                 result.extend(pipe.insert(chunk))
                 out["media_end"] = chunk.t1
         finally:
             audio.close()
         result.extend(pipe.finish())
         out["result"] = result
+        if corrupt is None:
+            corrupt = _ends_early(audio, float(out.get("media_end", 0.0)))
+        if corrupt is not None:
+            at = f" after {out.get('media_end', 0.0):.1f} s" if "media_end" in out else ""
+            out["error"] = f"{corrupt}{at}; the speech before it is kept"
     except EmodeskError as e:
         out["error"] = str(e)
     except Exception as e:  # a dying worker thread must be reported, never silent
         log.debug("speech path crashed", exc_info=True)
         out["error"] = f"crashed: {type(e).__name__}: {e}"
+
+
+def _ends_early(audio: object, decoded_s: float) -> str | None:
+    """A file whose audio stops more than a second before the length its container declares was
+    cut short (a copy or download that did not finish): said, not taken for the whole file."""
+    if not isinstance(audio, AudioFileSource) or audio.loop:
+        return None
+    declared = media_duration(audio.path)
+    if declared is None or decoded_s >= declared - 1.0:
+        return None
+    return (
+        f"audio of {audio.path} ends at {decoded_s:.1f} s of the {declared:.1f} s the file declares "
+        "(truncated?)"
+    )
 
 
 def analyze(

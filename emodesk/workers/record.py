@@ -8,14 +8,18 @@ because it runs a Qt event loop (docs/architecture.md: Qt only in ``ui`` and ``w
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from emodesk.errors import EmodeskError
+from emodesk.errors import DeviceError, EmodeskError
 from emodesk.machine import Device
+
+log = logging.getLogger(__name__)
 
 
 def record_headless(
@@ -56,6 +60,9 @@ def record_headless(
             failed.append(rec.writer.error)
             app.quit()
             return
+        if _fatal(pipeline.devices()):  # the source asked for did not open
+            app.quit()
+            return
         t = pipeline._media_time()
         if t is None:
             return
@@ -79,4 +86,34 @@ def record_headless(
         pipeline.stop()
     if rec.writer.error:
         raise EmodeskError(f"{rec.writer.error}; what was written is in {path}")
+    broken = _fatal(pipeline.devices())
+    stats = rec.writer.stats
+    if not broken and stats.frames == 0 and stats.audio_samples == 0:
+        broken = ["no frame and no audio sample arrived from " + spec]
+    if broken:
+        reason = "; ".join(broken)
+        _mark_stopped(path, reason)
+        raise DeviceError(f"{reason}; the session {path} holds what was recorded")
     return path
+
+
+def _fatal(devices: list[Any]) -> list[str]:
+    """Why the recording cannot go on: the video source (the one named) failed, or every source
+    did. A microphone that is missing beside a working camera is said, and the video recorded."""
+    errors = [d for d in devices if d.state == "error"]
+    present = [d for d in devices if d.state != "missing" or d in errors]
+    if any(d.slot == "video" for d in errors) or (errors and len(errors) == len(present)):
+        return [f"{d.slot}: {d.message}" for d in errors]
+    return []
+
+
+def _mark_stopped(path: Path, reason: str) -> None:
+    """``state: stopped`` with the reason, so a session whose source failed is not "complete"."""
+    from emodesk.recording.format import read_session_json, write_session_json
+
+    try:
+        doc = read_session_json(path)
+        doc.update({"state": "stopped", "stop_reason": f"recording stopped: {reason}"})
+        write_session_json(path, doc)
+    except OSError as e:  # the session itself is kept either way
+        log.warning("cannot mark %s stopped: %s", path, e)
