@@ -391,3 +391,24 @@ def test_a_broken_session_json_is_reported_and_the_rest_of_the_folder_still_list
         assert cli(["sessions", "check", str(tmp_path / name)]) == 1
     err = capsys.readouterr()
     assert "Traceback" not in err.out + err.err
+
+
+def test_4k_frames_are_bounded_in_bytes_and_every_frame_is_written_or_counted_dropped(tmp_path: Path) -> None:
+    """Recording 4K video used to hold 60 frames of 25 MB (1.5 GB) and write 31 of 150 frames while
+    reporting 0 dropped (issue 19): the queue is bounded in bytes, and frames + dropped = offered."""
+    from emodesk.recording import writer as writer_mod
+
+    w = _writer(tmp_path)
+    path = w.start(0.0)
+    img = np.zeros((2160, 3840, 3), np.uint8)
+    for k in range(150):
+        img[:, :, k % 3] = k
+        w.add_frame(img.copy(), k / 30)
+    w.stop(5.0, timeout=60)
+    doc = read_session_json(path)
+    stats = doc["stats"]
+    assert stats["frames_offered"] == 150
+    assert doc["video"]["frames"] + stats["dropped_frames"] == 150, (doc["video"], stats)
+    assert stats["dropped_frames"] > 0  # the encoder cannot keep up with 150 frames offered at once
+    assert stats["max_queued_mb"] * 2**20 <= writer_mod.FRAME_QUEUE_BYTES + img.nbytes
+    assert check_session(path).info["frames"] == doc["video"]["frames"]

@@ -45,6 +45,9 @@ from emodesk.recording.format import (
 log = logging.getLogger(__name__)
 
 FRAME_QUEUE = 60  # 2 s of 30 fps video (about 55 MB at 640×480)
+#: the frame queue's bound in bytes: 2 s of 640×480 fit; 4K frames (25 MB each) are held at most
+#: 3 at a time instead of 60 (1.5 GB); the one frame being encoded is outside it.
+FRAME_QUEUE_BYTES = 80 * 1024 * 1024
 DATA_QUEUE = 20000  # audio chunks, score records, labels
 
 
@@ -56,6 +59,8 @@ class WriterStats:
     labels: int = 0
     dropped_frames: int = 0
     dropped_records: int = 0
+    frames_offered: int = 0
+    max_queued_bytes: int = 0
     audio_gap_s: float = 0.0
 
 
@@ -92,6 +97,7 @@ class SessionWriter:
         self.error: str | None = None
         self.path: Path | None = None
         self._frames: deque[tuple[np.ndarray, float]] = deque()
+        self._frame_bytes = 0
         self._data: deque[tuple[str, Any]] = deque()
         self._cv = threading.Condition()
         self._stopping = False
@@ -149,6 +155,16 @@ class SessionWriter:
             self._stopping = True
             self._cv.notify_all()
         self._thread.join(timeout)
+        if self._thread.is_alive():  # the encoder is behind (4K on a slow machine): the rest is dropped
+            with self._cv:
+                left = len(self._frames)
+                self._frames.clear()
+                self._frame_bytes = 0
+                self.stats.dropped_frames += left
+            log.warning(
+                "the video encoder was %d frame(s) behind after %.0f s; they are dropped", left, timeout
+            )
+            self._thread.join(timeout)
         return self.path
 
     # ----------------------------------------------------- producer side
@@ -157,10 +173,15 @@ class SessionWriter:
         with self._cv:
             if not self.recording:
                 return False
-            if len(self._frames) >= FRAME_QUEUE:
-                self.stats.dropped_frames += 1
+            self.stats.frames_offered += 1
+            size = int(image.nbytes)
+            full = len(self._frames) >= FRAME_QUEUE or self._frame_bytes + size > FRAME_QUEUE_BYTES
+            if full and self._frames:
+                self.stats.dropped_frames += 1  # full (in frames or in bytes): counted, shown
                 return False
             self._frames.append((image, t))
+            self._frame_bytes += size
+            self.stats.max_queued_bytes = max(self.stats.max_queued_bytes, self._frame_bytes)
             self._cv.notify()
             return True
 
@@ -201,17 +222,20 @@ class SessionWriter:
                 with self._cv:
                     while not self._frames and not self._data and not self._stopping:
                         self._cv.wait(0.5)
-                    frames = list(self._frames)
-                    self._frames.clear()
+                    # one frame at a time: the queue's bytes stay bounded while the encoder works,
+                    # and frames still queued when stop() gives up can be counted as dropped
+                    frame = self._frames.popleft() if self._frames else None
+                    if frame is not None:
+                        self._frame_bytes -= int(frame[0].nbytes)
                     data = list(self._data)
                     self._data.clear()
-                    done = self._stopping and not frames and not data
+                    done = self._stopping and frame is None and not data
                 if done:
                     break
                 for kind, item in data:
                     self._write(kind, item)
-                for image, t in frames:
-                    self._write_frame(image, t)
+                if frame is not None:
+                    self._write_frame(*frame)
         except OSError as e:
             self._fail(e)
         finally:
@@ -280,6 +304,7 @@ class SessionWriter:
         with self._cv:
             self._stopping = True
             self._frames.clear()
+            self._frame_bytes = 0
             self._data.clear()
 
     def _close_files(self) -> None:
@@ -309,7 +334,9 @@ class SessionWriter:
         doc["scores"]["records"] = self.stats.records
         doc["labels"]["changes"] = self.stats.labels
         doc["stats"] = {
+            "frames_offered": self.stats.frames_offered,
             "dropped_frames": self.stats.dropped_frames,
+            "max_queued_mb": round(self.stats.max_queued_bytes / 2**20, 1),
             "dropped_records": self.stats.dropped_records,
             "audio_gap_s": round(self.stats.audio_gap_s, 3),
         }
