@@ -108,6 +108,23 @@ def test_self_test_fails_on_a_tokenizer_with_two_token_ids_swapped(tmp_path, rel
         assert "FAIL models" in r.stdout
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"id": ' + "9" * 4400 + "}"])
+def test_a_stray_hostile_json_in_the_model_folder_is_named_not_a_traceback(tmp_path, text):
+    """A nesting bomb or a 4,400-digit integer in a stray models/*.json used to crash ``models``, the
+    self-test and ``analyze`` with a traceback (issue 19): it is refused by name; the rest loads."""
+    models, env = _copied_models(tmp_path)
+    (models / "stray.json").write_text(text, encoding="utf-8")
+    r = _emodesk("models", env=env)
+    assert r.returncode == 0 and "text-minilm" in r.stdout and "Traceback" not in r.stderr
+    r = _emodesk("--self-test", env=env)
+    assert r.returncode == 1 and "FAIL models" in r.stdout and "stray.json" in r.stdout
+    assert "ok   face path" in r.stdout and "Traceback" not in r.stdout + r.stderr
+    r = _emodesk("models", "lock", str(models), env=env)  # locked on purpose: the reader still refuses it
+    r = _emodesk("--self-test", env=env)
+    assert r.returncode == 1 and "stray.json" in r.stdout and "Traceback" not in r.stdout + r.stderr
+    assert "nests deeper than 32 levels" in r.stdout or "4400 digits" in r.stdout
+
+
 def test_models_verify_names_every_file_that_differs_and_lock_records_a_deliberate_change(tmp_path):
     models, env = _copied_models(tmp_path)
     assert _emodesk("models", "verify", str(models), env=env).returncode == 0

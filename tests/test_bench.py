@@ -63,6 +63,7 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
     # lie inside this call, the first frame before the 8 s it paces; the face may score before ASR loads
     assert 0 < r["startup_s"] < took and 0 < r["first_frame_s"] < took - 8
     assert r["dropped_frames"] >= 0 and r["audio_overflows"] >= 0
+    assert r["failed"] == []
     providers = r["providers"]
     assert any(k.startswith("face:") for k in providers) and "CPUExecutionProvider" in providers.values()
     assert set(r["budgets"]) == {b[0] for b in BUDGETS}
@@ -77,6 +78,30 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
     assert "## Stages by device" in page
     assert "## Budgets" in page and "emodesk bench demo" in page
     assert "face path throughput" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_member_that_fails_makes_bench_exit_1_with_the_report_written(
+    qapp: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused member used to be measured around silently, exit 0 (issue 19)."""
+    from emodesk.inference.lock import write_lock
+    from tests.support.model_sets import copy_shipped_models
+
+    models = copy_shipped_models(tmp_path)
+    jp = models / "text-minilm.json"
+    m = json.loads(jp.read_text(encoding="utf-8"))
+    m["preprocessing"]["max_length"] = "abc"
+    jp.write_text(json.dumps(m), encoding="utf-8")
+    write_lock(models)
+    monkeypatch.setenv("EMODESK_MODELS", str(models))
+    out = tmp_path / "bench.json"
+    argv = ["demo", "--seconds", "4", "--frames", "20", "--no-baseline", "--json", str(out)]
+    assert main(argv) == 1
+    r = json.loads(out.read_text())
+    assert any("max_length" in f for f in r["failed"]), r["failed"]
+    assert r["face"]["fps"] > 0  # the rest was measured
+    assert "measured with failures" in capsys.readouterr().err
 
 
 def test_budgets_say_met_missed_or_not_measured() -> None:

@@ -255,6 +255,19 @@ def test_bad_manifests_exit_2_with_one_line(face_dir: Path, capsys: pytest.Captu
     assert "x.onnx" in capsys.readouterr().err
 
 
+def test_a_csv_that_is_not_utf8_exits_2_naming_the_line(
+    face_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A non-UTF-8 CSV used to crash ``eval`` with a traceback (issue 19)."""
+    bad = face_dir / "latin1.csv"
+    bad.write_bytes(b"path,label\na.png,happy\nb\xe9.png,sad\n")
+    assert main(["face", "--manifest", str(bad), "--model", str(FACE_MODEL)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        len(_lines(err)) == 1 and "not UTF-8 text (byte b'\\xe9' on line 3)" in err and "Traceback" not in err
+    )
+
+
 def test_no_installed_model_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -78,6 +78,7 @@ def build_report(
         "machine": dict(machine),
         "settings": dict(settings),
         "rss_samples": paced["rss_samples"],
+        "failed": list(paced.get("failed", [])),
     }
     report["budgets"] = budgets(report)
     return report

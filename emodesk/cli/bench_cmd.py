@@ -165,6 +165,12 @@ def run(argv: Sequence[str]) -> int:
     if md is not None:
         md.write_text(rep.markdown(report, command=command), encoding="utf-8")
     print(rep.text_table(report))
+    failed = list(paced.get("failed", []))
+    if video is not None and unpaced.get("fps") is None:
+        failed.append(f"face path: {unpaced.get('why', 'no frame was scored')}")
+    if failed:
+        print(f"emodesk bench: measured with failures (report written): {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -115,4 +115,9 @@ def paced_pass(
             for m in (st.models or (st.slot,))
         },
         "threads_joined": joined,
+        # what failed while measuring (a model slot in error, a member refused, a worker's error):
+        # the command reports it and exits 1, the report is still written
+        "failed": [f"{st.slot}: {st.message}" for st in snap.statuses if st.state == "error"]
+        + [f"{st.slot}: {f}" for st in snap.statuses for f in st.failed]
+        + list(snap.errors),
     }
