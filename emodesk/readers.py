@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,20 +56,29 @@ def _parse_float(text: str) -> float:
     return x
 
 
-def _depth_ok(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests at most ``limit`` containers deep (iterative: no recursion)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_tree(value: Any, limit: int) -> str | None:
+    """Why ``value`` is refused: nesting deeper than ``limit`` containers, or a text holding an
+    unpaired surrogate (valid JSON escapes, but no UTF-8 file or terminal can hold them); None if
+    fine. Iterative: no recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         v, d = stack.pop()
-        if isinstance(v, dict):
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                return "it holds an unpaired surrogate escape (\\ud800-\\udfff), which is no text"
+        elif isinstance(v, dict):
             if d > limit:
-                return False
+                return f"it nests deeper than {limit} levels"
+            stack.extend((k, d) for k in v)
             stack.extend((x, d + 1) for x in v.values())
         elif isinstance(v, list):
             if d > limit:
-                return False
+                return f"it nests deeper than {limit} levels"
             stack.extend((x, d + 1) for x in v)
-    return True
+    return None
 
 
 def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_DEPTH) -> Any:
@@ -94,8 +104,9 @@ def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth:
         raise JsonRefused(f"it is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     except ValueError as e:  # int() of a huge literal or other conversion limits
         raise JsonRefused(str(e)) from None
-    if not _depth_ok(value, max_depth):
-        raise JsonRefused(f"it nests deeper than {max_depth} levels")
+    why = _check_tree(value, max_depth)
+    if why is not None:
+        raise JsonRefused(why)
     return value
 
 

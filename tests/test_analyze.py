@@ -251,8 +251,21 @@ def test_a_truncated_file_keeps_the_speech_before_the_cut(tmp_path):
     r = _analyze_in_a_child(cut, out)
     assert r.returncode == 1, r.stderr
     assert "the speech before it is kept" in r.stderr and "Traceback" not in r.stderr
-    assert "is corrupt" in r.stderr or "the file declares (truncated?)" in r.stderr
+    assert "is corrupt" in r.stderr or "its audio track declares (truncated?)" in r.stderr
     trans = [rec for rec in read_records(out) if rec["kind"] == "transcript"]
     assert trans and trans[0]["t1"] <= spans[1][0] + 0.5  # the first sentence, whole
     assert "fox" in trans[0]["text"].lower()
     assert {"voice", "text"} <= {rec["kind"] for rec in read_records(out)}
+
+
+def test_a_video_longer_than_its_audio_is_not_called_truncated(tmp_path):
+    """The check compares the audio with its own track's length, not the container's."""
+    from emodesk.capture.files import AudioFileSource
+    from emodesk.capture.synthesis import write_video_with_audio
+    from emodesk.pipeline.analyze import _ends_early
+
+    path = tmp_path / "va.mp4"
+    frames = [np.full((96, 128, 3), 40, np.uint8) for _ in range(120)]  # 4 s of video
+    write_video_with_audio(path, frames, 30.0, np.zeros(3 * 16000, np.float32), 16000)  # 3 s of audio
+    assert _ends_early(AudioFileSource(path), 3.0) is None
+    assert "truncated" in (_ends_early(AudioFileSource(path), 1.0) or "")

@@ -50,7 +50,10 @@ _scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from([0, 1, -1, 2, 7, 64, 1e308, -1e20, 0.5, 10**6])
     | st.text(max_size=20)
-    | st.sampled_from(["", "..", "../../x", "/etc/passwd", "happy", "abc", "probs", "logits", "gray"])
+    | st.sampled_from(
+        ["", "..", "../../x", "/etc/passwd", "happy", "abc", "probs", "logits", "gray", "\ud800x"]
+    )
+    | st.sampled_from([1e9, -1e9, 1e12, 2**63, -(2**63), 1e-300])
 )
 json_values = st.recursive(
     _scalars,
@@ -72,6 +75,9 @@ hostile_texts = st.sampled_from(
         "",
         "\x00\xff",
         "{",
+        b'{"id": "caf\xe9"}',  # not UTF-8
+        b"\xff\xfe{\x00}\x00",
+        '{"id": "\\ud800"}',
     ]
 )
 
@@ -87,28 +93,42 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]
             yield from _paths(v, (*prefix, i))
 
 
-def mutated(data: st.DataObject, doc: Any) -> str:
-    """The text of ``doc`` with one hostile change: a value replaced, a key dropped, the whole text
-    swapped for a hostile one, or its bytes cut."""
-    how = data.draw(st.sampled_from(["replace", "replace", "replace", "drop", "hostile", "truncate"]))
+def mutated(data: st.DataObject, doc: Any) -> bytes:
+    """The bytes of ``doc`` as JSON with one hostile change: a value replaced, a key added or
+    dropped, the whole file swapped for hostile bytes, or cut."""
+    how = data.draw(st.sampled_from(["replace", "replace", "replace", "add", "drop", "hostile", "truncate"]))
     if how == "hostile":
-        return data.draw(hostile_texts)
-    text = json.dumps(doc)
+        v = data.draw(hostile_texts)
+        return v if isinstance(v, bytes) else v.encode("utf-8", "surrogatepass")
+    text = json.dumps(doc).encode()
     if how == "truncate":
         return text[: data.draw(st.integers(0, max(0, len(text) - 1)))]
     doc = copy.deepcopy(doc)
+    if how == "add":
+        dicts = [p for p in _paths(doc) if isinstance(_at(doc, p), dict)]
+        target = _at(doc, data.draw(st.sampled_from(dicts))) if dicts else None
+        if isinstance(target, dict):
+            key = data.draw(
+                st.sampled_from(["repairs", "privacy", "box", "t0", "label_bias", "weights", "x"])
+            )
+            target[key] = data.draw(json_values)
+        return json.dumps(doc).encode()
     paths = [p for p in _paths(doc) if p]
     if not paths:
         return text
     path = data.draw(st.sampled_from(paths))
-    parent = doc
-    for k in path[:-1]:
-        parent = parent[k]
+    parent = _at(doc, path[:-1])
     if how == "drop" and isinstance(parent, dict):
         del parent[path[-1]]
     else:
         parent[path[-1]] = data.draw(json_values)
-    return json.dumps(doc)
+    return json.dumps(doc).encode()
+
+
+def _at(doc: Any, path: tuple[Any, ...]) -> Any:
+    for k in path:
+        doc = doc[k]
+    return doc
 
 
 @contextlib.contextmanager
@@ -187,7 +207,7 @@ def test_fuzzed_manifests_load_or_are_refused_with_a_message(
     @FUZZ
     @given(st.data())
     def run(data: st.DataObject) -> None:
-        (folder / name).write_text(mutated(data, doc), encoding="utf-8")
+        (folder / name).write_bytes(mutated(data, doc))
         try:
             man = ModelManifest.load(folder / name)
             _exercise_member(man)
@@ -241,7 +261,7 @@ def test_fuzzed_locks_refuse_the_set_with_a_message(tmp_path_factory: pytest.Tem
     @FUZZ
     @given(st.data())
     def run(data: st.DataObject) -> None:
-        (folder / "lock.json").write_text(mutated(data, doc), encoding="utf-8")
+        (folder / "lock.json").write_bytes(mutated(data, doc))
         assert all(isinstance(line, str) for line in verify_folder(folder))
         try:
             ModelManifest.load(folder / "face-fer-minixception.json")
@@ -249,6 +269,21 @@ def test_fuzzed_locks_refuse_the_set_with_a_message(tmp_path_factory: pytest.Tem
             pass
 
     run()
+
+
+def test_a_manifest_size_that_disagrees_with_its_network_is_refused_at_load(tmp_path: Path) -> None:
+    from emodesk.errors import ModelError
+    from emodesk.inference.manifest import ModelManifest
+
+    for p in SHIPPED.glob("face-fer-minixception.*"):
+        (tmp_path / p.name).symlink_to(p)
+    jp = tmp_path / "face-fer-minixception.json"
+    doc = json.loads(jp.read_text(encoding="utf-8"))
+    doc["preprocessing"]["size"] = [48, 48]
+    jp.unlink()
+    jp.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"give inputs of shape \['N', 1, 48, 48\], but .* takes"):
+        _exercise_member(ModelManifest.load(jp))
 
 
 # ----------------------------------------------------------------------------- fusion.json
@@ -269,7 +304,7 @@ def test_fuzzed_fusion_files_fall_back_to_equal_weights_with_a_warning(
     @FUZZ
     @given(st.data())
     def run(data: st.DataObject) -> None:
-        path.write_text(mutated(data, doc), encoding="utf-8")
+        path.write_bytes(mutated(data, doc))
         try:
             parse_fusion_json(path, installed)
         except ConfigError:
@@ -307,18 +342,18 @@ def _mutate_session(data: st.DataObject, folder: Path) -> None:
     )
     if what == "session":
         doc = json.loads((folder / "session.json").read_text(encoding="utf-8"))
-        (folder / "session.json").write_text(mutated(data, doc), encoding="utf-8")
+        (folder / "session.json").write_bytes(mutated(data, doc))
     elif what in ("labels", "scores"):
         p = folder / f"{what}.jsonl"
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = p.read_bytes().splitlines()
         k = data.draw(st.integers(0, len(lines)))
         if what == "labels" and data.draw(st.booleans()):
-            new = json.dumps(data.draw(_LABEL_LINE))
+            new = json.dumps(data.draw(_LABEL_LINE)).encode()
         else:
             base = json.loads(lines[k % len(lines)]) if lines else {}
-            new = mutated(data, base).replace("\n", " ")
+            new = mutated(data, base).replace(b"\n", b" ")
         lines[k : k + 1] = [new]
-        p.write_text("\n".join(lines) + ("\n" if data.draw(st.booleans()) else ""), encoding="utf-8")
+        p.write_bytes(b"\n".join(lines) + (b"\n" if data.draw(st.booleans()) else b""))
     else:
         name = data.draw(
             st.sampled_from(["session.json", "labels.jsonl", "scores.jsonl", "audio.wav", "video.mp4"])

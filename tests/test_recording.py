@@ -412,3 +412,43 @@ def test_4k_frames_are_bounded_in_bytes_and_every_frame_is_written_or_counted_dr
     assert stats["dropped_frames"] > 0  # the encoder cannot keep up with 150 frames offered at once
     assert stats["max_queued_mb"] * 2**20 <= writer_mod.FRAME_QUEUE_BYTES + img.nbytes
     assert check_session(path).info["frames"] == doc["video"]["frames"]
+
+
+def test_frames_lost_to_an_io_error_or_a_slow_encoder_are_counted_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """frames_offered = written + dropped after a disk error, and when stop() gives up on an
+    encoder that is behind."""
+    real = files.VideoWriter.write
+    calls = {"n": 0}
+
+    def failing(self: files.VideoWriter, image: np.ndarray, t: float) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        time.sleep(0.05)
+        real(self, image, t)
+
+    monkeypatch.setattr(files.VideoWriter, "write", failing)
+    w = _writer(tmp_path / "a")
+    path = w.start(0.0)
+    for k in range(20):
+        w.add_frame(np.zeros((120, 160, 3), np.uint8), k / 30)
+    w.stop(1.0)
+    doc = read_session_json(path)
+    assert doc["state"] == "stopped"
+    assert doc["video"]["frames"] + doc["stats"]["dropped_frames"] == doc["stats"]["frames_offered"] == 20
+
+    def slow(self: files.VideoWriter, image: np.ndarray, t: float) -> None:
+        time.sleep(0.3)
+        real(self, image, t)
+
+    monkeypatch.setattr(files.VideoWriter, "write", slow)
+    w = _writer(tmp_path / "b")
+    path = w.start(0.0)
+    for k in range(30):
+        w.add_frame(np.zeros((120, 160, 3), np.uint8), k / 30)
+    w.stop(1.0, timeout=1.0)
+    doc = read_session_json(path)
+    assert doc["stats"]["dropped_frames"] > 0
+    assert doc["video"]["frames"] + doc["stats"]["dropped_frames"] == doc["stats"]["frames_offered"] == 30

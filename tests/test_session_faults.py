@@ -152,3 +152,54 @@ def test_record_from_a_camera_that_does_not_open_exits_1(tmp_path: Path) -> None
     (session,) = (tmp_path / "s").iterdir()
     doc = read_session_json(session)
     assert doc["state"] == "stopped" and "camera 7" in doc["stop_reason"]
+
+
+def test_an_unpaired_surrogate_in_session_json_is_one_reported_session(
+    session: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``"id": "\\ud800x"`` is valid JSON but no text: it used to crash printing and writing."""
+    raw = (session / "session.json").read_text(encoding="utf-8")
+    (session / "session.json").write_text(raw.replace('"id": "', '"id": "\\ud800', 1), encoding="utf-8")
+    assert cli(["sessions", "list", str(session.parent)]) == 0
+    assert "1 problem(s)" in capsys.readouterr().out
+    assert cli(["sessions", "check", str(session)]) == 1
+    assert "unpaired surrogate" in capsys.readouterr().out
+    assert cli(["sessions", "repair", str(session)]) == 0
+    assert check_session(session).ok
+
+
+def test_repairs_null_and_a_huge_face_box_are_handled(session: Path, tmp_path: Path) -> None:
+    doc = read_session_json(session)
+    doc["repairs"], doc["state"] = None, "stopped"
+    (session / "session.json").write_text(json.dumps(doc), encoding="utf-8")
+    assert cli(["sessions", "repair", str(session)]) == 0
+    p = {"angry": 1.0}
+    _append(
+        session / "scores.jsonl",
+        {"t": 5.5, "kind": "face", "model": "f", "box": [0, 0, 1e9, 1e9], "probs": p},
+    )
+    assert cli(["sessions", "export", str(session), "--out", str(tmp_path / "x")]) == 0
+
+
+def test_a_rebuilt_session_keeps_its_privacy_mode(tmp_path: Path) -> None:
+    import numpy as np
+
+    from emodesk.recording.writer import SessionMeta, SessionWriter
+
+    w = SessionWriter(tmp_path, SessionMeta(source="t", privacy="face-crops"), fps=10.0)
+    path = w.start(0.0)
+    for k in range(5):
+        w.add_frame(np.zeros((224, 224, 3), np.uint8), k / 10)
+    w.stop(0.5)
+    (path / "session.json").unlink()
+    assert cli(["sessions", "repair", str(path)]) == 0
+    assert read_session_json(path)["privacy"] == "face-crops"
+
+
+def test_a_broken_lock_makes_fusion_fall_back_to_equal_weights(tmp_path: Path) -> None:
+    from emodesk.fusion.config import load_fusion_config
+
+    (tmp_path / "fusion.json").write_text('{"members": [], "weights": {}}', encoding="utf-8")
+    (tmp_path / "lock.json").write_text("[", encoding="utf-8")
+    cfg = load_fusion_config(tmp_path / "fusion.json", {"a": "0" * 64}, {"a": "face"})
+    assert cfg.members == ("a",) and any("lock" in w for w in cfg.warnings)

@@ -59,6 +59,24 @@ def media_duration(path: Path) -> float | None:
     return None
 
 
+def audio_stream_duration(path: Path) -> float | None:
+    """The length the file's audio track itself declares (end of its last packet as the header has
+    it), s, from the file's start; None when the track does not say (a raw WAV, an estimated MP3)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.audio:
+                return None
+            st = c.streams.audio[0]
+            if st.duration is None or st.time_base is None or c.format.name in ("mp3", "wav"):
+                return None
+            start = float(st.start_time * st.time_base) if st.start_time is not None else 0.0
+            return start + float(st.duration * st.time_base)
+    except (av.error.FFmpegError, OSError):
+        return None
+
+
 class VideoFileSource:
     """Frames of a video file with media time ``index / fps`` (plus loop offsets)."""
 

@@ -243,7 +243,7 @@ def record_metrics(
     entry["data"] = source.name if source.is_dir() else str(source)
     entry["command"] = "emodesk eval " + " ".join(argv)
     d.setdefault("metrics", {})[name] = entry
-    tmp = man.path.with_name(man.path.name + ".tmp")
+    tmp = man.path.with_name(f".{man.path.name}.tmp")
     tmp.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, man.path)
     refresh_if_locked(man.path.parent, [man.path])

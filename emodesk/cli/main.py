@@ -203,7 +203,9 @@ def cmd_devices(argv: Sequence[str]) -> int:
 
 def cmd_models(argv: Sequence[str]) -> int:
     if argv and argv[0] in ("verify", "lock"):
-        return _models_lock_cmd(argv[0], argv[1:])
+        from emodesk.cli.common import guarded
+
+        return guarded(lambda a: _models_lock_cmd(argv[0], a), list(argv[1:]), f"models {argv[0]}")
     argparse.ArgumentParser(
         prog="emodesk models",
         description="List installed models. 'emodesk models verify [DIR...]' checks model sets against "

@@ -73,7 +73,10 @@ def read_lock(folder: Path) -> dict[str, str] | None:
 def check_locked(path: Path, *, error: type[EmodeskError] = ModelError) -> None:
     """Refuse ``path`` when its folder has a lock and its bytes are not the ones the lock lists."""
     path = Path(path)
-    lock = read_lock(path.parent)
+    try:
+        lock = read_lock(path.parent)
+    except ModelError as e:  # the caller's error type: fusion.json falls back, a manifest is refused
+        raise error(str(e)) from None
     if lock is None:
         return
     want = lock.get(path.name)
@@ -116,7 +119,7 @@ def lock_document(folder: Path, entries: dict[str, str]) -> dict[str, Any]:
 
 def _write(folder: Path, entries: dict[str, str]) -> Path:
     p = Path(folder) / LOCK_FILE
-    tmp = p.with_name(f".{LOCK_FILE}.tmp")
+    tmp = p.with_name(f".{LOCK_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(lock_document(folder, entries), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, p)
     return p
@@ -132,10 +135,7 @@ def update_lock(folder: Path, paths: Iterable[Path]) -> Path:
     the tools that write models call this for what they wrote. Entries of files that no longer
     exist are dropped."""
     folder = Path(folder)
-    try:
-        entries = read_lock(folder) or {}
-    except ModelError:
-        entries = {}
+    entries = read_lock(folder) or {}  # an unreadable lock is refused, never silently replaced
     entries = {n: s for n, s in entries.items() if (folder / n).is_file()}
     for p in paths:
         p = Path(p)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emodesk.capture.files import AudioFileSource, media_duration
+from emodesk.capture.files import AudioFileSource, audio_stream_duration
 from emodesk.capture.sources import SourceSet
 from emodesk.errors import EmodeskError, InputError
 from emodesk.fusion.config import FusionConfig, load_active_fusion
@@ -98,16 +98,16 @@ def _run_speech(sources: SourceSet, device: Device, asr_model: str | None, out: 
 
 
 def _ends_early(audio: object, decoded_s: float) -> str | None:
-    """A file whose audio stops more than a second before the length its container declares was
+    """A file whose audio stops more than a second before the length its audio track declares was
     cut short (a copy or download that did not finish): said, not taken for the whole file."""
     if not isinstance(audio, AudioFileSource) or audio.loop:
         return None
-    declared = media_duration(audio.path)
+    declared = audio_stream_duration(audio.path)
     if declared is None or decoded_s >= declared - 1.0:
         return None
     return (
-        f"audio of {audio.path} ends at {decoded_s:.1f} s of the {declared:.1f} s the file declares "
-        "(truncated?)"
+        f"audio of {audio.path} ends at {decoded_s:.1f} s of the {declared:.1f} s its audio track "
+        "declares (truncated?)"
     )
 
 
@@ -169,7 +169,7 @@ def analyze(
         if "error" in speech_out:
             log.warning("speech path failed: %s", speech_out["error"])
             summary.statuses.append(SlotStatus("speech path", "error", str(speech_out["error"])))
-            if sources.video is None or not faces:
+            if (sources.video is None or not faces) and "result" not in speech_out:
                 raise EmodeskError(f"speech path failed: {speech_out['error']}")
         utter = speech_out.get("result", utter)
         media_end = max(media_end, float(speech_out.get("media_end", 0.0)))

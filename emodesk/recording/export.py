@@ -44,7 +44,10 @@ class ExportSummary:
 
 def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
     x, y, w, h = box
-    side = max(1, round(max(w, h) * CROP_SCALE))
+    # a box from a hostile or broken scores.jsonl can be any size: the crop never exceeds twice the
+    # frame (a real face box lies inside it), so it cannot ask for terabytes
+    limit = 2 * max(image.shape[:2])
+    side = max(1, min(limit, round(max(w, h) * CROP_SCALE)))
     patch = imaging.crop_square(image, x + w / 2, y + h / 2 + CROP_SHIFT_Y * max(w, h), side)
     if side > CROP_MAX:
         patch = imaging.resize(patch, (CROP_MAX, CROP_MAX))

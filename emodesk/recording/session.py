@@ -364,7 +364,7 @@ def repair_session(folder: Path | str) -> SessionReport:
         doc.setdefault("video", {})["frames"] = after.info.get("frames", 0)
         doc.setdefault("scores", {})["records"] = after.info.get("scores", 0)
         doc.setdefault("labels", {})["changes"] = after.info.get("labels", 0)
-        doc["repairs"] = [*doc.get("repairs", []), *repairs]
+        doc["repairs"] = [*(doc.get("repairs") or []), *repairs]
         write_session_json(f, doc)
     final = inspect(f)
     final.repairs = repairs
@@ -415,10 +415,13 @@ def _rebuilt_session_json(f: Path, why: str, repairs: list[str]) -> dict[str, An
         created = datetime.strptime(f.name[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         created = datetime.fromtimestamp(min(p.stat().st_mtime for p in f.iterdir()), UTC)
-    doc = session_document(
-        files.safe_name(f.name), created, SessionMeta(source="unknown (rebuilt by repair)"), None
-    )
+    video = next((r for r in read_records(f) if r.get("kind") == "stream" and r.get("stream") == "video"), {})
+    privacy = str(video["privacy"]) if video.get("privacy") in ("full", "face-crops") else "full"
+    meta = SessionMeta(source="unknown (rebuilt by repair)", privacy=privacy)
+    doc = session_document(files.safe_name(f.name), created, meta, None)
     doc["state"] = "repaired"
+    if "privacy" not in video:
+        repairs.append("privacy mode unknown (no video stream record): taken as full frames")
     starts = stream_starts(f)
     if not starts and ((f / AUDIO_FILE).exists() or (f / VIDEO_FILE).exists()):
         repairs.append(

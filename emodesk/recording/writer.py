@@ -98,6 +98,7 @@ class SessionWriter:
         self.path: Path | None = None
         self._frames: deque[tuple[np.ndarray, float]] = deque()
         self._frame_bytes = 0
+        self._frame_in_flight = False
         self._data: deque[tuple[str, Any]] = deque()
         self._cv = threading.Condition()
         self._stopping = False
@@ -235,7 +236,9 @@ class SessionWriter:
                 for kind, item in data:
                     self._write(kind, item)
                 if frame is not None:
+                    self._frame_in_flight = True
                     self._write_frame(*frame)
+                    self._frame_in_flight = False
         except OSError as e:
             self._fail(e)
         finally:
@@ -275,7 +278,9 @@ class SessionWriter:
             self._doc["video"].update(
                 {"start_t": round(float(t), 6), "width": w - w % 2, "height": h - h % 2}
             )
-            self._stream_record("video", {"width": w - w % 2, "height": h - h % 2})
+            self._stream_record(
+                "video", {"width": w - w % 2, "height": h - h % 2, "privacy": self.meta.privacy}
+            )
             self._starts_known()
         self._video.write(image, t)
         self.stats.frames = self._video.frames
@@ -303,6 +308,9 @@ class SessionWriter:
         log.error(self.error)
         with self._cv:
             self._stopping = True
+            # the queued frames, and the one whose write failed, are lost: counted, so that
+            # frames_offered = written + dropped holds after an error too
+            self.stats.dropped_frames += len(self._frames) + int(self._frame_in_flight)
             self._frames.clear()
             self._frame_bytes = 0
             self._data.clear()

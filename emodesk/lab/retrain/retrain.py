@@ -30,6 +30,7 @@ data.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -393,6 +394,9 @@ def install_fusion(doc: dict[str, Any], files: Sequence[Path] = ()) -> str:
                 f"the active model set {current} fails its lock, so it is not copied into a new set: "
                 + "; ".join(problems[:3])
             )
+        if not (current / LOCK_FILE).exists():
+            log_warning = f"the active model set {current} has no {LOCK_FILE}: copied as it is and locked"
+            logging.getLogger(__name__).warning(log_warning)
         shutil.copytree(current, new)
     else:
         new.mkdir()
