@@ -50,3 +50,32 @@ def test_a_draft_the_app_would_refuse_is_refused_when_written(tmp_path: Path) ->
     m = replace(draft, id="face-copy", metrics={}).write(model)
     assert isinstance(m, ModelManifest) and m.id == "face-copy" and m.metrics == {}
     assert m.sha256 == draft.document(model)["sha256"]
+
+
+def test_concurrent_lock_updates_keep_every_entry_and_an_unreadable_lock_is_not_replaced(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from emodesk.errors import ModelError
+    from emodesk.inference.lock import read_lock, update_lock, verify_folder, write_lock
+
+    (tmp_path / "a.json").write_text("{}", encoding="utf-8")
+    write_lock(tmp_path)
+
+    def add(i: int) -> None:
+        p = tmp_path / f"m{i}.onnx"
+        p.write_bytes(bytes([i]) * 10)
+        update_lock(tmp_path, [p])
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lock = read_lock(tmp_path)
+    assert lock is not None and len(lock) == 13 and verify_folder(tmp_path) == []
+    (tmp_path / "lock.json").write_text("[", encoding="utf-8")
+    with pytest.raises(ModelError, match="model set lock"):
+        update_lock(tmp_path, [tmp_path / "a.json"])
+    assert (tmp_path / "lock.json").read_text(encoding="utf-8") == "["

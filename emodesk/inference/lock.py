@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,14 +136,31 @@ def update_lock(folder: Path, paths: Iterable[Path]) -> Path:
     the tools that write models call this for what they wrote. Entries of files that no longer
     exist are dropped."""
     folder = Path(folder)
-    entries = read_lock(folder) or {}  # an unreadable lock is refused, never silently replaced
-    entries = {n: s for n, s in entries.items() if (folder / n).is_file()}
-    for p in paths:
-        p = Path(p)
-        if p.parent.resolve() != folder.resolve():
-            raise ValueError(f"{p} is not in {folder}")
-        entries[p.name] = file_sha256(p)
-    return _write(folder, entries)
+    with _exclusive(folder):  # two tools updating one set at once must not lose an entry
+        entries = read_lock(folder) or {}  # an unreadable lock is refused, never silently replaced
+        entries = {n: s for n, s in entries.items() if (folder / n).is_file()}
+        for p in paths:
+            p = Path(p)
+            if p.parent.resolve() != folder.resolve():
+                raise ValueError(f"{p} is not in {folder}")
+            entries[p.name] = file_sha256(p)
+        return _write(folder, entries)
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``folder/.lock.json.flock`` (flock; none on Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(Path(folder) / f".{LOCK_FILE}.flock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def refresh_if_locked(folder: Path, paths: Iterable[Path]) -> None:
