@@ -247,6 +247,13 @@ def test_record_from_the_window_with_label_hotkeys_while_the_view_keeps_running(
         assert len(read_audio(session)[0]) > 16000 * 0.5
         n = win.refreshes
         qtbot.waitUntil(lambda: win.refreshes > n + 3, timeout=2000)  # type: ignore[attr-defined]
+        # Ctrl+Shift+S (advertised in the README) opens the sessions browser on the same folder
+        from PySide6.QtGui import QKeySequence
+
+        assert win.sessions_action.shortcut() == QKeySequence("Ctrl+Shift+S")
+        win.sessions_action.trigger()
+        qtbot.waitUntil(lambda: win.sessions_dialog.isVisible(), timeout=2000)  # type: ignore[attr-defined]
+        win.sessions_dialog.close()
     finally:
         win.close()
     assert not pipe.running

@@ -197,6 +197,10 @@ class MainWindow(QMainWindow):
         self.notes_action.setShortcut(QKeySequence("Ctrl+Shift+N"))
         self.notes_action.triggered.connect(self.edit_notes)
         self.addAction(self.notes_action)
+        self.sessions_action = QAction("Sessions…", self)  # README and docs/sessions.md advertise it
+        self.sessions_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        self.sessions_action.triggered.connect(self.browse_sessions)
+        self.addAction(self.sessions_action)
         from emodesk.labels import LABELS
 
         for key in range(len(LABELS) + 1):
