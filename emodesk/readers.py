@@ -345,14 +345,3 @@ def _first_bad_byte(p: Path) -> str:
     except OSError as e:
         return e.strerror or str(e)
     return "its encoding changed while it was read"
-
-
-def read_text_lines(path: Path | str, *, what: str) -> list[str]:
-    """A UTF-8 text file's lines; :class:`InputError` for bad bytes or an unreadable file."""
-    p = Path(path)
-    try:
-        return open(p, encoding="utf-8-sig").read().splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(f"{what} {p} is not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(f"cannot read {what} {p}: {e.strerror or e}") from None

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -429,13 +430,16 @@ def test_frames_lost_to_an_io_error_or_a_slow_encoder_are_counted_dropped(
         time.sleep(0.05)
         real(self, image, t)
 
+    def record(folder: Path, n: int, **stop: float) -> dict[str, Any]:
+        w = _writer(folder)
+        path = w.start(0.0)
+        for k in range(n):
+            w.add_frame(np.zeros((120, 160, 3), np.uint8), k / 30)
+        w.stop(1.0, **stop)
+        return read_session_json(path)
+
     monkeypatch.setattr(files.VideoWriter, "write", failing)
-    w = _writer(tmp_path / "a")
-    path = w.start(0.0)
-    for k in range(20):
-        w.add_frame(np.zeros((120, 160, 3), np.uint8), k / 30)
-    w.stop(1.0)
-    doc = read_session_json(path)
+    doc = record(tmp_path / "a", 20)
     assert doc["state"] == "stopped"
     assert doc["video"]["frames"] + doc["stats"]["dropped_frames"] == doc["stats"]["frames_offered"] == 20
 
@@ -444,11 +448,6 @@ def test_frames_lost_to_an_io_error_or_a_slow_encoder_are_counted_dropped(
         real(self, image, t)
 
     monkeypatch.setattr(files.VideoWriter, "write", slow)
-    w = _writer(tmp_path / "b")
-    path = w.start(0.0)
-    for k in range(30):
-        w.add_frame(np.zeros((120, 160, 3), np.uint8), k / 30)
-    w.stop(1.0, timeout=1.0)
-    doc = read_session_json(path)
+    doc = record(tmp_path / "b", 30, timeout=1.0)
     assert doc["stats"]["dropped_frames"] > 0
     assert doc["video"]["frames"] + doc["stats"]["dropped_frames"] == doc["stats"]["frames_offered"] == 30

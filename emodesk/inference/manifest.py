@@ -43,10 +43,6 @@ class TensorSpec:
     dtype: str
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(str(d["name"]), tuple(d["shape"]), str(d.get("dtype", "float32")))
-
-    @classmethod
     def from_fields(cls, f: Fields, key: str, default: Any = None) -> list[TensorSpec]:
         """The tensors listed under ``key``, every field type-checked."""
         out = []
