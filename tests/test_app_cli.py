@@ -204,3 +204,43 @@ def test_device_cuda_without_cuda_is_bad_input_before_any_work(tmp_path, args):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "--device cuda" in r.stderr and "Traceback" not in r.stderr
     assert not list(tmp_path.glob("*.json")) and not (tmp_path / "sessions").exists()
+
+
+def test_models_lists_each_license_and_every_measured_accuracy_in_full():
+    """Issue 24: `emodesk models` cut licenses at 40 characters, hiding e.g. the GPL-3.0 of MELD."""
+    import json
+
+    r = _emodesk("models", env={**os.environ, "COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    repo = Path(__file__).resolve().parents[1]
+    seen = 0
+    for path in sorted((repo / "models").glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or "license" not in doc:
+            continue  # fusion.json, lock.json, the tokenizer
+        seen += 1
+        assert " ".join(doc["license"].split()) in flat, doc["id"]
+        for name, met in doc.get("metrics", {}).items():
+            if isinstance(met, dict) and isinstance(met.get("accuracy"), float):
+                assert f"{name}: acc {met['accuracy']:.3f}" in flat
+    assert seen >= 6
+    assert "GPL-3.0" in flat
+    assert max(len(line) for line in r.stdout.splitlines()[1:]) <= 80  # wrapped to the terminal
+
+
+@pytest.mark.parametrize("cmd", [["demo"], ["record", "demo", "--duration", "1"]])
+def test_a_named_microphone_that_is_not_there_fails_saying_so(tmp_path, cmd):
+    """`--mic` with a file source was silently ignored by the window and by `record`."""
+    env = {**os.environ, "EMODESK_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    extra = ["--quit-after", "3"] if cmd == ["demo"] else ["--out", str(tmp_path / "rec")]
+    r = _emodesk(*cmd, "--mic", "Blue Yeti", *extra, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--mic Blue Yeti: no such microphone" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "rec").exists() or not any((tmp_path / "rec").iterdir())  # nothing half-made
+
+
+def test_analyze_refuses_a_microphone_it_would_never_open(tmp_path):
+    r = _emodesk("analyze", "assets/demo.mp4", "--mic", "1", "--out", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and "analyze reads files only" in r.stderr
+    assert not (tmp_path / "o.jsonl").exists()

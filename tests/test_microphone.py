@@ -284,3 +284,37 @@ def test_a_missing_microphone_is_named_with_the_inputs_there_are(vmic: VirtualMi
     assert ALSA_DEVICE in str(err.value), "the message should list the inputs to pick from"
     with pytest.raises(DeviceError, match="no-such-mic-xyz"):
         MicrophoneSource("no-such-mic-xyz").open()
+
+
+def test_a_recording_of_a_video_file_with_a_named_microphone_keeps_the_microphones_speech(
+    vmic: VirtualMicrophone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: `--mic` with a file source was ignored; now the file's picture, the microphone's sound."""
+    import json
+
+    from emodesk.workers.record import record_headless
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.skip("espeak-ng not installed (apt install espeak-ng)")
+    tqdm = pytest.importorskip("tqdm")
+    monkeypatch.setattr(tqdm.tqdm, "monitor_interval", 0)
+    wav = vmic.root / "speech-file.wav"
+    cmd = [espeak, "-v", "en-us", "-s", "140", "-g", "8", "-w", str(wav), SENTENCE]
+    subprocess.run(cmd, check=True, capture_output=True)
+    players: list[subprocess.Popen[bytes]] = []
+    session = record_headless(
+        "demo",
+        tmp_path,
+        duration=7.0,
+        mic="emodesk",
+        device="cpu",
+        on_started=lambda p: players.append(vmic.play(wav)),
+    )
+    for p in players:
+        p.wait(timeout=30)
+    lines = [json.loads(x) for x in (session / "scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    said = " ".join(r["text"] for r in lines if r.get("kind") == "transcript").lower()
+    assert "fox" in said and "dog" in said, f"heard {said!r}"
+    assert "happy to see you" not in said  # the demo clip's own sound track was left out
+    assert any(r.get("kind") == "face" for r in lines)  # and its picture kept

@@ -161,3 +161,31 @@ def test_camera_that_opens_nowhere_says_what_was_tried(monkeypatch, tmp_path):
     monkeypatch.setattr(webcam, "_candidates", lambda i, s: [(str(bad), "rawvideo", {"video_size": "bad"})])
     with pytest.raises(DeviceError, match=r"camera 0 did not open.*video_size"):
         CameraSource(0).open()
+
+
+def test_a_named_microphone_with_a_video_file_gives_the_files_picture_and_the_microphones_sound(tmp_path):
+    """Issue 24: `emodesk FILE --mic NAME` silently ignored the microphone."""
+    from emodesk.capture.microphone import MicrophoneSource
+
+    s = open_sources(str(DEMO_CLIP), mic="2", paced=True)
+    assert isinstance(s.video, VideoFileSource)
+    assert isinstance(s.audio, MicrophoneSource)  # not the clip's own track
+    assert "with microphone 2" in s.description
+    s = open_sources("demo", mic="USB", paced=True)
+    assert isinstance(s.audio, MicrophoneSource) and s.demo
+
+
+def test_a_named_microphone_that_cannot_be_used_is_refused_never_ignored(tmp_path):
+    wav = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(wav, np.zeros(1600, np.float32), 16000)
+    cases = [
+        (dict(spec=str(DEMO_CLIP), audio=str(wav)), "both give the audio"),
+        (dict(spec=str(DEMO_CLIP), paced=False), "a microphone is live"),
+        (dict(spec=str(wav)), "--mic given with an audio-only SOURCE"),
+    ]
+    for kw, msg in cases:
+        kw.setdefault("paced", True)
+        with pytest.raises(InputError, match=msg):
+            open_sources(kw.pop("spec"), mic="1", **kw)

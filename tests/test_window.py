@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QMessageBox
 from emodesk.capture.clock import MonotonicClock
 from emodesk.capture.fakes import ArrayAudioSource
 from emodesk.capture.sources import SourceSet
+from emodesk.errors import DeviceError
 from emodesk.fusion.config import FusionConfig
 from emodesk.labels import LABELS
 from emodesk.resources import shipped_models_dir
@@ -139,6 +140,15 @@ def test_plan_launch_demo_and_no_microphone() -> None:
     plan = plan_launch(None, camera_present=lambda i: True, mic_present=lambda m: False)
     assert plan.spec == "camera" and not plan.use_mic and plan.notes == (NO_MIC_NOTE,)
     assert plan.demo_banner is None
+
+
+def test_plan_launch_refuses_a_named_microphone_that_is_not_there() -> None:
+    """A named --mic is never dropped quietly: with a camera or with a file, exit 2 saying why."""
+    for source in (None, "demo", "camera"):
+        with pytest.raises(DeviceError, match="--mic Blue Yeti: no such microphone"):
+            plan_launch(source, mic="Blue Yeti", camera_present=lambda i: True, mic_present=lambda m: False)
+    plan = plan_launch("demo", mic="Blue Yeti", camera_present=lambda i: False, mic_present=lambda m: True)
+    assert plan.use_mic and plan.spec == "demo"
 
 
 def test_bgr_frame_colours_survive_conversion() -> None:

@@ -71,13 +71,20 @@ def open_sources(
     """Build (not open) the sources for ``spec``; raises InputError for bad files.
 
     For ``camera`` the microphone comes along unless ``use_mic`` is False or
-    ``--audio`` names a file. The sources are opened later, in their own threads.
+    ``--audio`` names a file. A ``mic`` named with a video file (or ``demo``)
+    plays the file's video with that microphone's audio, live (``paced``); with
+    ``--audio``, an audio-only file, a recorded session or unpaced reading it is
+    an InputError, never ignored. The sources are opened later, in their own threads.
     """
     clock = clock or MonotonicClock()
     stop = stop or threading.Event()
     audio_src: AudioSource | None = None
     if audio is not None and not Path(audio).is_file():
         raise InputError(f"--audio {audio}: no such file")
+    if mic is not None and audio is not None:
+        raise InputError(f"--mic {mic} and --audio {audio} both give the audio: pass one of them")
+    if mic is not None and not paced:
+        raise InputError(f"--mic {mic}: a microphone is live, and this reads its input as fast as it can")
     if audio is not None:
         audio_src = AudioFileSource(audio, paced=paced, clock=clock, loop=loop, stop=stop)
 
@@ -97,8 +104,9 @@ def open_sources(
     if not path.exists():
         raise InputError(f"input file {path} does not exist")
     if path.is_dir() and (path / "session.json").is_file():  # a recorded session replays as a source
-        if audio is not None:
-            raise InputError("--audio given with a session SOURCE, which has its own audio")
+        if audio is not None or mic is not None:
+            which = "--audio" if audio is not None else "--mic"
+            raise InputError(f"{which} given with a session SOURCE, which has its own audio")
         v, a = path / "video.mp4", path / "audio.wav"
         if not v.is_file() and not a.is_file():
             raise InputError(f"session {path} has neither video.mp4 nor audio.wav")
@@ -108,13 +116,20 @@ def open_sources(
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a video/audio file or a recorded session")
     if path.suffix.lower() in AUDIO_EXTENSIONS:
-        if audio is not None:
-            raise InputError("--audio given with an audio-only SOURCE; pass one of them")
+        if audio is not None or mic is not None:
+            which = "--audio" if audio is not None else "--mic"
+            raise InputError(f"{which} given with an audio-only SOURCE; pass one of them")
         audio_src = AudioFileSource(path, paced=paced, clock=clock, loop=loop, stop=stop)
         return SourceSet(None, audio_src, f"audio file {path.name}", clock, stop)
     video = VideoFileSource(path, paced=paced, clock=clock, loop=loop, stop=stop)
     video.open()  # probe now so a bad file is a usage error before any thread starts
     video.close()
+    desc = f"demo clip {path.name}" if demo else f"video file {path.name}"
+    if mic is not None:  # the file's video, the microphone's audio (its own track left out)
+        from emodesk.capture.microphone import MicrophoneSource
+
+        mic_src = MicrophoneSource(mic, clock=clock, stop=stop)
+        return SourceSet(video, mic_src, f"{desc} with microphone {mic}", clock, stop, demo=demo)
     if audio_src is None and has_audio_track(path):
         audio_src = AudioFileSource(
             path,
@@ -124,7 +139,6 @@ def open_sources(
             loop_period=video.duration if loop and video.duration else None,
             stop=stop,
         )
-    desc = f"demo clip {path.name}" if demo else f"video file {path.name}"
     return SourceSet(video, audio_src, desc, clock, stop, demo=demo)
 
 

@@ -120,6 +120,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def cmd_analyze(argv: Sequence[str]) -> int:
     args = _analyze_parser().parse_args(argv)
+    if args.mic is not None:  # accepted once and ignored; a microphone is live, analyze reads files
+        return _fail(2, f"--mic {args.mic}: analyze reads files only (the window and `record` take --mic)")
     allow_asr_download(args.download_asr)
     _setup_logging(args.verbose)
     from emodesk.capture.sources import open_sources
@@ -211,20 +213,39 @@ def cmd_models(argv: Sequence[str]) -> int:
         description="List installed models. 'emodesk models verify [DIR...]' checks model sets against "
         "their lock (exit 1 on a mismatch); 'emodesk models lock DIR' records a folder's files as they are.",
     ).parse_args(argv)
+    import shutil
+    import textwrap
+
     from emodesk.inference.registry import installed_manifests
     from emodesk.resources import model_search_dirs
 
     print("model sets searched:", ", ".join(str(d) for d in model_search_dirs()))
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 160))
+    indent = " " * 15
+
+    def wrapped(label: str, text: str) -> str:
+        return textwrap.fill(
+            f"{label}{text}",
+            width,
+            initial_indent=indent,
+            subsequent_indent=indent + " " * len(label),
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+
     for m in sorted(installed_manifests().values(), key=lambda m: (m.modality, m.id)):
-        acc = ""
+        accs = []
         for name, met in m.metrics.items():
             value = met.get("accuracy") if isinstance(met, dict) else None
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                acc = f"  {str(name)[:40]}: acc {value:.3f}"
-                break
-        print(f"{m.modality:14s} {m.id:36s} {m.license[:40]:40s}{acc}")
+                accs.append(f"{name}: acc {value:.3f}")
+        print(f"{m.modality:14s} {m.id}")
+        # the license in full (a model's terms are never cut); the measured accuracies, every one
+        print(wrapped("license: ", m.license))
+        if accs:
+            print(wrapped("measured: ", "; ".join(accs)))
         if m.usage:
-            print(f"{'':14s} ! {m.usage}")
+            print(wrapped("! ", m.usage))
     return 0
 
 

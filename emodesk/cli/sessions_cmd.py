@@ -34,7 +34,11 @@ def _record_parser() -> Parser:
     )
     p.add_argument("--label", help="the label from the start (canonical label or alias)")
     p.add_argument("--audio", metavar="FILE", help="a separate audio file")
-    p.add_argument("--mic", metavar="N|NAME", help="the microphone (with a camera)")
+    p.add_argument(
+        "--mic",
+        metavar="N|NAME",
+        help="the microphone: with a camera, or a video file's picture with live sound",
+    )
     p.add_argument("--privacy", choices=("full", "face-crops"), default="full", help="face crops only")
     p.add_argument("--notes", default="", help="free-text notes stored in session.json")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -54,6 +58,11 @@ def cmd_record(argv: Sequence[str]) -> int:
 
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
+    if args.mic is not None and args.audio is None:
+        from emodesk.capture.sources import microphone_available
+
+        if not microphone_available(args.mic):  # named, so refused before recording, never dropped
+            raise UsageError(f"--mic {args.mic}: no such microphone (`emodesk devices` lists them)")
     label = canonical_label(args.label) if args.label else None
     parent = Path(args.out) if args.out else default_parent()
     path = record_headless(
@@ -62,6 +71,7 @@ def cmd_record(argv: Sequence[str]) -> int:
         duration=args.duration,
         label=label,
         audio=args.audio,
+        mic=args.mic,
         privacy=args.privacy,
         notes=args.notes,
         device=args.device,

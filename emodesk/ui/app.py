@@ -53,6 +53,8 @@ def plan_launch(
     elif spec == "demo":
         banner = DEMO_BANNER if camera_present(0) else DEMO_BANNER_NO_CAMERA
     use_mic = True
+    if mic is not None and audio is None and not mic_present(mic):  # named, so never dropped quietly
+        raise DeviceError(f"--mic {mic}: no such microphone (`emodesk devices` lists them)")
     if parse_camera(spec) is not None and audio is None and not mic_present(mic):
         use_mic = False
         notes.append(NO_MIC_NOTE)

@@ -34,6 +34,7 @@ def record_headless(
     device: Device = "auto",
     asr_model: str | None = None,
     use_mic: bool = True,
+    mic: int | str | None = None,
     on_started: Callable[[Path], None] | None = None,
 ) -> Path:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -43,7 +44,7 @@ def record_headless(
 
     app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
     pipeline = LivePipeline.from_spec(
-        spec, audio=audio, loop=False, use_mic=use_mic, device=device, asr_model=asr_model
+        spec, audio=audio, mic=mic, loop=False, use_mic=use_mic, device=device, asr_model=asr_model
     )
     failed: list[str] = []
     pipeline.finished.connect(app.quit)
