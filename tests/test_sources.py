@@ -163,7 +163,7 @@ def test_camera_that_opens_nowhere_says_what_was_tried(monkeypatch, tmp_path):
         CameraSource(0).open()
 
 
-def test_a_named_microphone_with_a_video_file_gives_the_files_picture_and_the_microphones_sound(tmp_path):
+def test_a_named_microphone_with_a_video_file_gives_the_files_picture_and_the_microphones_sound():
     """Issue 24: `emodesk FILE --mic NAME` silently ignored the microphone."""
     from emodesk.capture.microphone import MicrophoneSource
 

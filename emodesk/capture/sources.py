@@ -6,6 +6,7 @@ docs/formats.md, "Command-line conventions".
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +147,14 @@ def camera_available(index: int = 0) -> bool:
     from emodesk.capture.webcam import camera_present
 
     return camera_present(index)
+
+
+def require_named_microphone(
+    mic: int | str | None, present: Callable[[int | str | None], bool] | None = None
+) -> None:
+    """A microphone the user named must be there: DeviceError saying so (never dropped quietly)."""
+    if mic is not None and not (present or microphone_available)(mic):
+        raise DeviceError(f"--mic {mic}: no such microphone (`emodesk devices` lists them)")
 
 
 def microphone_available(mic: int | str | None = None) -> bool:

@@ -58,11 +58,14 @@ def cmd_record(argv: Sequence[str]) -> int:
 
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
-    if args.mic is not None and args.audio is None:
-        from emodesk.capture.sources import microphone_available
+    if args.audio is None:
+        from emodesk.capture.sources import require_named_microphone
+        from emodesk.errors import DeviceError
 
-        if not microphone_available(args.mic):  # named, so refused before recording, never dropped
-            raise UsageError(f"--mic {args.mic}: no such microphone (`emodesk devices` lists them)")
+        try:  # refused before anything is recorded, like the window (exit 2)
+            require_named_microphone(args.mic)
+        except DeviceError as e:
+            raise UsageError(str(e)) from e
     label = canonical_label(args.label) if args.label else None
     parent = Path(args.out) if args.out else default_parent()
     path = record_headless(

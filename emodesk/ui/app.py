@@ -9,7 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emodesk.capture.sources import camera_available, microphone_available, parse_camera
+from emodesk.capture.sources import (
+    camera_available,
+    microphone_available,
+    parse_camera,
+    require_named_microphone,
+)
 from emodesk.errors import DeviceError, EmodeskError, InputError
 from emodesk.machine import Device
 
@@ -53,8 +58,8 @@ def plan_launch(
     elif spec == "demo":
         banner = DEMO_BANNER if camera_present(0) else DEMO_BANNER_NO_CAMERA
     use_mic = True
-    if mic is not None and audio is None and not mic_present(mic):  # named, so never dropped quietly
-        raise DeviceError(f"--mic {mic}: no such microphone (`emodesk devices` lists them)")
+    if audio is None:
+        require_named_microphone(mic, mic_present)
     if parse_camera(spec) is not None and audio is None and not mic_present(mic):
         use_mic = False
         notes.append(NO_MIC_NOTE)

@@ -138,13 +138,7 @@ def real_faces(dets: dict[str, FaceDetector], floors: dict[str, float], n: int =
                 fx, fy = x + boxes[0].box[0] * s, y + boxes[0].box[1] * s
                 square = (round(fx), round(fy), round(width), round(boxes[0].box[3] * s))
                 frame = cv2.GaussianBlur(frame, (3, 3), 0)
-                recs: dict[str, dict[str, Any]] = {}
-                for k, d in dets.items():
-                    whole = d._detect(frame)
-                    found: list[FaceBox] = []
-                    for x0, y0, tw, th in col.tiles(frame):
-                        found += d._detect_in(frame, x0, y0, tw, th)
-                    recs[k] = {"full": col._pack(whole), "tiles": col._pack(found)}
+                recs: dict[str, dict[str, Any]] = {k: col.raw(d, frame) for k, d in dets.items()}
                 recs["hybrid"] = hybrid(recs["full"], recs["short"])
                 for k, rec in recs.items():
                     rule = FaceTrust(min_score=floors[k]).accepts
