@@ -169,11 +169,20 @@ def test_window_on_a_real_x_screen_in_demo_mode(x_screen, tmp_path):
     assert "demo" in log.lower()
 
 
-def test_missing_source_without_a_display_exits_2_with_one_line(tmp_path):
+def test_without_a_display_the_window_exits_2_saying_so_instead_of_running_invisibly(tmp_path):
+    """No DISPLAY, no WAYLAND_DISPLAY and no platform asked for: one line, exit 2, even for a missing
+    file or demo mode (an offscreen window nobody can see or close would run until killed)."""
     env = {**os.environ, "EMODESK_HOME": str(tmp_path)}
-    env.pop("DISPLAY", None)
-    env.pop("QT_QPA_PLATFORM", None)
-    r = _emodesk(str(tmp_path / "missing.mp4"), env=env, timeout=60)  # no dialog may block here
+    for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        env.pop(k, None)
+    for args in ([str(tmp_path / "missing.mp4")], ["demo"]):
+        r = _emodesk(*args, env=env, timeout=60)  # no dialog may block here
+        assert r.returncode == 2, args
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("emodesk: no display found"), lines
+        assert "QT_QPA_PLATFORM=offscreen" in lines[0]
+    # asked for explicitly, the offscreen platform runs the window (and a missing file is exit 2)
+    r = _emodesk(str(tmp_path / "missing.mp4"), env={**env, "QT_QPA_PLATFORM": "offscreen"}, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"emodesk: input file {tmp_path / 'missing.mp4'} does not exist"]
 

@@ -79,26 +79,35 @@ def _qt_message(mode: object, context: object, message: str) -> None:
     logging.getLogger("qt").log(level, "%s", message)
 
 
-def _prepare_qt() -> bool:
-    """Settings that must precede the QApplication; True when a headless box got the offscreen platform."""
-    from PySide6.QtCore import QCoreApplication, Qt, qInstallMessageHandler
-    from PySide6.QtGui import QGuiApplication
+NO_DISPLAY = (
+    "no display found (DISPLAY and WAYLAND_DISPLAY are unset): the window has nowhere to open. "
+    "Start emodesk from a desktop session, use `emodesk analyze` or `emodesk record` for headless work, "
+    "or set QT_QPA_PLATFORM=offscreen to run the window invisibly (with --quit-after)"
+)
 
-    if (
+
+def no_display() -> bool:
+    """True on Linux without an X or Wayland display, unless a Qt platform was asked for explicitly."""
+    return (
         sys.platform.startswith("linux")
         and not os.environ.get("QT_QPA_PLATFORM")
         and not os.environ.get("DISPLAY")
         and not os.environ.get("WAYLAND_DISPLAY")
-    ):
+    )
+
+
+def _prepare_qt(*, offscreen_if_headless: bool = False) -> None:
+    """Settings that must precede the QApplication; a headless box gets the offscreen platform
+    only where that is asked for (the self-test renders the window without showing it)."""
+    from PySide6.QtCore import QCoreApplication, Qt, qInstallMessageHandler
+    from PySide6.QtGui import QGuiApplication
+
+    if offscreen_if_headless and no_display():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-        forced_offscreen = True
-    else:
-        forced_offscreen = False
     qInstallMessageHandler(_qt_message)
     if QCoreApplication.instance() is None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
-    return forced_offscreen
 
 
 def run_app(
@@ -115,15 +124,19 @@ def run_app(
     """Run the window until it is closed (or ``quit_after`` seconds pass); returns an exit status.
 
     0: closed normally; 1: a worker thread would not stop; 2: unusable input
-    (a missing file, no camera and demo mode off). ``screenshot`` saves the
-    window to that PNG just before a ``quit_after`` close.
+    (a missing file, no camera and demo mode off) or no display to show the
+    window on (an invisible window would run until killed). ``screenshot``
+    saves the window to that PNG just before a ``quit_after`` close.
     """
     from emodesk.ui.errors import remove_logging, setup_logging
     from emodesk.ui.qt_compat import check_qt
 
     check_qt()
+    if no_display():
+        print(f"emodesk: {NO_DISPLAY}", file=sys.stderr)
+        return 2
     log_path = setup_logging()
-    offscreen = _prepare_qt()
+    _prepare_qt()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -152,8 +165,6 @@ def run_app(
             pipeline.sources.notes.append(f"{pipeline.sources.description} has no audio track: face only")
         window = MainWindow(pipeline, demo_banner=plan.demo_banner, log_path=log_path)
         window.show()
-        if offscreen:
-            print("emodesk: no display found (DISPLAY is unset): the window runs offscreen", file=sys.stderr)
         pipeline.start()
         log.info("emodesk started on %s (log: %s)", pipeline.sources.description, log_path)
         if quit_after is not None:
@@ -187,7 +198,7 @@ def self_test_window() -> str:
     from emodesk.ui.qt_compat import check_qt
 
     check_qt()
-    _prepare_qt()
+    _prepare_qt(offscreen_if_headless=True)
     from PySide6.QtWidgets import QApplication
 
     from emodesk.ui.main_window import DEMO_BANNER, MainWindow

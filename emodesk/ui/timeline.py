@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QHelpEvent, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QHelpEvent, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -38,14 +38,12 @@ from emodesk.recording import files
 from emodesk.recording.format import LABELS_FILE, read_session_json, write_session_json
 from emodesk.recording.session import inspect, read_jsonl, read_records, relabel
 from emodesk.recording.writer import labels_at
-from emodesk.ui.widgets import LABEL_COLORS
+from emodesk.ui.render.strips import LABEL_COLORS, NO_LABEL_COLOR, TimeMap, paint_axis, paint_span
 
-NO_LABEL_COLOR = "#c8c8c8"
 FUSED_HOLD_S = 1.0  # fused rows come at least once per media second while a member is fresh
 DRAG_MIN_PX = 4  # a press and release closer than this is a click: it selects nothing
 GUTTER_PX, MARGIN_PX = 64, 24
 LABEL_Y, LABEL_H, FUSED_Y, FUSED_H, AXIS_Y = 6, 44, 56, 14, 76
-TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 ERRORS = (EmodeskError, OSError, ValueError, KeyError, TypeError)  # what reading a bad session raises
 
 Span = tuple[float, float]
@@ -85,14 +83,6 @@ def label_spans(
         a, label = t, c.get("label")
     out.append((a, t1, label))
     return out
-
-
-def tick_step(seconds: float, pixels: float, min_px: float = 60.0) -> float:
-    """The smallest round step in seconds that puts ticks at least ``min_px`` apart."""
-    for step in TICK_STEPS:
-        if step * pixels / max(seconds, 1e-9) >= min_px:
-            return float(step)
-    return float(TICK_STEPS[-1])
 
 
 class LabelTimeline(QWidget):
@@ -269,31 +259,17 @@ class LabelTimeline(QWidget):
             p.drawRect(box)
         p.end()
 
+    def _time_map(self) -> TimeMap:
+        left, width = self._strip()
+        return TimeMap(self._start, self.end, left, width)
+
     def _paint_span(self, p: QPainter, a: float, b: float, y: float, h: float, label: str | None) -> None:
-        x0, x1 = self.t_to_x(max(a, self._start)), self.t_to_x(min(b, self.end))
-        if x1 <= x0:
-            return
-        r = QRectF(x0, y, max(x1 - x0, 1.0), h)
-        if label in LABEL_COLORS:
-            p.fillRect(r, QColor(LABEL_COLORS[label]))  # type: ignore[index]
-        else:
-            p.fillRect(r, QColor("#f4f4f4"))
-            p.fillRect(r, QBrush(QColor(NO_LABEL_COLOR), Qt.BrushStyle.BDiagPattern))
+        paint_span(p, self._time_map(), a, b, y, h, label)
 
     def _paint_axis(self, p: QPainter, left: float, width: float) -> None:
-        p.setPen(QPen(QColor("#555"), 1))
-        p.drawLine(QPointF(left, AXIS_Y), QPointF(left + width, AXIS_Y))
-        step = tick_step(self._duration, width)
-        k = int(self._start // step)
-        while k * step <= self.end + 1e-9:
-            t = k * step
-            k += 1
-            if t < self._start - 1e-9:
-                continue
-            x = self.t_to_x(t)
-            p.drawLine(QPointF(x, AXIS_Y), QPointF(x, AXIS_Y + 4))
-            text = f"{t:g} s" if step >= 1 else f"{t:.1f} s"
-            p.drawText(QRectF(x - 40, AXIS_Y + 5, 80, 16), Qt.AlignmentFlag.AlignHCenter, text)
+        paint_axis(
+            p, self._time_map(), AXIS_Y, text=lambda t, step: f"{t:g} s" if step >= 1 else f"{t:.1f} s"
+        )
 
 
 _ABSENT = object()  # session.json had no "labels" entry

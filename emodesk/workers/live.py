@@ -329,6 +329,11 @@ class LivePipeline(QObject):
         return out
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """What the window's notes line says: the sources' notes, then each model's usage restriction."""
+        return tuple(self.sources.notes) + self._usage_notes
+
+    @property
     def fusion_config(self) -> FusionConfig | None:
         return self._fusion_config
 
@@ -362,9 +367,11 @@ class LivePipeline(QObject):
         partial: Transcript | None = None
         version = 0
         scores: dict[str, ModalityScores] = {}
+        history: tuple[ModalityScores, ...] = ()
         if self.speech_worker is not None:
             finals, partial, version = self.speech_worker.transcripts()
             scores = self.speech_worker.latest_scores()
+            history = self.speech_worker.score_history()
         return LiveSnapshot(
             frame=frame,
             face=self.result_slot.peek(),
@@ -373,13 +380,14 @@ class LivePipeline(QObject):
             transcript_version=version,
             voice=tuple(s for s in scores.values() if s.kind == "voice"),
             text=tuple(s for s in scores.values() if s.kind == "text"),
+            utterance_scores=history,
             fused=fused,
             statuses=tuple(self.statuses()),
             devices=tuple(self.devices()),
             stats=self._stats(t),
             source=self.sources.description,
             demo=self.sources.demo,
-            notes=tuple(self.sources.notes) + self._usage_notes,
+            notes=self.notes,
             errors=tuple(self._errors),
             running=self.running,
             ended=self._finished_emitted,

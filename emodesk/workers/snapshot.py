@@ -51,6 +51,7 @@ class LiveSnapshot:
     transcript_version: int  # changes whenever transcripts or scores change
     voice: tuple[ModalityScores, ...]  # newest score per voice member
     text: tuple[ModalityScores, ...]  # newest score per text member
+    utterance_scores: tuple[ModalityScores, ...]  # voice and text scores of recent utterances, oldest first
     fused: FusedScores | None  # fusion of the members fresh at media time ``t``
     statuses: tuple[SlotStatus, ...]  # model slots: face detector, face, vad, asr, voice, text
     devices: tuple[SlotStatus, ...]  # "video" and "audio" sources

@@ -122,6 +122,7 @@ class SpeechWorker(Worker):
         self._finals: deque[Transcript] = deque(maxlen=history)
         self._partial: Transcript | None = None
         self._scores: dict[str, ModalityScores] = {}
+        self._history: deque[ModalityScores] = deque(maxlen=history * 4)  # every member, newest last
         self._version = 0
 
     # ---------------------------------------------------------- GUI side
@@ -135,6 +136,11 @@ class SpeechWorker(Worker):
         """The newest score of each voice/text member, by model id."""
         with self._lock:
             return dict(self._scores)
+
+    def score_history(self) -> tuple[ModalityScores, ...]:
+        """The voice and text scores of the recent utterances (bounded like the transcript), oldest first."""
+        with self._lock:
+            return tuple(self._history)
 
     # ------------------------------------------------------- worker side
 
@@ -212,6 +218,7 @@ class SpeechWorker(Worker):
                     self._partial = None
             for s in out.scores:
                 self._scores[s.model] = s
+                self._history.append(s)
             self._version += 1
         for tr in out.transcripts:
             if not tr.partial:

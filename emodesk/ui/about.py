@@ -1,0 +1,85 @@
+"""The About dialog: every model's card (data, license in full, measured accuracy), the fusion
+weights in use, where the models run and where the log file is."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+
+from emodesk import __version__
+from emodesk.fusion.config import FusionConfig
+from emodesk.inference.manifest import ModelManifest
+from emodesk.types import SlotStatus
+
+
+def _metrics(m: ModelManifest) -> list[str]:
+    out = []
+    for name, met in m.metrics.items():
+        if not isinstance(met, dict):
+            continue
+        parts = []
+        for key in ("accuracy", "uar", "macro_f1", "weighted_f1"):
+            v = met.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                parts.append(f"{key.replace('_', '-')} {v:.3f}")
+        if parts:
+            out.append(f"{name}: {', '.join(parts)}")
+    return out
+
+
+def about_html(
+    manifests: Sequence[ModelManifest],
+    fusion: FusionConfig | None,
+    statuses: Sequence[SlotStatus],
+    log_path: Path | None,
+) -> str:
+    """The dialog's text, as HTML (a test reads it; nothing in it is cut)."""
+    e = html.escape
+    rows = [
+        f"<h2>emodesk {e(__version__)}</h2>",
+        "<p>Everything runs on this machine; nothing leaves it.</p>",
+    ]
+    rows.append(f"<p><b>Log file:</b> {e(str(log_path)) if log_path else 'not set up'}</p>")
+    rows.append("<h3>Where the models run</h3><ul>")
+    rows += [f"<li><b>{e(s.slot)}</b>: {e(s.message)}</li>" for s in statuses]
+    rows.append("</ul><h3>Fusion weights in use</h3>")
+    if fusion is None:
+        rows.append("<p>none yet (the models are loading)</p>")
+    else:
+        where = str(fusion.path) if fusion.path is not None else "equal weights (no fusion.json)"
+        rows.append(f"<p>{e(where)}</p><ul>")
+        rows += [f"<li>{e(m)}: {fusion.scalar_weight(m):.3f}</li>" for m in fusion.members]
+        rows.append("</ul>")
+        rows += [f"<p style='color:#b36b00'>{e(w)}</p>" for w in fusion.warnings]
+    rows.append("<h3>Models</h3>")
+    for m in sorted(manifests, key=lambda m: (m.modality, m.id)):
+        src = m.source if isinstance(m.source, dict) else {}
+        data = src.get("data") or src.get("dataset") or src.get("datasets")
+        rows.append(f"<h4>{e(m.id)} <span style='color:#777'>({e(m.modality)})</span></h4><ul>")
+        if data:
+            rows.append(f"<li><b>data:</b> {e(str(data))}</li>")
+        rows.append(f"<li><b>license:</b> {e(m.license) or 'not stated'}</li>")
+        if m.usage:
+            rows.append(f"<li style='color:#b36b00'><b>restriction:</b> {e(m.usage)}</li>")
+        for line in _metrics(m):
+            rows.append(f"<li><b>measured:</b> {e(line)}</li>")
+        rows.append("</ul>")
+    return "".join(rows)
+
+
+class AboutDialog(QDialog):
+    def __init__(self, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("About emodesk")
+        self.resize(640, 520)
+        lay = QVBoxLayout(self)
+        self.browser = QTextBrowser()
+        self.browser.setOpenExternalLinks(False)
+        self.browser.setHtml(text)
+        lay.addWidget(self.browser)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
