@@ -50,6 +50,10 @@ class AudioChunk:
     def t1(self) -> float:
         return self.t0 + len(self.samples) / self.sample_rate
 
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
 
 Box = tuple[float, float, float, float]
 """``(x, y, w, h)`` in source pixels."""

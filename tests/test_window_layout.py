@@ -55,6 +55,8 @@ STATS = LiveStats(
     scores_delay_p50_ms=None,
     scores_delay_p95_ms=None,
     speech_lag_s=0.0,
+    speech_backlog_s=0.0,
+    shed=None,
     media_time=None,
     uptime_s=10.0,
 )

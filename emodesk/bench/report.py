@@ -210,3 +210,70 @@ def markdown(report: Mapping[str, Any], *, command: str, extra: str = "") -> str
         out += ["", extra.strip()]
     out.append("")
     return "\n".join(out)
+
+
+# (key, what, limit, "min" | "max", unit): ``emodesk bench --load`` (issue "The live window", load)
+LOAD_BUDGETS: tuple[tuple[str, str, float, str, str], ...] = (
+    (
+        "load.loadavg_1m.mean",
+        "1-minute load average while measuring (the load is heavy enough)",
+        8.0,
+        "min",
+        "",
+    ),
+    (
+        "speech.transcript_latency_ms.p95",
+        "end of utterance → transcript under load, p95",
+        3000.0,
+        "max",
+        "ms",
+    ),
+    ("speech.over_bound_s", "speech backlog above the shedding bound (largest excess)", 0.05, "max", "s"),
+)
+
+
+def load_report(
+    paced: Mapping[str, Any],
+    load: Mapping[str, Any],
+    loadavg: Mapping[str, Any],
+    machine: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What ``bench --load`` writes: the generated load, the speech path under it, what was shed."""
+    bound = paced.get("shed_bound_s")
+    worst = (paced.get("speech_backlog_s") or {}).get("max")
+    report: dict[str, Any] = {
+        "kind": "load",
+        "machine": dict(machine),
+        "settings": dict(settings),
+        "load": {**load, "loadavg_1m": dict(loadavg)},
+        "speech": {
+            "utterances": paced.get("utterances"),
+            "transcript_latency_ms": paced.get("transcript_latency_ms"),
+            "scores_latency_ms": paced.get("scores_latency_ms"),
+            "asr_latency_ms": paced.get("asr_latency_ms"),
+            "backlog_s": paced.get("speech_backlog_s"),
+            "lag_s": paced.get("speech_lag_s"),
+            "bound_s": bound,
+            "over_bound_s": None if bound is None or worst is None else round(max(0.0, worst - bound), 3),
+            "shed": paced.get("shed"),
+        },
+        "face": {"latency_ms": paced.get("face_latency_ms"), "live_fps": paced.get("face_fps_live")},
+        "cpu_percent": paced.get("cpu_percent"),
+        "rss_mb": paced.get("rss_mb"),
+        "failed": list(paced.get("failed", [])),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for key, what, limit, kind, unit in LOAD_BUDGETS:
+        v = get(report, key)
+        met = None if v is None else (v >= limit if kind == "min" else v <= limit)
+        out[key] = {"what": what, "value": v, "limit": limit, "kind": kind, "unit": unit, "met": met}
+    report["budgets"] = out
+    return report
+
+
+def load_table(report: Mapping[str, Any]) -> str:
+    """The budgets, then one line of what the speech path shed."""
+    shed = get(report, "speech.shed") or {}
+    skipped = ", ".join(f"{k} {v}" for k, v in shed.items() if v and k not in ("max_backlog_s",)) or "nothing"
+    return text_table(report) + f"\nshed under load: {skipped}"

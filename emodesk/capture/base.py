@@ -27,6 +27,7 @@ class VideoSource(Protocol):
 class AudioSource(Protocol):
     name: str
     sample_rate: int  # of the chunks read() returns: always 16 kHz
+    paced: bool  # audio arrives in real time (a device, a file played live): the speech path may shed load
 
     def open(self) -> None: ...
 

@@ -85,6 +85,7 @@ class MicrophoneSource:
     """16 kHz mono chunks from a live input device; media time from the shared clock."""
 
     sample_rate = SAMPLE_RATE
+    paced = True  # a device: its audio comes in real time
 
     def __init__(
         self,

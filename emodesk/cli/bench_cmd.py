@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from emodesk.cli.common import DOWNLOAD_ASR_HELP, Parser, UsageError, allow_asr_download, guarded, lab_module
 from emodesk.errors import EmodeskError, InputError
@@ -57,6 +58,28 @@ def _parser() -> Parser:
         "in this invocation (a GPU machine: --devices cpu,cuda)",
     )
     p.add_argument("--baseline-env", metavar="DIR", help="the baseline's environment (created on first use)")
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="generate heavy load (six busy loops and a process compressing 2 GB through a file, 512 MB "
+        "held) and measure only the paced pass under it: the speech path's backlog, what it shed and its "
+        "transcript latency (no unpaced pass, no baseline)",
+    )
+    p.add_argument(
+        "--load-busy",
+        type=int,
+        default=6,
+        metavar="N",
+        help="with --load: how many busy-loop processes (default 6)",
+    )
+    p.add_argument(
+        "--load-warmup",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="with --load: wait until the 1-minute load average reaches 8 before measuring, at most "
+        "this many seconds (default 180)",
+    )
     return p
 
 
@@ -94,6 +117,8 @@ def run(argv: Sequence[str]) -> int:
 
     rotate = not args.every_member_every_frame
     reuse = 0.0 if args.detect_every_frame else None
+    if args.load:
+        return _under_load(args, argv, out, rotate, reuse)
     _log(f"paced pass: {args.seconds:.0f} s of {args.source} in real time, every model loaded")
     paced = paced_pass(
         args.source,
@@ -170,6 +195,58 @@ def run(argv: Sequence[str]) -> int:
         failed.append(f"face path: {unpaced.get('why', 'no frame was scored')}")
     if failed:
         print(f"emodesk bench: measured with failures (report written): {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+LOAD_TARGET = 8.0  # 1-minute load average before the measured pass starts
+
+
+def _under_load(args: Any, argv: Sequence[str], out: Path, rotate: bool, reuse: float | None) -> int:
+    """``--load``: the paced pass while ``emodesk.bench.load`` keeps the machine overloaded."""
+    from emodesk.bench import report as rep
+    from emodesk.bench.load import GeneratedLoad
+    from emodesk.bench.run import machine_info
+    from emodesk.workers.measure import paced_pass
+
+    if args.load_warmup < 0 or args.load_busy < 0:
+        raise UsageError("--load-warmup and --load-busy must be 0 or more")
+    with GeneratedLoad(busy=args.load_busy) as load:
+        what = load.describe()
+        _log(f"load: {what['busy_loops']} busy loops + {what['churn']}")
+        _log(f"waiting for the 1-minute load average to reach {LOAD_TARGET:g}")
+        reached = load.wait_for(LOAD_TARGET, args.load_warmup)
+        _log(f"load average {reached:.1f} after {time.monotonic() - load.started:.0f} s")
+        measuring = time.monotonic() - load.started
+        _log(f"paced pass under load: {args.seconds:.0f} s of {args.source}")
+        paced = paced_pass(
+            args.source,
+            rotate=rotate,
+            reuse_boxes_s=reuse,
+            audio=args.audio,
+            seconds=args.seconds,
+            device=args.device,
+            asr_model=args.asr_model,
+            log=_log,
+        )
+        loadavg = load.samples.summary(since_s=measuring)
+    command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
+    settings = {
+        "source": args.source,
+        "audio": args.audio,
+        "seconds": args.seconds,
+        "device": args.device,
+        "load_warmup_s": round(measuring, 1),
+        "command": command,
+    }
+    report = rep.load_report(paced, what, loadavg, machine_info(), settings)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(rep.load_table(report))
+    if report["failed"]:
+        print(
+            f"emodesk bench: measured with failures (report written): {'; '.join(report['failed'])}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -5,15 +5,15 @@ real time must be transcribed in real time or the transcript falls further and
 further behind. ``analyze`` and the unpaced bench never shed, so batch results do
 not depend on CPU speed.
 
-Two steps, decided from the seconds of audio waiting (``backlog_s``) before each
-step of the speech worker:
+Two steps, once the models are loaded and the start-up backlog is cleared:
 
-1. above ``light_s``: optional work off — partial transcripts, the second and
-   later voice members, beam search on finals (greedy instead);
-2. above ``bound_s``: the oldest waiting audio is dropped down to ``light_s``,
-   with the utterance that was open (its start is gone); the recognised text of
-   that stretch is lost, the recording keeps every sample (it is written before
-   this queue).
+1. above ``light_s`` of audio waiting, optional work is off — partial
+   transcripts, the second and later voice members, beam search on finals
+   (greedy instead);
+2. the queue holds at most ``bound_s``: audio arriving past it pushes the
+   oldest waiting audio out (``BoundedChunkQueue.limit``), and the utterance it
+   belonged to is dropped (its start is gone). The recognised text of that
+   stretch is lost; a recording keeps every sample (written before this queue).
 
 Synchronous and clock-free, like the rest of the pipeline: the worker feeds it
 numbers, a test feeds it a script.
@@ -25,12 +25,6 @@ from dataclasses import asdict, dataclass
 
 BOUND_S = 3.0
 LIGHT_S = 1.5
-
-
-@dataclass(frozen=True)
-class ShedDecision:
-    light: bool  # optional work off for this step
-    drop_s: float  # seconds of the oldest waiting audio to drop now (0: none)
 
 
 @dataclass
@@ -49,7 +43,11 @@ class ShedCounts:
     @property
     def any(self) -> bool:
         return bool(
-            self.light_steps or self.partials_skipped or self.voice_scores_skipped or self.greedy_finals or self.drops
+            self.light_steps
+            or self.partials_skipped
+            or self.voice_scores_skipped
+            or self.greedy_finals
+            or self.drops
         )
 
     def as_record(self) -> dict[str, float | int]:
@@ -75,7 +73,7 @@ class ShedCounts:
 
 
 class LoadShedder:
-    """Decides, step by step, how much of the speech path's work to skip."""
+    """Decides, step by step, whether the speech path sheds its optional work; keeps the counts."""
 
     def __init__(self, bound_s: float = BOUND_S, light_s: float = LIGHT_S) -> None:
         if not 0 < light_s < bound_s:
@@ -84,17 +82,23 @@ class LoadShedder:
         self.light_s = float(light_s)
         self.counts = ShedCounts()
 
-    def step(self, backlog_s: float) -> ShedDecision:
-        """The decision for a step that starts with ``backlog_s`` seconds of audio waiting."""
+    def step(self, backlog_s: float) -> bool:
+        """True when a step that starts with ``backlog_s`` seconds of audio waiting runs light."""
         c = self.counts
         c.max_backlog_s = max(c.max_backlog_s, backlog_s)
-        if backlog_s > self.bound_s:
-            drop = backlog_s - self.light_s
-            c.drops += 1
-            c.audio_dropped_s += drop
-            c.light_steps += 1
-            return ShedDecision(light=True, drop_s=drop)
-        if backlog_s > self.light_s:
-            c.light_steps += 1
-            return ShedDecision(light=True, drop_s=0.0)
-        return ShedDecision(light=False, drop_s=0.0)
+        light = backlog_s > self.light_s
+        c.light_steps += light
+        return light
+
+
+def delta(now: ShedCounts, before: ShedCounts) -> dict[str, float | int]:
+    """What was skipped between two readings of the counts (a ``shed`` score record's fields)."""
+    a, b = now.as_record(), before.as_record()
+    out: dict[str, float | int] = {}
+    for k, v in a.items():
+        if k in ("max_backlog_s", "light_steps"):
+            continue
+        d = v - b[k]
+        if d:
+            out[k] = round(d, 3) if isinstance(d, float) else d
+    return out

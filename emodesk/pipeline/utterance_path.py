@@ -71,6 +71,23 @@ class UtterancePipeline:
             # a member running encoder blocks of its own still reuses the pass's log-mel window
             self._shares.append(shares or v.reads_mel)
         speech.encode_finals = any(self._shares)
+        self.shed_voice = 0  # voice member scores skipped while shedding load
+        self._light = False
+
+    @property
+    def light(self) -> bool:
+        """Shedding load (``emodesk.pipeline.shedding``): only the first voice member scores, the
+        recogniser makes no partials and decodes finals greedily. Live paths only."""
+        return self._light
+
+    @light.setter
+    def light(self, on: bool) -> None:
+        self._light = on
+        self.speech.light = on
+
+    def drop_open(self) -> bool:
+        """The audio before the next chunk was dropped: forget the open utterance (True if one was)."""
+        return self.speech.drop_open()
 
     def insert(self, chunk: AudioChunk) -> UtteranceOutput:
         return self._score(self.speech.insert(chunk))
@@ -90,7 +107,11 @@ class UtterancePipeline:
             if tr.partial:
                 continue
             utt = ev.utterance
-            for v, shares in zip(self.voice, self._shares, strict=True):
+            members = list(zip(self.voice, self._shares, strict=True))
+            if self.light and len(members) > 1:
+                self.shed_voice += len(members) - 1  # the second and later voice members are optional
+                members = members[:1]
+            for v, shares in members:
                 probs = v.score(utt.audio, encoded=ev.encoded) if shares else v.score(utt.audio)
                 out.scores.append(_score("voice", v.id, utt, probs))
             if tr.text.strip():

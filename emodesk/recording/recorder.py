@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -125,6 +125,12 @@ class SessionRecorder:
         fused = self._fused(score.t1 if score.t1 is not None else score.t)
         if fused is not None:
             self.writer.add_record(fused_record(fused))
+
+    def on_shed(self, t: float, skipped: Mapping[str, float | int]) -> None:
+        """Speech work skipped under load (``emodesk.pipeline.shedding``): a ``shed`` record, and its
+        counts added up for ``session.json``."""
+        self.writer.add_record({"t": round(t, 3), "kind": "shed", **skipped})
+        self.writer.count_shed(skipped)
 
     def on_transcript(self, tr: Transcript) -> None:
         if not tr.partial:

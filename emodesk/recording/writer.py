@@ -62,6 +62,7 @@ class WriterStats:
     frames_offered: int = 0
     max_queued_bytes: int = 0
     audio_gap_s: float = 0.0
+    shed: dict[str, float] = field(default_factory=dict)  # speech work skipped under load, summed
 
 
 @dataclass
@@ -197,6 +198,12 @@ class SessionWriter:
         name = None if label is None else canonical_label(label)
         self.label = name
         self._put("label", {"t": round(float(t), 3), "label": name, "source": source})
+
+    def count_shed(self, skipped: Mapping[str, float | int]) -> None:
+        """Add what load shedding skipped (the fields of a ``shed`` record) to ``session.json``'s stats."""
+        for k, v in skipped.items():
+            if k != "backlog_s":
+                self.stats.shed[k] = self.stats.shed.get(k, 0.0) + float(v)
 
     def set_notes(self, notes: str) -> None:
         """Free-text notes for ``session.json`` (written when the session closes)."""
@@ -348,6 +355,8 @@ class SessionWriter:
             "dropped_records": self.stats.dropped_records,
             "audio_gap_s": round(self.stats.audio_gap_s, 3),
         }
+        if self.stats.shed:
+            doc["stats"]["shed"] = {k: round(v, 3) for k, v in sorted(self.stats.shed.items())}
         doc["ended"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         if self.path is not None:
             try:

@@ -508,14 +508,21 @@ class Transcriber:
         return self.transcribe_full(audio, partial=partial, encoded=encoded).text
 
     def transcribe_full(
-        self, audio: np.ndarray, *, partial: bool = False, encoded: EncodedAudio | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        partial: bool = False,
+        encoded: EncodedAudio | None = None,
+        beam: int | None = None,
     ) -> Transcription:
         """:meth:`transcribe` with the decoder's own signals and the verdict on them
-        (:func:`judge`): whether the text can be trusted, and why not."""
+        (:func:`judge`): whether the text can be trusted, and why not. ``beam`` overrides the
+        beam width (a live path shedding load decodes finals greedily: ``beam=1``)."""
         a = _check_audio(audio)
         if a.shape[0] == 0:
             return Transcription("")
-        beam = 1 if partial else self.final_beam_size
+        if beam is None:
+            beam = 1 if partial else self.final_beam_size
         frames = self._context_frames(a.shape[0])
         try:
             enc = encoded.storage if encoded is not None else self._encode(a, frames)

@@ -68,6 +68,10 @@ class SpeechProcessor:
         """Partial snapshots not transcribed because a newer one (or the final) came with them."""
         self.encode_finals = False
         """Keep each final utterance's encoder output on its event (voice members built on it)."""
+        self.light = False
+        """Shedding load (``emodesk.pipeline.shedding``): no partial transcripts, greedy finals."""
+        self.shed_partials = 0
+        self.shed_greedy = 0
 
     def insert(self, chunk: AudioChunk) -> list[SpeechEvent]:
         """Feed one chunk; returns events for utterances it ended or snapshotted."""
@@ -88,17 +92,35 @@ class SpeechProcessor:
         """End of stream: transcribe the utterance still open, if any."""
         return self._transcribe(self.segmenter.flush())
 
+    def drop_open(self) -> bool:
+        """Audio before the next chunk was dropped: forget the utterance it belonged to.
+        True when one was open (its start is gone; transcribing the rest would be wrong)."""
+        was_open = self.segmenter.in_speech
+        self.segmenter.reset()
+        return was_open
+
     def _transcribe(self, utts: list[Utterance]) -> list[SpeechEvent]:
         out: list[SpeechEvent] = []
         for i, u in enumerate(utts):
             if not u.final and i + 1 < len(utts):
                 self.partials_skipped += 1  # superseded by what came after it
                 continue
+            if not u.final and self.light:
+                self.shed_partials += 1  # shedding load: only finals are transcribed
+                continue
             encoded = None
             if u.final and self.encode_finals:
                 encoded = self.transcriber.encode(u.audio)  # type: ignore[attr-defined]
             kwargs: dict[str, Any] = {"encoded": encoded} if encoded is not None else {"partial": not u.final}
             full = getattr(self.transcriber, "transcribe_full", None)
+            if (
+                self.light
+                and u.final
+                and full is not None
+                and getattr(self.transcriber, "final_beam_size", 1) > 1
+            ):
+                kwargs["beam"] = 1  # greedy: the beam is optional work
+                self.shed_greedy += 1
             # the real recogniser gives its text with its verdict on it; a plain one (a test fake) text only
             res = (
                 full(u.audio, **kwargs)

@@ -81,6 +81,10 @@ TIPS = {
     "transcript": "Median time from the end of an utterance to its text on screen (waiting for the "
     "pause, recognition, emotion scoring).",
     "lag": "How far the speech path is behind the audio (seconds of audio waiting).",
+    "shed": "Under load the speech path sheds work instead of falling behind: past 1.5 s of audio "
+    "waiting it skips partial transcripts, the second voice member and beam search; it never lets "
+    "more than 3 s wait, dropping the oldest audio (its words are not transcribed; a recording keeps "
+    "every sample and notes what was skipped).",
 }
 
 
@@ -345,12 +349,15 @@ class MainWindow(QMainWindow):
         self.lag_label = QLabel()
         self.lag_label.setStyleSheet("QLabel { color: #b36b00; }")
         self.lag_label.setVisible(False)
+        self.shed_label = QLabel()
+        self.shed_label.setStyleSheet("QLabel { color: #b36b00; }")
+        self.shed_label.setVisible(False)
         self.rec_label = QLabel("")  # ● REC 00:12 · happy, while recording
         self.rec_label.setStyleSheet("QLabel { color: white; background: #c62828; padding: 2px 6px; }")
         self.rec_label.setVisible(False)
         bar.addPermanentWidget(self.rec_label)
         counters = (self.perf_label, self.skipped_label, self.audio_lost_label, self.transcript_label)
-        for label in (*counters, self.lag_label):
+        for label in (*counters, self.lag_label, self.shed_label):
             bar.addPermanentWidget(label)
         self.setStatusBar(bar)
 
@@ -785,6 +792,21 @@ class MainWindow(QMainWindow):
             self._tip(self.lag_label, TIPS["lag"])
         if self.lag_label.isVisible() != behind:
             self.lag_label.setVisible(behind)
+        shed = st.shed
+        shedding = shed is not None and shed.any
+        if shed is not None and shedding:
+            short = f"shed {shed.audio_dropped_s:.0f} s audio" if shed.drops else "shedding optional work"
+            self._set(self.shed_label, short)
+            self._tip(
+                self.shed_label,
+                f"{TIPS['shed']}\n{shed.summary()}\nnow waiting {st.speech_backlog_s:.1f} s, at most "
+                f"{shed.max_backlog_s:.1f} s; "
+                f"skipped so far: {shed.partials_skipped} partial(s), {shed.voice_scores_skipped} voice "
+                f"score(s), {shed.greedy_finals} greedy final(s), {shed.audio_dropped_s:.1f} s of audio in "
+                f"{shed.drops} drop(s), {shed.utterances_dropped} utterance(s) cut",
+            )
+        if self.shed_label.isVisible() != shedding:
+            self.shed_label.setVisible(shedding)
         if snap.ended and "source ended" not in self.perf_label.text():
             self._set(self.perf_label, "source ended · " + self.perf_label.text())
         self._update_notes(snap.notes)

@@ -23,6 +23,7 @@ from emodesk.capture.sources import SourceSet, open_sources
 from emodesk.fusion.config import FusionConfig, load_active_fusion
 from emodesk.fusion.state import LockedFusionState
 from emodesk.machine import Device
+from emodesk.pipeline.shedding import LoadShedder
 from emodesk.types import (
     AudioChunk,
     FaceFrameResult,
@@ -64,6 +65,7 @@ class LivePipeline(QObject):
         speech_loader: SpeechLoader | None = None,
         fusion: FusionConfig | None = None,
         audio_queue_chunks: int = AUDIO_QUEUE_CHUNKS,
+        shed_load: bool = True,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -76,7 +78,12 @@ class LivePipeline(QObject):
         self.face_slot: LatestSlot[Frame] = LatestSlot()
         self.display_slot: LatestSlot[Frame] = LatestSlot()
         self.result_slot: LatestSlot[FaceFrameResult] = LatestSlot()
-        self.audio_queue: BoundedChunkQueue[AudioChunk] = BoundedChunkQueue(audio_queue_chunks)
+        self.audio_queue: BoundedChunkQueue[AudioChunk] = BoundedChunkQueue(
+            audio_queue_chunks, weight=lambda c: c.duration
+        )
+        # a paced audio source (a device, a file played live) sheds speech work under load;
+        # analyze and the unpaced bench do not use this class and never shed
+        self.shed_load = shed_load
         self._face_loader = face_loader or default_face_loader(device)
         self._speech_loader = speech_loader or default_speech_loader(asr_model=asr_model, device=device)
         self._hub: LockedFusionState | None = None
@@ -162,6 +169,8 @@ class LivePipeline(QObject):
                 on_score=self._on_score,
                 on_transcript=self._on_transcript,
                 to_wall=getattr(src.clock, "to_wall", None),
+                shed=LoadShedder() if self.shed_load and src.audio.paced else None,
+                on_shed=self._on_shed,
             )
             self._workers += [self.audio_worker, self.speech_worker]
         for w in self._workers:
@@ -194,6 +203,11 @@ class LivePipeline(QObject):
         rec = self._recorder
         if rec is not None:
             rec.on_score(score)
+
+    def _on_shed(self, t: float, skipped: dict[str, float | int]) -> None:
+        rec = self._recorder
+        if rec is not None:
+            rec.on_shed(t, skipped)
 
     def _on_transcript(self, tr: Transcript) -> None:
         rec = self._recorder
@@ -423,6 +437,8 @@ class LivePipeline(QObject):
             scores_delay_p50_ms=sc_delay[0] if sc_delay else None,
             scores_delay_p95_ms=sc_delay[1] if sc_delay else None,
             speech_lag_s=lag,
+            speech_backlog_s=self.audio_queue.weight,
+            shed=sw.shed_counts() if sw is not None else None,
             media_time=t,
             uptime_s=time.monotonic() - self.started_wall if self.started_wall else 0.0,
         )

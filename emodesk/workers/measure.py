@@ -15,6 +15,17 @@ from emodesk.bench.run import Log, _cpu_s, peak_rss_mb, rss_mb
 from emodesk.machine import Device
 
 
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "max": None}
+    v = sorted(values)
+    return {
+        "p50": round(v[len(v) // 2], 3),
+        "p95": round(v[min(len(v) - 1, int(0.95 * len(v)))], 3),
+        "max": round(v[-1], 3),
+    }
+
+
 def paced_pass(
     spec: str,
     *,
@@ -52,6 +63,8 @@ def paced_pass(
     marks: dict[str, float] = {}
     samples: list[tuple[float, float]] = []
     cpu_mark: list[float] = []
+    backlog: list[float] = []  # seconds of audio waiting for the speech thread, every 50 ms
+    lag: list[float] = []  # media time now minus the end of the audio the speech thread has done
 
     def poll() -> None:
         now = time.monotonic()
@@ -69,6 +82,11 @@ def paced_pass(
                 )
         if "first_frame" in marks:
             samples.append((now - marks["first_frame"], rss_mb()))
+            sw = pipeline.speech_worker
+            if sw is not None and sw.shed_armed:  # after the start-up backlog (model loading) is cleared
+                backlog.append(pipeline.audio_queue.weight)
+                if sw.position is not None:
+                    lag.append(max(0.0, pipeline.sources.clock.now() - sw.position))
 
     timer = QTimer()
     timer.setInterval(50)
@@ -115,6 +133,12 @@ def paced_pass(
             for m in (st.models or (st.slot,))
         },
         "threads_joined": joined,
+        "speech_backlog_s": _spread(backlog),
+        "speech_lag_s": _spread(lag),
+        "shed": s.shed.as_record() if s.shed is not None else None,
+        "shed_bound_s": pipeline.speech_worker.shed.bound_s
+        if pipeline.speech_worker is not None and pipeline.speech_worker.shed is not None
+        else None,
         # what failed while measuring (a model slot in error, a member refused, a worker's error):
         # the command reports it and exits 1, the report is still written
         "failed": [f"{st.slot}: {st.message}" for st in snap.statuses if st.state == "error"]

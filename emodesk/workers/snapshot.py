@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emodesk.pipeline.shedding import ShedCounts
 from emodesk.types import FaceFrameResult, Frame, FusedScores, ModalityScores, SlotStatus, Transcript
 
 
@@ -36,6 +37,8 @@ class LiveStats:
     scores_delay_p50_ms: float | None  # end of the utterance → the later of its voice and text scores
     scores_delay_p95_ms: float | None
     speech_lag_s: float | None  # how far the speech thread is behind the audio source
+    speech_backlog_s: float  # seconds of audio waiting for the speech thread now
+    shed: ShedCounts | None  # what load shedding skipped so far (None: this path never sheds)
     media_time: float | None
     uptime_s: float
 

@@ -8,6 +8,7 @@ latest score per member.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject
 
 from emodesk.machine import Device
+from emodesk.pipeline.shedding import LoadShedder, ShedCounts, delta
 from emodesk.pipeline.utterance_path import UtteranceOutput, UtterancePipeline
 from emodesk.types import AudioChunk, ModalityScores, SlotStatus, Transcript
 from emodesk.workers.base import LOADING, Worker
@@ -26,6 +28,8 @@ from emodesk.workers.queues import BoundedChunkQueue
 from emodesk.workers.stats import LatencyWindow
 
 log = logging.getLogger(__name__)
+
+LIGHT_BATCH_S = 0.2  # audio taken per step while shedding load (about one utterance end at most)
 
 
 class SpeechEventSource(Protocol):
@@ -36,6 +40,12 @@ class SpeechEventSource(Protocol):
     def insert_many(self, chunks: Sequence[AudioChunk]) -> Sequence[Any]: ...
 
     def finish(self) -> Sequence[Any]: ...
+
+    def drop_open(self) -> bool: ...
+
+    light: bool
+    shed_partials: int
+    shed_greedy: int
 
 
 @dataclass
@@ -99,6 +109,8 @@ class SpeechWorker(Worker):
         history: int = 200,
         poll_s: float = 0.1,
         max_batch: int = 250,
+        shed: LoadShedder | None = None,
+        on_shed: Callable[[float, dict[str, float | int]], None] | None = None,
     ) -> None:
         super().__init__(stop, parent)
         self.chunks = chunks
@@ -124,6 +136,16 @@ class SpeechWorker(Worker):
         self._scores: dict[str, ModalityScores] = {}
         self._history: deque[ModalityScores] = deque(maxlen=history * 4)  # every member, newest last
         self._version = 0
+        # Load shedding (live sources): armed once the models are loaded and the start-up backlog
+        # is cleared; the queue then holds at most shed.bound_s seconds of audio.
+        self.shed = shed
+        self.on_shed = on_shed
+        self.shed_armed = False
+        self.backlog_s = 0.0  # audio waiting when the last step began
+        self._pipeline: UtterancePipeline | None = None
+        self._queue_shed = 0  # the queue's shed count the worker has accounted for
+        self._shed_reported = ShedCounts()
+        self._shed_report_t: float | None = None
 
     # ---------------------------------------------------------- GUI side
 
@@ -131,6 +153,21 @@ class SpeechWorker(Worker):
         """(final lines oldest first, current partial or None, version that changes on news)."""
         with self._lock:
             return tuple(self._finals), self._partial, self._version
+
+    def shed_counts(self) -> ShedCounts | None:
+        """What shedding skipped so far (None when this path never sheds)."""
+        if self.shed is None:
+            return None
+        c = self.shed.counts
+        p = self._pipeline
+        return dataclasses.replace(
+            c,
+            drops=self.chunks.shed,
+            audio_dropped_s=self.chunks.shed_weight,
+            partials_skipped=p.speech.shed_partials if p is not None else 0,
+            greedy_finals=p.speech.shed_greedy if p is not None else 0,
+            voice_scores_skipped=p.shed_voice if p is not None else 0,
+        )
 
     def latest_scores(self) -> dict[str, ModalityScores]:
         """The newest score of each voice/text member, by model id."""
@@ -166,6 +203,7 @@ class SpeechWorker(Worker):
             )
             self.statuses = [s for s in self.statuses if s.slot != "voice"] + [state]
             self.statuses_changed.emit()
+        self._pipeline = pipeline
         while not self.stopping:
             chunk = self.chunks.get(self.poll_s)
             if chunk is None:
@@ -174,13 +212,77 @@ class SpeechWorker(Worker):
                         self._publish(pipeline.finish())
                     break
                 continue
+            self.backlog_s = self.chunks.weight + chunk.duration
+            if self.shed is not None:
+                self._shed_step(pipeline)
             # Behind (ASR was busy)? Take the backlog in one go: the processor then
             # transcribes only its newest partial instead of every stale one.
-            batch = [chunk, *self.chunks.drain(self.max_batch - 1)]
+            batch = [chunk, *self.chunks.drain(self._batch_items(pipeline, chunk) - 1)]
             self.audio_seconds += sum(len(c.samples) / c.sample_rate for c in batch)
-            out = pipeline.insert(chunk) if len(batch) == 1 else pipeline.insert_many(batch)
-            self._publish(out)
-            self.position = batch[-1].t1
+            for part in self._split_at_drops(pipeline, batch):
+                out = pipeline.insert(part[0]) if len(part) == 1 else pipeline.insert_many(part)
+                self._publish(out)
+                self.position = part[-1].t1
+            if self.shed is not None:
+                self._report_shed(batch[-1].t1)
+
+    def _batch_items(self, pipeline: UtterancePipeline, chunk: AudioChunk) -> int:
+        """How many chunks one step takes. Shedding, at most ``LIGHT_BATCH_S`` of audio: what is not
+        taken stays in the bounded queue, so the path's lag stays the bound plus one short step
+        instead of the bound plus a whole backlog's worth of recognition."""
+        if not pipeline.light or chunk.duration <= 0:
+            return self.max_batch
+        return max(1, min(self.max_batch, int(LIGHT_BATCH_S / chunk.duration)))
+
+    def _shed_step(self, pipeline: UtterancePipeline) -> None:
+        assert self.shed is not None
+        if not self.shed_armed:
+            if self.backlog_s > self.shed.light_s:
+                return  # still catching up on the audio that came in while the models loaded
+            self.shed_armed = True
+            self.chunks.limit(self.shed.bound_s)
+            log.info("speech path: load shedding armed (at most %.1f s of audio waiting)", self.shed.bound_s)
+        light = self.shed.step(self.backlog_s)
+        if light != pipeline.light:
+            pipeline.light = light
+            log.info(
+                "speech path: %s optional work (%.1f s of audio waiting)",
+                "shedding" if light else "back to",
+                self.backlog_s,
+            )
+
+    def _split_at_drops(self, pipeline: UtterancePipeline, batch: list[AudioChunk]) -> list[list[AudioChunk]]:
+        """The batch in runs of contiguous audio; where the queue shed audio, the utterance that was
+        open is dropped (its start is gone) before the next run goes in."""
+        shed = self.chunks.shed
+        if shed == self._queue_shed:
+            return [batch]
+        self._queue_shed = shed
+        parts: list[list[AudioChunk]] = []
+        expected = self.position
+        for c in batch:
+            gap = expected is not None and c.t0 - expected > 0.005
+            if gap and self.shed is not None and pipeline.drop_open():
+                self.shed.counts.utterances_dropped += 1
+            if gap or not parts:
+                parts.append([])
+            parts[-1].append(c)
+            expected = c.t1
+        return parts
+
+    def _report_shed(self, t: float) -> None:
+        """A ``shed`` event for the recording: at a drop, else at most once a media second."""
+        now = self.shed_counts()
+        if now is None or self.on_shed is None:
+            return
+        d = delta(now, self._shed_reported)
+        if not d:
+            return
+        if "drops" not in d and self._shed_report_t is not None and t - self._shed_report_t < 1.0:
+            return
+        self._shed_reported = now
+        self._shed_report_t = t
+        self.on_shed(t, {**d, "backlog_s": round(self.backlog_s, 3)})
 
     def cleanup(self) -> None:
         # Whatever ended this thread, nobody drains the queue any more: close it so the

@@ -28,9 +28,14 @@ class FakeEvent:
 class FakeSpeech:
     """Every ``utt_s`` of audio is one utterance: a partial halfway, then a final line."""
 
-    def __init__(self, utt_s: float = 0.4) -> None:
+    def __init__(self, utt_s: float = 0.4, final_s: float = 0.0) -> None:
         self.transcriber = None  # no ASR: no voice member shares an encoder pass
         self.utt_s = utt_s
+        self.final_s = final_s  # seconds each final "transcription" takes (a slow recogniser)
+        self.light = False  # shedding load: no partials
+        self.shed_partials = 0
+        self.shed_greedy = 0
+        self.dropped_open = 0
         self._buf: list[np.ndarray] = []
         self._t0: float | None = None
         self._partial_sent = False
@@ -45,7 +50,10 @@ class FakeSpeech:
         out: list[FakeEvent] = []
         if not self._partial_sent and t1 - self._t0 >= self.utt_s / 2:
             self._partial_sent = True
-            out.append(self._event(t1, final=False))
+            if self.light:
+                self.shed_partials += 1
+            else:
+                out.append(self._event(t1, final=False))
         if t1 - self._t0 >= self.utt_s:
             out.append(self._event(t1, final=True))
             self._buf, self._t0, self._partial_sent = [], None, False
@@ -53,6 +61,12 @@ class FakeSpeech:
 
     def finish(self) -> list[FakeEvent]:
         return []
+
+    def drop_open(self) -> bool:
+        was_open = self._t0 is not None
+        self.dropped_open += was_open
+        self._buf, self._t0, self._partial_sent = [], None, False
+        return was_open
 
     def insert_many(self, chunks: Sequence[AudioChunk]) -> list[FakeEvent]:
         self.batches.append(len(chunks))
@@ -63,6 +77,8 @@ class FakeSpeech:
         audio = np.concatenate(self._buf)
         if final:
             self.n += 1
+            if self.final_s:
+                time.sleep(self.final_s)
         text = f"line {self.n}" if final else "partial words"
         utt = Utterance(self._t0, t1, audio, final=final, wall_end=time.monotonic())
         return FakeEvent(utt, Transcript(self._t0, t1, text, partial=not final, wall=time.monotonic() + 0.01))
@@ -141,6 +157,7 @@ class FailingAudio:
 
     name = "broken microphone"
     sample_rate = 16000
+    paced = True
     ended = False
     overflows = 0
 
