@@ -416,14 +416,23 @@ def test_notes_line_names_every_restriction_once_grouped_by_model(window: MainWi
 
 
 def test_every_shortcut_the_docs_name_does_what_they_say(qtbot: object, window: MainWindow) -> None:
-    """Keys pressed on the real window: record, labels, notes, sessions, reload, about."""
+    """Keys pressed on the real window: record, labels, notes, sessions, reload, about, settings
+    (Ctrl+O, the source picker, in tests/test_source_settings.py: it needs a switchable window)."""
     calls: list[str] = []
     fake(window).recorder = None
     window.show()
     qtbot.waitExposed(window)  # type: ignore[attr-defined]
     window.windowHandle().requestActivate()  # window shortcuts fire only in the active window
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)  # type: ignore[attr-defined]
-    for name in ("toggle_recording", "edit_notes", "browse_sessions", "reload_fusion", "show_about"):
+    names = (
+        "toggle_recording",
+        "edit_notes",
+        "browse_sessions",
+        "reload_fusion",
+        "show_about",
+        "show_settings",
+    )
+    for name in names:
         setattr(window, name, lambda n=name: calls.append(n))
     # the actions were connected to the bound methods at construction: reconnect to the spies
     for act, name in (
@@ -432,6 +441,7 @@ def test_every_shortcut_the_docs_name_does_what_they_say(qtbot: object, window: 
         (window.sessions_action, "browse_sessions"),
         (window.reload_fusion_action, "reload_fusion"),
         (window.about_action, "show_about"),
+        (window.settings_action, "show_settings"),
     ):
         act.triggered.disconnect()
         act.triggered.connect(lambda _c=False, n=name: calls.append(n))
@@ -445,6 +455,7 @@ def test_every_shortcut_the_docs_name_does_what_they_say(qtbot: object, window: 
         "Ctrl+Shift+S": "browse_sessions",
         "Ctrl+R": "reload_fusion",
         "F1": "show_about",
+        "Ctrl+,": "show_settings",
     }
     for seq, name in keys.items():
         ks = QKeySequence(seq)[0]  # type: ignore[index]

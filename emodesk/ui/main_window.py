@@ -13,6 +13,8 @@ size that fits its screen and remembers its size and splitters (QSettings).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
     QGridLayout,
     QHBoxLayout,
     QInputDialog,
@@ -45,13 +48,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from emodesk.fusion.state import DEFAULT_CUTOFFS
 from emodesk.labels import LABELS
 from emodesk.types import ModalityScores
 from emodesk.ui.errors import ErrorReporter
 from emodesk.ui.live_timeline import SERIES_NAMES, WINDOWS_S, LiveTimeline, Utterance
+from emodesk.ui.preferences import Preferences, Smoother, load_preferences, save_preferences
 from emodesk.ui.render.strips import LABEL_COLORS
 from emodesk.ui.settings import app_settings, read_bool, read_int
+from emodesk.ui.source_picker import SourceChoice, SourceDialog
 from emodesk.ui.widgets import (
     ElidedLabel,
     FusedHeadline,
@@ -62,7 +66,10 @@ from emodesk.ui.widgets import (
 from emodesk.workers.live import LivePipeline
 from emodesk.workers.snapshot import LiveSnapshot
 
+log = logging.getLogger(__name__)
+
 REFRESH_MS = 33
+PipelineFactory = Callable[[SourceChoice, Preferences], LivePipeline]
 DEMO_BANNER_NO_CAMERA = "Demo mode: no camera found — playing the demo clip through the real pipeline"
 DEMO_BANNER = "Demo mode: playing the demo clip through the real pipeline"
 DEFAULT_SIZE = (1280, 800)
@@ -131,17 +138,28 @@ class MainWindow(QMainWindow):
         demo_banner: str | None = None,
         refresh_ms: int = REFRESH_MS,
         log_path: Path | None = None,
+        source: SourceChoice | None = None,
+        pipeline_factory: PipelineFactory | None = None,
+        asr_locked: str | None = None,
     ) -> None:
         super().__init__()
         self.pipeline = pipeline
+        self.source = source  # what the pipeline was opened on (None: not switchable)
+        self.pipeline_factory = pipeline_factory  # builds the pipeline for another source or settings
+        self.asr_locked = asr_locked  # --asr-model given on the command line: Settings leaves it alone
+        self.switches = 0
+        self._speech_restart_pending = False
         self.setWindowTitle("emodesk — live emotion read-out")
         self.setObjectName("emodesk-main")
         self.reporter = reporter or ErrorReporter(self, log_path=log_path)
         self.log_path = log_path
         self.last_snapshot: LiveSnapshot | None = None
+        self.shown_fused: np.ndarray | None = None  # the fused probabilities on screen (smoothed or not)
         self.refreshes = 0
-        self.staleness = dict(DEFAULT_CUTOFFS)  # media seconds; the fusion's own rule
         self.settings = app_settings()
+        self.prefs = load_preferences(self.settings)
+        self.staleness = dict(self.prefs.staleness)  # media seconds; the fusion's own rule by default
+        self.smoother = Smoother(self.prefs.smoothing_s)  # display only
         self._auto_split = True  # fit the video pane to the picture until the user drags the splitter
 
         central = QWidget()
@@ -218,10 +236,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self._status_bar()
-        pipeline.error.connect(self.reporter.report)
-        pipeline.finished.connect(self._on_finished)
+        self._connect(pipeline)
         self._watch_fusion()
         self._recording_controls()
+        self._source_controls()
         self._menus_and_toolbar()
         self._restore_layout()
         self._update_notes(pipeline.notes)  # known before the first frame: the line never pops in later
@@ -366,6 +384,8 @@ class MainWindow(QMainWindow):
     def _menus_and_toolbar(self) -> None:
         mb = self.menuBar()
         session = mb.addMenu("&Session")
+        session.addAction(self.source_action)
+        session.addSeparator()
         session.addAction(self.record_action)
         labels = session.addMenu("&Label")
         for act in self.label_actions:
@@ -379,6 +399,7 @@ class MainWindow(QMainWindow):
         session.addAction(quit_action)
         view = mb.addMenu("&View")
         view.addAction(self.reload_fusion_action)
+        view.addAction(self.settings_action)
         reset = QAction("Reset window layout", self)
         reset.triggered.connect(self.reset_layout)
         view.addAction(reset)
@@ -393,6 +414,7 @@ class MainWindow(QMainWindow):
         tb.setObjectName("session-toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.addAction(self.source_action)
         tb.addAction(self.record_action)
         tb.addSeparator()
         for act in self.label_actions:
@@ -426,6 +448,142 @@ class MainWindow(QMainWindow):
         )
         self.about_dialog = AboutDialog(text, self)
         self.about_dialog.show()
+
+    # ------------------------------------------------------------- sources and settings
+
+    def _connect(self, pipeline: LivePipeline) -> None:
+        pipeline.error.connect(self.reporter.report)
+        pipeline.finished.connect(self._on_finished)
+
+    def _source_controls(self) -> None:
+        self.source_action = QAction("S&ource…", self)
+        self.source_action.setShortcut(QKeySequence("Ctrl+O"))
+        self.source_action.setToolTip(
+            "Switch the camera, microphone or file while running (Ctrl+O)"
+            if self.pipeline_factory is not None
+            else "This window was started on a fixed source"
+        )
+        self.source_action.setEnabled(self.pipeline_factory is not None)
+        self.source_action.triggered.connect(self.pick_source)
+        self.addAction(self.source_action)
+        self.settings_action = QAction("Se&ttings…", self)
+        self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.settings_action.setToolTip("Recogniser, voice detector, staleness, smoothing, sessions folder")
+        self.settings_action.triggered.connect(self.show_settings)
+        self.addAction(self.settings_action)
+
+    def source_dialog(self, **kwargs: object) -> SourceDialog:
+        """The source picker over the running source (not shown; ``pick_source`` shows it)."""
+        frame = self.last_snapshot.frame if self.last_snapshot is not None else None
+        size = (int(frame.image.shape[1]), int(frame.image.shape[0])) if frame is not None else None
+        return SourceDialog(
+            self.source,
+            self,
+            current_size=size,
+            recording=self.pipeline.recorder is not None,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def pick_source(self) -> None:
+        """Show the source picker (window-modal, the live view keeps running behind it)."""
+        dialog = self.source_dialog()
+        self.picker = dialog
+        dialog.accepted.connect(lambda: self._source_chosen(dialog))
+        dialog.open()
+
+    def _source_chosen(self, dialog: SourceDialog) -> None:
+        choice = dialog.choice()
+        if choice is not None and choice != self.source:
+            self.switch_source(choice)
+
+    def switch_source(self, choice: SourceChoice, *, reason: str = "") -> bool:
+        """Stop the running pipeline and start one on ``choice`` (keeping the models' settings).
+
+        Refused while recording (a session keeps one source). The new pipeline is
+        built before the old one stops: a file that cannot be played is reported
+        and the running source goes on, so nothing is lost.
+        """
+        from emodesk.errors import DeviceError, InputError
+
+        if self.pipeline_factory is None:
+            self.statusBar().showMessage("this window was started on a fixed source", 5000)
+            return False
+        if self.pipeline.recorder is not None:
+            self.statusBar().showMessage("stop the recording before switching the source", 6000)
+            return False
+        try:
+            new = self.pipeline_factory(choice, self.prefs)
+        except (InputError, DeviceError) as e:
+            self.reporter.report(f"cannot switch to {choice.describe()}: {e}", level=logging.WARNING)
+            return False
+        old = self.pipeline
+        old.error.disconnect(self.reporter.report)
+        old.finished.disconnect(self._on_finished)
+        joined = old.stop()
+        if not joined:
+            log.warning("a worker of the previous source did not stop in time")
+        self.pipeline = new
+        self.source = choice
+        self.switches += 1
+        self._connect(new)
+        self._reset_views()
+        if choice.spec == "demo":
+            self.banner.setText(DEMO_BANNER)
+            self.banner.setVisible(True)
+        elif self.banner.isVisible():
+            self.banner.setVisible(False)
+        self._update_notes(new.notes)
+        new.start()
+        log.info("switched to %s%s", choice.describe(), f" ({reason})" if reason else "")
+        self.statusBar().showMessage(
+            f"now showing {choice.describe()}{f' ({reason})' if reason else ''}", 6000
+        )
+        return True
+
+    def _reset_views(self) -> None:
+        """A new source starts its own media clock: no score of the old one stays on screen."""
+        self.last_snapshot = None
+        self.smoother.reset()
+        self.timeline.clear()
+        self.video.set_frame(None, ())
+        self.video.set_placeholder("opening the source…")
+        self.transcript.set_transcripts((), None, -1, scores=())
+        self._auto_split = self._auto_split or self.settings.value("window/top_split") is None
+
+    def settings_dialog(self) -> QDialog:
+        from emodesk.resources import sessions_dir
+        from emodesk.ui.settings_dialog import SettingsDialog
+
+        return SettingsDialog(self.prefs, self, asr_locked=self.asr_locked, default_folder=sessions_dir())
+
+    def show_settings(self) -> None:
+        from emodesk.ui.settings_dialog import SettingsDialog
+
+        dialog = self.settings_dialog()
+        assert isinstance(dialog, SettingsDialog)
+        self.settings_window = dialog
+        dialog.accepted.connect(lambda: self.apply_preferences(dialog.preferences()))
+        dialog.open()
+
+    def apply_preferences(self, prefs: Preferences) -> None:
+        """Persist ``prefs``; the display ones apply at once, the speech ones restart the speech path
+        on the same source (after the recording, if one is running)."""
+        before = self.prefs
+        self.prefs = prefs
+        save_preferences(self.settings, prefs)
+        self.staleness = dict(prefs.staleness)
+        self.smoother = Smoother(prefs.smoothing_s)
+        self.sessions_dir = prefs.sessions_dir()
+        if prefs.speech_key() == before.speech_key():
+            self.statusBar().showMessage("settings saved", 4000)
+            return
+        if self.source is None or self.pipeline_factory is None:
+            self.statusBar().showMessage("speech settings saved: they apply at the next start", 8000)
+        elif self.pipeline.recorder is not None:
+            self._speech_restart_pending = True
+            self.statusBar().showMessage("speech settings saved: they apply when this recording stops", 8000)
+        else:
+            self.switch_source(self.source, reason="new speech settings")
 
     # ------------------------------------------------------------- fusion weights
 
@@ -509,7 +667,7 @@ class MainWindow(QMainWindow):
             self.label_group.addAction(act)
             self.addAction(act)
             self.label_actions.append(act)
-        self.sessions_dir: Path | None = None  # default: <user data>/emodesk/sessions
+        self.sessions_dir = self.prefs.sessions_dir()  # None: <user data>/emodesk/sessions
         self.last_session: Path | None = None
 
     def toggle_recording(self) -> None:
@@ -518,6 +676,12 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"session saved: {self.last_session}", 15000)
             self.record_action.setText("Record")
             self.record_action.setToolTip("Start recording a session (Ctrl+Shift+R)")
+            if self._speech_restart_pending and self.source is not None:
+                self._speech_restart_pending = False
+                self.switch_source(self.source, reason="new speech settings")
+                self.statusBar().showMessage(
+                    f"session saved: {self.last_session}; speech path restarted with the new settings", 15000
+                )
         else:
             from emodesk.recording.writer import RecordingError
             from emodesk.resources import sessions_dir
@@ -629,7 +793,7 @@ class MainWindow(QMainWindow):
 
         self.timeline.append(
             snap.t,
-            snap.fused.probs if snap.fused is not None else None,
+            self.shown_fused if snap.fused is not None else None,
             fresh(self.face_panel),
             fresh(self.voice_panel),
             fresh(self.text_panel),
@@ -708,15 +872,21 @@ class MainWindow(QMainWindow):
         f = snap.fused
         why = ", ".join(f"{k} {v}" for k, v in states.items() if v != "ok")
         if f is None:
+            self.smoother.reset()
+            self.shown_fused = None
             self.headline.set_fused(None)
             self.fused_panel.set_message("nothing fresh to fuse", why)
             return
         kinds = self._member_kinds(snap)
         mods = [kinds.get(m, "") for m in f.members]
-        self.headline.set_fused(f.probs, f.members, f.weights, [m for m in mods if m])
+        probs = self.smoother(snap.t if snap.t is not None else f.t, f.probs)
+        assert probs is not None
+        self.shown_fused = probs
+        self.headline.set_fused(probs, f.members, f.weights, [m for m in mods if m])
         track = f" · face #{f.track}" if f.track is not None else ""
         left_out = f" · left out: {why}" if why else ""
-        self.fused_panel.set_probs(f.probs, f"{len(f.members)} member(s){track}{left_out}")
+        smooth = f" · smoothed {self.smoother.tau_s:g} s" if self.smoother.tau_s > 0 else ""
+        self.fused_panel.set_probs(probs, f"{len(f.members)} member(s){track}{left_out}{smooth}")
         self.fused_panel.caption.set_tooltip(
             "\n".join(f"{m}: weight {f.weights[m]:.3f}" if m in f.weights else m for m in f.members)
         )

@@ -61,6 +61,8 @@ class LivePipeline(QObject):
         *,
         device: Device = "auto",
         asr_model: str | None = None,
+        language: str = "en",
+        vad_threshold: float | None = None,
         face_loader: FaceLoader | None = None,
         speech_loader: SpeechLoader | None = None,
         fusion: FusionConfig | None = None,
@@ -85,7 +87,9 @@ class LivePipeline(QObject):
         # analyze and the unpaced bench do not use this class and never shed
         self.shed_load = shed_load
         self._face_loader = face_loader or default_face_loader(device)
-        self._speech_loader = speech_loader or default_speech_loader(asr_model=asr_model, device=device)
+        self._speech_loader = speech_loader or default_speech_loader(
+            asr_model=asr_model, device=device, language=language, vad_threshold=vad_threshold
+        )
         self._hub: LockedFusionState | None = None
         self._recorder: SessionRecorder | None = None
         self.video_worker: VideoCaptureWorker | None = None
@@ -112,6 +116,8 @@ class LivePipeline(QObject):
         loop: bool = False,
         device: Device = "auto",
         asr_model: str | None = None,
+        language: str = "en",
+        vad_threshold: float | None = None,
         rotate_face_members: bool = True,
         reuse_face_boxes_s: float | None = None,
         parent: QObject | None = None,
@@ -121,7 +127,15 @@ class LivePipeline(QObject):
         face_loader = default_face_loader(
             device, rotate=rotate_face_members, reuse_boxes_s=reuse_face_boxes_s
         )
-        return cls(sources, device=device, asr_model=asr_model, face_loader=face_loader, parent=parent)
+        return cls(
+            sources,
+            device=device,
+            asr_model=asr_model,
+            language=language,
+            vad_threshold=vad_threshold,
+            face_loader=face_loader,
+            parent=parent,
+        )
 
     # ------------------------------------------------------------ control
 

@@ -70,7 +70,12 @@ def _unavailable(modality: str, reason: str) -> SlotStatus:
 
 
 def default_speech_loader(
-    *, asr_model: str | None = None, device: Device = "auto", partial_interval_s: float | None = 1.0
+    *,
+    asr_model: str | None = None,
+    device: Device = "auto",
+    partial_interval_s: float | None = 1.0,
+    language: str = "en",
+    vad_threshold: float | None = None,
 ) -> SpeechLoader:
     """Loads VAD + ASR + voice/text members; called inside the speech thread."""
 
@@ -78,7 +83,11 @@ def default_speech_loader(
         from emodesk.pipeline.models import load_speech_processor, load_utterance_scorers
 
         speech, statuses = load_speech_processor(
-            asr_model=asr_model, device=device, partial_interval_s=partial_interval_s
+            asr_model=asr_model,
+            device=device,
+            partial_interval_s=partial_interval_s,
+            language=language,
+            vad_threshold=vad_threshold,
         )
         if speech is None:
             reason = "; ".join(s.message for s in statuses if not s.ok)
