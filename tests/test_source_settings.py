@@ -392,3 +392,33 @@ def test_threads_of_a_camera_probe_end(qtbot: object) -> None:
     assert sum("opening it to read its resolution" in e for e in d.entries()) == 2
     gate.set()
     qtbot.waitUntil(lambda: all("640×480" in e for e in d.entries() if e.startswith("Camera")))  # type: ignore[attr-defined]
+
+
+def test_the_sessions_browser_opens_any_folder_and_remembers_it(qtbot: object, tmp_path: Path) -> None:
+    from emodesk.recording.writer import SessionMeta, SessionWriter
+    from emodesk.ui.sessions_dialog import SessionsDialog, recent_folders
+
+    def record(parent: Path) -> Path:
+        w = SessionWriter(parent, SessionMeta(source="synthetic"))
+        path = w.start(0.0)
+        w.add_audio(np.zeros(16000, np.float32), 0.0)
+        w.stop(1.0)
+        return path
+
+    default, study = tmp_path / "default", tmp_path / "study-out"
+    default.mkdir()
+    made = record(study)  # e.g. emodesk record --out study-out
+    s = app_settings()
+    d = SessionsDialog(default, settings=s)
+    qtbot.addWidget(d)  # type: ignore[attr-defined]
+    assert d.table.rowCount() == 0
+    d.open_folder(study)
+    assert d.table.rowCount() == 1 and d.table.item(0, 0).text() == made.name
+    assert "study-out" in d.windowTitle()
+    assert recent_folders(app_settings())[:2] == [study, default]
+    again = SessionsDialog(default, settings=app_settings())  # the next time, the folder is offered
+    qtbot.addWidget(again)  # type: ignore[attr-defined]
+    offered = [again.folders.itemData(i) for i in range(again.folders.count())]
+    assert offered == [str(default), str(study)]
+    again.folders.setCurrentIndex(1)
+    assert again.table.rowCount() == 1

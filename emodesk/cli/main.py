@@ -208,10 +208,17 @@ def cmd_models(argv: Sequence[str]) -> int:
         from emodesk.cli.common import guarded
 
         return guarded(lambda a: _models_lock_cmd(argv[0], a), list(argv[1:]), f"models {argv[0]}")
+    if argv and argv[0] in ("sets", "use", "prune"):
+        from emodesk.cli.common import guarded
+
+        return guarded(lambda a: _model_sets_cmd(argv[0], a), list(argv[1:]), f"models {argv[0]}")
     argparse.ArgumentParser(
         prog="emodesk models",
         description="List installed models. 'emodesk models verify [DIR...]' checks model sets against "
-        "their lock (exit 1 on a mismatch); 'emodesk models lock DIR' records a folder's files as they are.",
+        "their lock (exit 1 on a mismatch); 'emodesk models lock DIR' records a folder's files as they are; "
+        "'emodesk models sets' lists the model sets retrain made (the active one starred), "
+        "'emodesk models use VERSION|shipped' switches, 'emodesk models prune [--keep N] [--dry-run]' "
+        "deletes inactive ones.",
     ).parse_args(argv)
     import shutil
     import textwrap
@@ -239,13 +246,39 @@ def cmd_models(argv: Sequence[str]) -> int:
             value = met.get("accuracy") if isinstance(met, dict) else None
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 accs.append(f"{name}: acc {value:.3f}")
-        print(f"{m.modality:14s} {m.id}")
+        adapted = m.source.get("fine_tuned") if isinstance(m.source, dict) else None
+        mark = " (adapted to your sessions by emodesk retrain)" if adapted else ""
+        print(f"{m.modality:14s} {m.id}{mark}")
         # the license in full (a model's terms are never cut); the measured accuracies, every one
         print(wrapped("license: ", m.license))
         if accs:
             print(wrapped("measured: ", "; ".join(accs)))
         if m.usage:
             print(wrapped("! ", m.usage))
+    return 0
+
+
+def _model_sets_cmd(cmd: str, argv: Sequence[str]) -> int:
+    from emodesk.fusion import model_sets as ms
+
+    p = argparse.ArgumentParser(prog=f"emodesk models {cmd}")
+    if cmd == "use":
+        p.add_argument("version", metavar="VERSION|shipped", help="a set `emodesk models sets` lists")
+    if cmd == "prune":
+        p.add_argument("--keep", type=int, default=1, metavar="N", help="inactive sets to keep, newest (1)")
+        p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    args = p.parse_args(argv)
+    if cmd == "sets":
+        print(f"model sets in {ms.models_root()} (* active):")
+        for s in ms.list_sets():
+            print(s.summary())
+        return 0
+    if cmd == "use":
+        print(f"active model set: {ms.use_set(args.version)}")
+        return 0
+    gone = ms.prune(args.keep, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(gone)} model set(s){': ' + ', '.join(gone) if gone else ''}")
     return 0
 
 

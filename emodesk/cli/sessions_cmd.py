@@ -110,7 +110,9 @@ def cmd_sessions(argv: Sequence[str]) -> int:
     lb.add_argument("path")
     lb.add_argument("label", help="a canonical label or alias, or none to clear")
     lb.add_argument("--from", dest="t0", type=float, required=True, metavar="S", help="media seconds")
-    lb.add_argument("--to", dest="t1", type=float, required=True, metavar="S", help="media seconds")
+    lb.add_argument(
+        "--to", dest="t1", required=True, metavar="S|end", help="media seconds, or end: to the session's end"
+    )
     ex = sub.add_parser("export", help="unimodal and paired manifests of the labeled parts")
     ex.add_argument("path")
     ex.add_argument("--out", required=True, metavar="DIR")
@@ -152,8 +154,16 @@ def cmd_sessions(argv: Sequence[str]) -> int:
         from emodesk.recording.session import relabel
 
         lab = None if args.label.strip().lower() in ("none", "-", "") else args.label
-        changes = relabel(path, args.t0, args.t1, lab)
-        print(f"{path.name}: {lab or 'no label'} on {args.t0:g}–{args.t1:g} s; {len(changes)} label changes")
+        if args.t1.strip().lower() == "end":
+            t1 = None
+        else:
+            try:
+                t1 = float(args.t1)
+            except ValueError:
+                raise UsageError(f"--to {args.t1}: give media seconds or end") from None
+        changes = relabel(path, args.t0, t1, lab)
+        end_text = "the end" if t1 is None else f"{t1:g} s"
+        print(f"{path.name}: {lab or 'no label'} on {args.t0:g} s – {end_text}; {len(changes)} label changes")
         return 0
     from emodesk.recording.export import export_session
 
@@ -166,16 +176,24 @@ def cmd_sessions(argv: Sequence[str]) -> int:
 def cmd_retrain(argv: Sequence[str]) -> int:
     p = Parser(
         prog="emodesk retrain",
-        description="Re-optimise the fusion weights on your labeled sessions (split by session), compare "
-        "with the active set on held-out sessions, and install the new set only if it is better beyond "
-        "the bootstrap noise. --rollback restores the previous set.",
+        description="Adapt the model set to your labeled sessions and install it only if it is better. "
+        "Each session sits on one side of a fixed split, kept across runs and seeds: on the adapt "
+        "sessions the voice members' heads are re-fitted and the face and text members get a new output "
+        "layer; on the fusion sessions, which the adapted members never saw, the fusion weights are "
+        "searched (Aquila Optimizer); on the held-out sessions the active set and the new one are "
+        "compared, never on a session that trained the active set. The new set is installed only if its "
+        "fused macro-F1 is higher beyond the bootstrap noise. Exit status: 0 installed, 3 evaluated but "
+        "not installed, 1 failure (too little data included), 2 bad usage. --rollback restores the "
+        "previous set.",
     )
     p.add_argument("--sessions", nargs="+", metavar="DIR", help="sessions, or folders of sessions")
     p.add_argument(
         "--base-data", metavar="DIR", help="mix a RAVDESS-layout folder into the voice fine-tuning"
     )
     p.add_argument("--optimizer", default="ao", choices=("ao", "ao-levy-ls", "de", "pso", "random"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="the optimizer's and the bootstrap's (never the split's)"
+    )
     p.add_argument("--min-rows", type=int, default=20, help="labeled utterances needed (default 20)")
     p.add_argument("--rollback", action="store_true", help="make the previous model set active again")
     p.add_argument("--no-fine-tune", action="store_true", help="re-optimise the fusion weights only")
@@ -198,10 +216,15 @@ def cmd_retrain(argv: Sequence[str]) -> int:
         fine_tune=not args.no_fine_tune,
         log=lambda m: print(f"emodesk: {m}", file=sys.stderr, flush=True),
     )
-    print(
-        f"sessions: train {', '.join(r.sessions['train'])} ({r.rows['train']} utterances); "
-        f"held out {', '.join(r.sessions['held_out'])} ({r.rows['held_out']})"
-    )
+    for side, name in (("adapt", "adapt"), ("fusion", "fusion"), ("held_out", "held out")):
+        print(f"{name}: {', '.join(r.sessions[side]) or 'none'} ({r.rows[side]} utterances)")
+    if r.left_out:
+        print(f"left out of the verdict (they trained the active set): {', '.join(r.left_out)}")
+    if r.coverage is not None:
+        print(r.coverage.table())
+        for w in r.coverage.warnings:
+            print(f"warning: {w}")
+    print(f"fusion weights: {r.fusion_rule}")
     print(f"{'held-out macro-F1':24s} {'active':>8s} {'new':>8s}")
     for k in r.old:
         print(f"{k:24s} {r.old[k]:8.3f} {r.new.get(k, float('nan')):8.3f}")
@@ -209,7 +232,7 @@ def cmd_retrain(argv: Sequence[str]) -> int:
         print(f"fused gain 95% interval: [{r.diff_ci95[0]:+.3f}, {r.diff_ci95[1]:+.3f}]")
     print(r.fine_tuned)
     print(r.reason)
-    return 0
+    return 0 if r.installed else rt.EXIT_NOT_INSTALLED
 
 
 def main(argv: Sequence[str] | None, cmd: str) -> int:

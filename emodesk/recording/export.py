@@ -67,7 +67,10 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
     sid = files.safe_name(str(doc.get("id", f.name)))
     changes = read_labels(f)
     if not any(c.get("label") for c in changes):
-        raise InputError(f"{f} has no labels to export; label it first (hotkeys 1–7 while recording)")
+        raise InputError(
+            f"{f} has no labels to export; label it first: emodesk sessions label "
+            f"{f} LABEL --from S --to S|end (or keys 1–7 while recording in the window)"
+        )
     records = read_records(f)
     faces = sorted(
         ((float(r["t"]), r["box"]) for r in records if r.get("kind") == "face" and r.get("box")),

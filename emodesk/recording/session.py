@@ -451,22 +451,40 @@ def _inspect_or_report(folder: Path) -> SessionReport:
         return rep
 
 
-def relabel(folder: Path | str, t0: float, t1: float, label: str | None) -> list[dict[str, Any]]:
+END_SLACK_S = 0.05  # a span may end this far past the session's end (rounding of typed times)
+
+
+def relabel(folder: Path | str, t0: float, t1: float | None, label: str | None) -> list[dict[str, Any]]:
     """Set ``label`` (None: no label) on media time [t0, t1) after the fact; the rest is kept.
 
-    Rewrites ``labels.jsonl`` atomically: changes before ``t0`` stay, the span
-    gets one change at ``t0``, the label that was in force at ``t1`` resumes
-    there, and later changes stay. Refused while the session is being recorded.
+    ``t1`` None: to the session's end. Rewrites ``labels.jsonl`` atomically:
+    changes before ``t0`` stay, the span gets one change at ``t0``, the label
+    that was in force at ``t1`` resumes there, and later changes stay. Refused
+    while the session is being recorded, and for times outside the session.
     """
     from emodesk.labels import canonical_label
     from emodesk.recording.writer import labels_at
 
     f = Path(folder)
-    if not MAX_T >= t1 > t0 >= 0:
-        raise InputError(f"need 0 <= FROM < TO <= {MAX_T:g} seconds, got {t0} and {t1}")
     doc = read_session_json(f)
     if doc.get("state") == "recording" and _alive(f, doc):
         raise InputError(f"{f} is being recorded right now; relabel it after it stops")
+    raw_start, raw_end = doc.get("start_t"), doc.get("end_t")
+    start = float(raw_start) if raw_start is not None and _finite(raw_start) else 0.0
+    end = float(raw_end) if raw_end is not None and _finite(raw_end) else None
+    if t1 is None:
+        if end is None:
+            raise InputError(
+                f"{f} records no end time, so --to end is unknown; run emodesk sessions repair {f}"
+            )
+        t1 = end
+    if not MAX_T >= t1 > t0 >= 0:
+        raise InputError(f"need 0 <= FROM < TO <= {MAX_T:g} seconds, got {t0} and {t1}")
+    if end is not None and (t1 > end + END_SLACK_S or t0 < start - END_SLACK_S):
+        raise InputError(
+            f"{f.name} runs from {start:g} to {end:g} s (media time); {t0:g}–{t1:g} s lies outside it "
+            "(use --to end for the rest of the session)"
+        )
     name = None if label is None else canonical_label(label)
     objs, bad, torn = read_jsonl(f / LABELS_FILE)
     if bad or torn:

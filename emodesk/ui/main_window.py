@@ -700,7 +700,9 @@ class MainWindow(QMainWindow):
         from emodesk.resources import sessions_dir
         from emodesk.ui.sessions_dialog import SessionsDialog
 
-        self.sessions_dialog = SessionsDialog(self.sessions_dir or sessions_dir(), self)
+        self.sessions_dialog = SessionsDialog(
+            self.sessions_dir or sessions_dir(), self, settings=self.settings
+        )
         self.sessions_dialog.show()
 
     def label_hotkey(self, key: int) -> None:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QFileDialog,
     QHBoxLayout,
@@ -25,15 +27,47 @@ from emodesk.recording.session import SessionReport, list_sessions, repair_sessi
 from emodesk.ui.timeline import ERRORS, LabelTimelineDialog
 
 COLUMNS = ("session", "state", "duration", "frames", "audio", "label changes", "notes", "problems")
+RECENT_KEY = "sessions/folders"
+MAX_RECENT = 8
+
+
+def recent_folders(settings: QSettings | None) -> list[Path]:
+    """Session folders opened before, most recent first (those still there)."""
+    if settings is None:
+        return []
+    raw = settings.value(RECENT_KEY, [])
+    items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else []
+    return [Path(str(x)) for x in items if str(x) and Path(str(x)).is_dir()][:MAX_RECENT]
 
 
 class SessionsDialog(QDialog):
-    def __init__(self, parent_dir: Path, parent: QWidget | None = None) -> None:
+    """Sessions of one folder (the default one, any folder opened here, or one recorded with --out);
+    the folders opened are remembered in ``settings``."""
+
+    def __init__(
+        self, parent_dir: Path, parent: QWidget | None = None, *, settings: QSettings | None = None
+    ) -> None:
         super().__init__(parent)
         self.parent_dir = parent_dir
-        self.setWindowTitle(f"Sessions — {parent_dir}")
+        self.settings = settings
         self.resize(900, 360)
         lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Folder:"))
+        self.folders = QComboBox()
+        self.folders.setObjectName("sessions-folders")
+        self.folders.setMinimumContentsLength(40)
+        for f in dict.fromkeys([parent_dir, *recent_folders(settings)]):
+            self.folders.addItem(str(f), str(f))
+        self.folders.currentIndexChanged.connect(
+            lambda _i: self.open_folder(Path(self.folders.currentData()))
+        )
+        top.addWidget(self.folders, 1)
+        browse = QPushButton("Open folder…")
+        browse.setToolTip("List the sessions of another folder (e.g. one recorded with emodesk record --out)")
+        browse.clicked.connect(self._choose_folder)
+        top.addWidget(browse)
+        lay.addLayout(top)
         self.info = QLabel("")
         lay.addWidget(self.info)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -59,7 +93,31 @@ class SessionsDialog(QDialog):
         lay.addLayout(row)
         self.reports: list[SessionReport] = []
         self.labels_dialog: LabelTimelineDialog | None = None
+        self.open_folder(parent_dir)
+
+    def open_folder(self, folder: Path) -> None:
+        """List ``folder``'s sessions and remember it (first in the list)."""
+        self.parent_dir = folder
+        self.setWindowTitle(f"Sessions — {folder}")
+        self.folders.blockSignals(True)  # inserting moves the current index: no re-entry
+        try:
+            i = self.folders.findData(str(folder))
+            if i < 0:
+                self.folders.insertItem(0, str(folder), str(folder))
+                i = 0
+            self.folders.setCurrentIndex(i)
+        finally:
+            self.folders.blockSignals(False)
+        if self.settings is not None and folder.is_dir():
+            keep = [str(folder), *(str(f) for f in recent_folders(self.settings) if f != folder)]
+            self.settings.setValue(RECENT_KEY, keep[:MAX_RECENT])
+            self.settings.sync()
         self.refresh()
+
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Sessions folder", str(self.parent_dir))
+        if path:
+            self.open_folder(Path(path))
 
     def refresh(self) -> None:
         self.reports = list_sessions(self.parent_dir) if self.parent_dir.is_dir() else []

@@ -5,12 +5,20 @@ What this version does, honestly scoped:
 1. Takes every session under the given folders; each must pass ``sessions
    check`` (repair first otherwise).
 2. Exports each session's labeled utterances as paired rows (face crop at the
-   utterance's midpoint, its audio, its words) and splits **by session**:
-   about 30% of the sessions (at least one) are held out, never by frame.
-3. Scores every row with every installed member, then re-optimises the
-   fusion weights with the Aquila Optimizer (or ``--optimizer``) on the
-   training sessions' rows (objective of :mod:`emodesk.fusion.search`).
-4. Compares the active set and the new one on the held-out sessions: the new
+   utterance's midpoint, its audio, its words) and puts each session on one
+   side of a **fixed three-way split** (:mod:`emodesk.lab.retrain.split`):
+   *adapt* (the members are fitted here), *fusion* (the weights are searched
+   here, on rows the adapted members never saw) and *held out* (the verdict).
+   A session keeps its side across runs and seeds; new sessions are assigned.
+3. Scores every row with every installed member, adapts the members on the
+   adapt sessions, then searches the fusion weights with the Aquila Optimizer
+   (or ``--optimizer``) on the fusion sessions (objective of
+   :mod:`emodesk.fusion.search`). Too few fusion rows, or a search that finds
+   nothing better than balanced weights (each modality a third), gives the
+   balanced weights, said so and recorded.
+4. Compares the active set and the new one on the held-out sessions — never on
+   a session that trained the active set (its ``fusion.json`` records them):
+   those are left out of the verdict, and with none left it refuses. The new
    set is installed only if its fused macro-F1 is higher by more than the
    bootstrap noise (the 95% interval of the paired difference, 1,000 row
    resamples, lies above 0) and no modality is worse by more than 2 points.
@@ -30,29 +38,36 @@ data.
 from __future__ import annotations
 
 import json
-import logging
-import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emodesk.errors import EmodeskError, InputError, ModelError
+from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
-from emodesk.fusion.config import write_fusion_json
+from emodesk.fusion.model_sets import install_set, models_root, rollback  # noqa: F401  (re-exported)
 from emodesk.fusion.paired import PairedRow, load_paired_manifest
 from emodesk.fusion.search import FusionProblem, MemberScores, fused_probs, fusion_document, optimize_weights
-from emodesk.inference.lock import LOCK_FILE, verify_folder, write_lock
+from emodesk.lab.retrain.coverage import Coverage, coverage
+from emodesk.lab.retrain.split import (
+    FUSION,
+    TRAINING_SIDES,
+    assign,
+    by_side,
+    load_split,
+    save_split,
+    session_key,
+)
 
 MIN_SESSIONS = 2
 MIN_ROWS = 20
 MIN_HELDOUT_ROWS = 5
+MIN_FUSION_ROWS = 10  # fewer fusion-side utterances than this: balanced weights, not a search
 MAX_MODALITY_DROP = 0.02
+EXIT_NOT_INSTALLED = 3  # ``emodesk retrain``: evaluated, not installed (0 installed, 1 failure, 2 usage)
 
 
 class TooLittleData(EmodeskError):
@@ -67,9 +82,12 @@ class RetrainResult:
     old: dict[str, float] = field(default_factory=dict)
     new: dict[str, float] = field(default_factory=dict)
     diff_ci95: tuple[float, float] | None = None
-    sessions: dict[str, list[str]] = field(default_factory=dict)
+    sessions: dict[str, list[str]] = field(default_factory=dict)  # adapt / fusion / held_out
     rows: dict[str, int] = field(default_factory=dict)
     fine_tuned: str = ""
+    fusion_rule: str = ""  # how the weights were found (searched on N rows, or the fallback and why)
+    left_out: list[str] = field(default_factory=list)  # held-out sessions that trained the active set
+    coverage: Coverage | None = None
 
 
 def find_sessions(paths: Sequence[Path | str]) -> list[Path]:
@@ -90,17 +108,18 @@ def _paired_rows(sessions: Sequence[Path], work: Path) -> dict[str, list[PairedR
 
     rows: dict[str, list[PairedRow]] = {}
     for s in sessions:
+        key = session_key(s)
         rep = check_session(s)
         if not rep.ok:
             raise InputError(f"{s}: {'; '.join(rep.problems)} (run emodesk sessions repair {s} first)")
-        out = work / s.name
+        out = work / key
         try:
             export_session(s, out)
         except InputError:  # no labels: contributes nothing
             continue
         paired = out / "paired.csv"
         if paired.stat().st_size and len(paired.read_text(encoding="utf-8").splitlines()) > 1:
-            rows[s.name] = load_paired_manifest(paired)
+            rows[key] = load_paired_manifest(paired)
     return rows
 
 
@@ -236,17 +255,31 @@ def _adapt_members(
     return MemberScores(scores.ids, scores.modalities, tuple(sha), P, scores.y), files, done
 
 
+def active_training_sessions() -> set[str]:
+    """The sessions the active model set was fitted or searched on (its ``fusion.json`` says)."""
+    from emodesk.fusion.config import load_active_fusion
+
+    raw = load_active_fusion().raw or {}
+    sides = raw.get("data", {}).get("sessions", {}) if isinstance(raw.get("data"), dict) else {}
+    if not isinstance(sides, dict):
+        return set()
+    return {str(k) for side in TRAINING_SIDES for k in sides.get(side, []) or []}
+
+
 def retrain(
     session_paths: Sequence[Path | str],
     *,
     optimizer: str = "ao",
     seed: int = 0,
     holdout: float = 0.3,
+    fusion_share: float = FUSION,
     min_rows: int = MIN_ROWS,
     base_data: Path | None = None,
     fine_tune: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> RetrainResult:
+    """Adapt, search, compare and maybe install (module docstring); ``seed`` drives the optimizer and
+    the bootstrap, never the split."""
     from emodesk.fusion.config import load_active_fusion
     from emodesk.fusion.search import ScoreCache, score_paired
     from emodesk.inference.members import MEMBER_MODALITIES
@@ -257,52 +290,163 @@ def retrain(
             f"--base-data {base_data}: only a RAVDESS-layout folder (for the voice member) is supported"
         )
     sessions = find_sessions(session_paths)
+    folders: dict[str, Path] = {}
+    for s in sessions:
+        key = session_key(s)
+        if key in folders and folders[key].resolve() != s.resolve():
+            raise InputError(f"{s} and {folders[key]} are the same session ({key}): pass one of them")
+        folders[key] = s
     with tempfile.TemporaryDirectory(prefix="emodesk-retrain-") as tmp:
         work = Path(tmp)
-        per_session = _paired_rows(sessions, work)
+        per_session = _paired_rows(list(folders.values()), work)
         total = sum(len(r) for r in per_session.values())
         if len(per_session) < MIN_SESSIONS or total < min_rows:
             raise TooLittleData(
                 f"too little labeled data to learn from: {len(per_session)} labeled session(s) of "
                 f"{len(sessions)}, {total} labeled utterance(s); need at least {MIN_SESSIONS} sessions and "
-                f"{min_rows} labeled utterances (record more, label with 1–7 while recording)"
+                f"{min_rows} labeled utterances (record more; label them with `emodesk sessions label "
+                "SESSION --from S --to S LABEL`, or 1–7 while recording in the window)"
             )
-        names = sorted(per_session)
-        order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-        n_hold = max(1, round(holdout * len(order)))
-        held, train = sorted(order[:n_hold]), sorted(order[n_hold:])
-        rows = [r for s in train + held for r in per_session[s]]
-        groups = [s for s in train + held for _ in per_session[s]]
-        is_held = np.array([g in held for g in groups])
-        if is_held.sum() < MIN_HELDOUT_ROWS:
+        known = load_split(models_root())
+        sides = assign(sorted(per_session), known, holdout=holdout, fusion=fusion_share)
+        if any(k not in known for k in sides):
+            save_split(models_root(), {**known, **sides}, holdout=holdout, fusion=fusion_share)
+        parts = by_side(sides)
+        order = parts["adapt"] + parts["fusion"] + parts["held_out"]
+        rows = [r for k in order for r in per_session[k]]
+        groups = [k for k in order for _ in per_session[k]]
+        side_of = np.array([sides[g] for g in groups])
+        is_adapt, is_fusion, is_held = (side_of == "adapt"), (side_of == "fusion"), (side_of == "held_out")
+        trained_active = active_training_sessions()
+        left_out = [k for k in parts["held_out"] if k in trained_active]
+        is_verdict = is_held & ~np.isin(np.asarray(groups), left_out)
+        counts = ", ".join(f"{side} {len(parts[side])}" for side in ("adapt", "fusion", "held_out"))
+        counts = f"sessions: {counts}"
+        if not parts["adapt"]:
+            raise TooLittleData(f"no session on the adapt side ({counts}): record more sessions")
+        if is_verdict.sum() < MIN_HELDOUT_ROWS:
+            why = (
+                f"; left out of the verdict because they trained the active set: {', '.join(left_out)}"
+                if left_out
+                else ""
+            )
             raise TooLittleData(
-                f"too little held-out data: {int(is_held.sum())} utterance(s) in the held-out session(s) "
-                f"{held}; need {MIN_HELDOUT_ROWS}"
+                f"too little held-out data: {int(is_verdict.sum())} utterance(s) in the held-out session(s) "
+                f"{parts['held_out']}{why}; need {MIN_HELDOUT_ROWS} ({counts}). Record more sessions: new "
+                "ones are assigned to the sides that need them"
             )
+        cov = coverage(folders, per_session, sides)
         members = sorted(
             (m for m in installed_manifests().values() if m.modality in MEMBER_MODALITIES), key=lambda m: m.id
         )
         if log:
-            log(f"{len(rows)} labeled utterances from {len(names)} sessions; held out: {', '.join(held)}")
+            log(
+                f"{len(rows)} labeled utterances from {len(per_session)} sessions; adapt: "
+                f"{', '.join(parts['adapt'])}; fusion: {', '.join(parts['fusion']) or 'none'}; "
+                f"held out: {', '.join(parts['held_out'])}"
+            )
+            if left_out:
+                log(f"left out of the verdict (they trained the active set): {', '.join(left_out)}")
+            for w in cov.warnings:
+                log(f"coverage: {w}")
         scores = score_paired(rows, members, cache=ScoreCache(work / "scores.npz"), log=log)
         new_files: list[Path] = []
         new_scores, tuned = scores, "members: not fine-tuned (--no-fine-tune)"
         if fine_tune:
             new_scores, new_files, tuned = _finetune_voice(
-                scores, rows, groups, is_held, work, base_data, seed, log
+                scores, rows, groups, ~is_adapt, work, base_data, seed, log
             )
             new_scores, adapted_files, adapted_what = _adapt_members(
-                new_scores, rows, groups, is_held, work, log
+                new_scores, rows, groups, ~is_adapt, work, log
             )
             new_files += adapted_files
             tuned = "; ".join([tuned, *adapted_what])
         result = _compare_and_install(
-            scores, new_scores, is_held, load_active_fusion().weights, optimizer, seed, new_files
+            scores,
+            new_scores,
+            is_verdict,
+            load_active_fusion().weights,
+            optimizer,
+            seed,
+            new_files,
+            is_fusion=is_fusion,
+            data={
+                "sessions": parts,
+                "rows_by_side": {
+                    "adapt": int(is_adapt.sum()),
+                    "fusion": int(is_fusion.sum()),
+                    "held_out": int(is_held.sum()),
+                },
+                "coverage": cov.as_dict(),
+                "fine_tuned": tuned,
+            },
         )
-        result.sessions = {"train": train, "held_out": held}
-        result.rows = {"train": int((~is_held).sum()), "held_out": int(is_held.sum())}
+        result.sessions = parts
+        result.rows = {
+            "adapt": int(is_adapt.sum()),
+            "fusion": int(is_fusion.sum()),
+            "held_out": int(is_verdict.sum()),
+        }
         result.fine_tuned = tuned
+        result.left_out = left_out
+        result.coverage = cov
         return result
+
+
+def balanced_weights(scores: MemberScores) -> dict[str, float]:
+    """Each modality present a third (an equal share), split equally among its members."""
+    per = {mod: scores.modalities.count(mod) for mod in set(scores.modalities)}
+    return {
+        m: round(1.0 / (len(per) * per[mod]), 6) for m, mod in zip(scores.ids, scores.modalities, strict=True)
+    }
+
+
+def _fusion_weights(
+    scores: MemberScores, is_fusion: np.ndarray, optimizer: str, seed: int
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(weights, the rule in words, the ``fusion.json`` document) from the fusion-side rows only."""
+    from emodesk.fusion.config import fusion_json_document
+
+    fus = scores.rows(np.flatnonzero(is_fusion))
+    balanced = balanced_weights(scores)
+    members = list(zip(scores.ids, scores.sha256, scores.modalities, strict=True))
+    labels = len(set(fus.y.tolist()))
+    bal_f1 = _macro_f1(fus.y, fused_probs(fus, balanced)) if len(fus.y) else float("nan")
+
+    def fallback(why: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        rule = f"balanced weights (each modality an equal share): {why}"
+        doc = fusion_json_document(
+            members,
+            balanced,
+            optimizer={"name": "none", "rule": rule},
+            objective={
+                "name": "macro_f1 on the fusion sessions",
+                "macro_f1": round(bal_f1, 6),
+                "rows": len(fus.y),
+            },
+            data={"manifest": None, "sha256": None, "rows": len(fus.y)},
+        )
+        return balanced, rule, doc
+
+    if len(fus.y) < MIN_FUSION_ROWS or labels < 2:
+        return fallback(
+            f"{len(fus.y)} fusion-side utterance(s) with {labels} label(s), too few to search on "
+            f"(need {MIN_FUSION_ROWS} with at least 2 labels)"
+        )
+    problem = FusionProblem(fus)
+    res, weights = optimize_weights(problem, optimizer=optimizer, seed=seed)
+    best = float(problem.metric(res.x[None])[0])
+    if best <= bal_f1 + 1e-9:
+        return fallback(
+            f"the {optimizer} search on {len(fus.y)} fusion-side utterances found nothing better "
+            f"(macro-F1 {best:.3f} vs {bal_f1:.3f} balanced)"
+        )
+    doc = fusion_document(problem, res, weights, optimizer=optimizer, manifest=None, rows=len(fus.y))
+    rule = (
+        f"{optimizer} search on {len(fus.y)} fusion-side utterances the adapted members never saw: "
+        f"macro-F1 {best:.3f} there (balanced weights {bal_f1:.3f})"
+    )
+    return weights, rule, doc
 
 
 def _compare_and_install(
@@ -313,18 +457,26 @@ def _compare_and_install(
     optimizer: str,
     seed: int,
     new_files: Sequence[Path],
+    *,
+    is_fusion: np.ndarray,
+    data: dict[str, Any] | None = None,
 ) -> RetrainResult:
-    tr_new = new_scores.rows(np.flatnonzero(~is_held))
+    """Weights searched on the ``is_fusion`` rows, the verdict on the ``is_held`` rows (disjoint)."""
+    if (is_fusion & is_held).any():
+        raise ValueError("the fusion rows and the held-out rows overlap")
+    weights, rule, doc = _fusion_weights(new_scores, is_fusion, optimizer, seed)
     te_old, te_new = (
         old_scores.rows(np.flatnonzero(is_held)),
         new_scores.rows(np.flatnonzero(is_held)),
     )
-    problem = FusionProblem(tr_new)
-    res, weights = optimize_weights(problem, optimizer=optimizer, seed=seed)
     old_p, new_p = fused_probs(te_old, old_weights), fused_probs(te_new, weights)
     y = te_old.y
     result = RetrainResult(
-        installed=False, reason="", old={"fused": _macro_f1(y, old_p)}, new={"fused": _macro_f1(y, new_p)}
+        installed=False,
+        reason="",
+        old={"fused": _macro_f1(y, old_p)},
+        new={"fused": _macro_f1(y, new_p)},
+        fusion_rule=rule,
     )
     lo, hi = paired_bootstrap_diff(y, old_p, new_p, seed=seed)
     result.diff_ci95 = (lo, hi)
@@ -348,78 +500,43 @@ def _compare_and_install(
     if worse:
         result.reason = f"not installed: {', '.join(worse)} worse by more than {MAX_MODALITY_DROP:.0%}"
         return result
-    doc = fusion_document(problem, res, weights, optimizer=optimizer, manifest=None, rows=len(tr_new.y))
-    result.version = install_fusion(doc, new_files)
+    held_sessions = sorted((data or {}).get("sessions", {}).get("held_out", []))
+    _record_held_out_metrics(new_scores, is_held, new_files, held_sessions, seed)
+    doc["data"] = {**doc.get("data", {}), **(data or {})}
+    doc["verdict"] = {
+        "held_out_macro_f1": {
+            "active": {k: round(v, 4) for k, v in result.old.items()},
+            "new": {k: round(v, 4) for k, v in result.new.items()},
+        },
+        "gain_ci95": [round(lo, 4), round(hi, 4)],
+        "held_out_rows": len(y),
+    }
+    result.version = install_set(doc, new_files)
     result.installed = True
     result.reason = f"installed as model set {result.version}"
     return result
 
 
+def _record_held_out_metrics(
+    scores: MemberScores, is_held: np.ndarray, files: Sequence[Path], sessions: Sequence[str], seed: int
+) -> None:
+    """Each re-fitted member's manifest gains ``metrics["retrain-held-out"]``: its own scores on the
+    held-out sessions (the rows the verdict used), so ``emodesk models`` shows what it measured."""
+    for f in files:
+        if f.suffix != ".json" or f.name.endswith(".tokenizer.json") or f.stem not in scores.ids:
+            continue
+        k = scores.ids.index(f.stem)
+        ok = is_held & ~np.isnan(scores.P[k]).any(axis=1)
+        if not ok.any():
+            continue
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        met = compute_metrics(scores.y[ok], scores.P[k][ok], bootstrap=1000, seed=seed)
+        met["sessions"] = list(sessions)
+        doc.setdefault("metrics", {})["retrain-held-out"] = met
+        f.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
 # ------------------------------------------------------------------ model sets
 
-
-def _root() -> Path:
-    from emodesk.resources import user_models_root
-
-    return user_models_root()
-
-
-def _history() -> list[str]:
-    try:
-        h = json.loads((_root() / "history.json").read_text(encoding="utf-8"))
-        return [str(v) for v in h] if isinstance(h, list) else []
-    except (OSError, ValueError):
-        return []
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def install_fusion(doc: dict[str, Any], files: Sequence[Path] = ()) -> str:
-    """A new model set = the active one (if any) + ``files`` (re-fitted members) + this ``fusion.json``;
-    make it active."""
-    from emodesk.resources import active_models_dir
-
-    root = _root()
-    root.mkdir(parents=True, exist_ok=True)
-    version = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-    new = root / version
-    current = active_models_dir()
-    if current is not None:
-        if (current / LOCK_FILE).exists() and (problems := verify_folder(current)):
-            raise ModelError(
-                f"the active model set {current} fails its lock, so it is not copied into a new set: "
-                + "; ".join(problems[:3])
-            )
-        if not (current / LOCK_FILE).exists():
-            log_warning = f"the active model set {current} has no {LOCK_FILE}: copied as it is and locked"
-            logging.getLogger(__name__).warning(log_warning)
-        shutil.copytree(current, new)
-    else:
-        new.mkdir()
-    for f in files:
-        shutil.copy2(f, new / f.name)
-    write_fusion_json(new / "fusion.json", doc)
-    write_lock(new)
-    previous = current.name if current is not None else "shipped"
-    _write_atomic(root / "history.json", json.dumps([*_history(), previous]) + "\n")
-    _write_atomic(root / "active", version + "\n")
-    return version
-
-
-def rollback() -> str:
-    """Make the previous model set active again (``shipped`` = no user set); returns what is active now."""
-    root = _root()
-    hist = _history()
-    if not hist:
-        raise InputError("nothing to roll back to: no earlier model set was recorded")
-    previous = hist.pop()
-    if previous == "shipped":
-        (root / "active").unlink(missing_ok=True)
-    else:
-        _write_atomic(root / "active", previous + "\n")
-    _write_atomic(root / "history.json", json.dumps(hist) + "\n")
-    return previous
+# Installing, rolling back and listing sets is app code (an installed app manages its sets too).
+install_fusion = install_set
