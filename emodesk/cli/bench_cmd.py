@@ -7,6 +7,7 @@ measurement failed, 2 bad usage or unreadable input.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
@@ -98,7 +99,6 @@ def run(argv: Sequence[str]) -> int:
     from emodesk.bench.run import machine_info, unpaced_pass
     from emodesk.capture.sources import demo_clip_path, parse_camera
     from emodesk.pipeline.face_path import REUSE_BOXES_S
-    from emodesk.workers.measure import paced_pass
 
     if args.seconds <= 0 or args.frames < 1:
         raise UsageError("--seconds must be positive and --frames at least 1")
@@ -120,17 +120,7 @@ def run(argv: Sequence[str]) -> int:
     if args.load:
         return _under_load(args, argv, out, rotate, reuse)
     _log(f"paced pass: {args.seconds:.0f} s of {args.source} in real time, every model loaded")
-    paced = paced_pass(
-        args.source,
-        rotate=rotate,
-        reuse_boxes_s=reuse,
-        audio=args.audio,
-        seconds=args.seconds,
-        device=args.device,
-        asr_model=args.asr_model,
-        log=_log,
-        started=started,
-    )
+    paced = _paced(args, rotate, reuse, started=started)
     _log(f"unpaced pass: {args.frames} frames through the face path")
     unpaced = unpaced_pass(
         args.source, frames=args.frames, device=args.device, log=_log, rotate=rotate, reuse_boxes_s=reuse
@@ -202,12 +192,28 @@ def run(argv: Sequence[str]) -> int:
 LOAD_TARGET = 8.0  # 1-minute load average before the measured pass starts
 
 
+def _paced(args: argparse.Namespace, rotate: bool, reuse: float | None, **kw: Any) -> dict[str, Any]:
+    """The paced pass with the command's options (the plain bench and ``--load`` share it)."""
+    from emodesk.workers.measure import paced_pass
+
+    return paced_pass(
+        args.source,
+        rotate=rotate,
+        reuse_boxes_s=reuse,
+        audio=args.audio,
+        seconds=args.seconds,
+        device=args.device,
+        asr_model=args.asr_model,
+        log=_log,
+        **kw,
+    )
+
+
 def _under_load(args: Any, argv: Sequence[str], out: Path, rotate: bool, reuse: float | None) -> int:
     """``--load``: the paced pass while ``emodesk.bench.load`` keeps the machine overloaded."""
     from emodesk.bench import report as rep
     from emodesk.bench.load import GeneratedLoad
     from emodesk.bench.run import machine_info
-    from emodesk.workers.measure import paced_pass
 
     if args.load_warmup < 0 or args.load_busy < 0:
         raise UsageError("--load-warmup and --load-busy must be 0 or more")
@@ -219,16 +225,7 @@ def _under_load(args: Any, argv: Sequence[str], out: Path, rotate: bool, reuse: 
         _log(f"load average {reached:.1f} after {time.monotonic() - load.started:.0f} s")
         measuring = time.monotonic() - load.started
         _log(f"paced pass under load: {args.seconds:.0f} s of {args.source}")
-        paced = paced_pass(
-            args.source,
-            rotate=rotate,
-            reuse_boxes_s=reuse,
-            audio=args.audio,
-            seconds=args.seconds,
-            device=args.device,
-            asr_model=args.asr_model,
-            log=_log,
-        )
+        paced = _paced(args, rotate, reuse)
         loadavg = load.samples.summary(since_s=measuring)
     command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
     settings = {
