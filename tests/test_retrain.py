@@ -125,7 +125,8 @@ def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
     assert active_models_dir() is None
     code = cli(["retrain", "--sessions", str(sessions), "--seed", "1"])
     out = capsys.readouterr().out
-    assert "held-out macro-F1" in out
+    assert "held-out macro-F1" in out and "held-out fused F1" in out
+    assert set(r.per_class["new"]) == set(r.per_class["active"]) and "disgust" not in r.per_class["new"]
     assert (code, "installed as model set" in out) in ((0, True), (3, False))  # 3: evaluated, not installed
     assert f"held out: {r.sessions['held_out'][0]} (14 utterances)" in out  # another seed, the same split
     if code == 0:
@@ -259,6 +260,20 @@ def test_paired_bootstrap_interval_of_the_gain() -> None:
     assert paired_bootstrap_diff(y, noisy, noisy) == (0.0, 0.0)
     lo, hi = paired_bootstrap_diff(y, noisy, np.eye(7)[y])  # perfect predictions: a clear gain
     assert 0.3 < lo <= hi < 0.8
+
+
+def test_per_label_f1_covers_the_labels_present_and_averages_to_the_macro_f1() -> None:
+    from emodesk.lab.retrain.retrain import _macro_f1, per_class_f1
+
+    y = np.array([0, 0, 3, 3, 4, 4, 4])  # no disgust, fear, sad or surprise
+    p = np.eye(7)[[0, 3, 3, 3, 4, 4, 0]]
+    f1 = per_class_f1(y, p)
+    assert list(f1) == ["angry", "happy", "neutral"]
+    assert f1["angry"] == pytest.approx(0.5)  # 1 of 2 right, 1 of 2 predictions right
+    assert f1["happy"] == pytest.approx(0.8) and f1["neutral"] == pytest.approx(0.8)
+    assert np.mean(list(f1.values())) == pytest.approx(_macro_f1(y, p))
+    p[1] = np.nan  # an unscored row is left out, like the macro-F1 leaves it out
+    assert per_class_f1(y, p)["happy"] == pytest.approx(1.0)
 
 
 def test_output_adaptation_starts_at_the_member_and_learns_a_bias(tmp_path: Path) -> None:

@@ -509,3 +509,27 @@ def test_about_names_every_model_license_in_full_weights_and_the_log(
     assert "face-a: 1.000" in text and "/tmp/emodesk-test.log" in text
     assert "onnxruntime-gpu is not installed" in text  # the GPU hint, once, here
     window.about_dialog.close()
+
+
+def test_about_says_which_sessions_a_retrained_set_learned_from_and_its_verdict() -> None:
+    from emodesk.fusion.config import FusionConfig
+    from emodesk.ui.about import about_html
+
+    raw = {
+        "optimizer": {"name": "ao", "seed": 0},
+        "data": {"sessions": {"adapt": ["s1", "s2"], "fusion": ["s3"], "held_out": ["s4"]}},
+        "verdict": {
+            "held_out_macro_f1": {"active": {"fused": 0.7, "face": 0.6}, "new": {"fused": 0.8, "face": 0.75}},
+            "gain_ci95": [0.02, 0.18],
+            "held_out_rows": 59,
+        },
+    }
+    text = about_html([], FusionConfig({"m": 1.0}, raw=raw), [], None)
+    assert "found by:</b> ao" in text
+    assert "adapted on:</b> 2 session(s): s1, s2" in text and "judged on:</b> 1 session(s): s4" in text
+    assert "(59 held-out utterances):</b> fused 0.700 → 0.800, face 0.600 → 0.750" in text
+    assert "[+0.020, +0.180]" in text
+    shipped = about_html(
+        [], FusionConfig({"m": 1.0}, raw={"optimizer": {"name": "differential-evolution"}}), [], None
+    )
+    assert "found by:</b> differential-evolution" in shipped and "judged on" not in shipped

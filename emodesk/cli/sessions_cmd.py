@@ -228,6 +228,10 @@ def cmd_retrain(argv: Sequence[str]) -> int:
     print(f"{'held-out macro-F1':24s} {'active':>8s} {'new':>8s}")
     for k in r.old:
         print(f"{k:24s} {r.old[k]:8.3f} {r.new.get(k, float('nan')):8.3f}")
+    if r.per_class:
+        print(f"{'held-out fused F1':24s} {'active':>8s} {'new':>8s}")
+        for label, f1 in r.per_class["active"].items():
+            print(f"  {label:22s} {f1:8.3f} {r.per_class['new'][label]:8.3f}")
     if r.diff_ci95:
         print(f"fused gain 95% interval: [{r.diff_ci95[0]:+.3f}, {r.diff_ci95[1]:+.3f}]")
     print(r.fine_tuned)

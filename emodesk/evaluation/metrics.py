@@ -92,6 +92,7 @@ def confusion_scores(conf: np.ndarray) -> dict[str, np.ndarray]:
         "macro_f1": f1.sum(axis=-1) / n_present,
         "weighted_f1": (f1 * support).sum(axis=-1) / n,
         "recall": recall,
+        "f1": f1,
     }
 
 

@@ -4,8 +4,9 @@ weights in use, where the models run and where the log file is."""
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
@@ -27,6 +28,38 @@ def _metrics(m: ModelManifest) -> list[str]:
                 parts.append(f"{key.replace('_', '-')} {v:.3f}")
         if parts:
             out.append(f"{name}: {', '.join(parts)}")
+    return out
+
+
+def _fusion_origin(raw: Mapping[str, Any]) -> list[str]:
+    """Where the weights came from: the optimizer, and for a retrained set its sessions and verdict."""
+    e = html.escape
+    out: list[str] = []
+    opt = raw.get("optimizer") if isinstance(raw.get("optimizer"), Mapping) else {}
+    if opt.get("rule"):
+        out.append(f"<li><b>rule:</b> {e(str(opt['rule']))}</li>")
+    elif opt.get("name"):
+        out.append(f"<li><b>found by:</b> {e(str(opt['name']))}</li>")
+    data = raw.get("data") if isinstance(raw.get("data"), Mapping) else {}
+    sessions = data.get("sessions") if isinstance(data.get("sessions"), Mapping) else {}
+    for side, name in (("adapt", "adapted on"), ("fusion", "weights searched on"), ("held_out", "judged on")):
+        keys = sessions.get(side)
+        if isinstance(keys, list) and keys:
+            out.append(f"<li><b>{name}:</b> {len(keys)} session(s): {e(', '.join(map(str, keys)))}</li>")
+    verdict = raw.get("verdict") if isinstance(raw.get("verdict"), Mapping) else {}
+    f1 = verdict.get("held_out_macro_f1") if isinstance(verdict.get("held_out_macro_f1"), Mapping) else {}
+    before, after = f1.get("active"), f1.get("new")
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        parts = [
+            f"{k} {before[k]:.3f} → {after[k]:.3f}"
+            for k in after
+            if isinstance(before.get(k), (int, float)) and isinstance(after.get(k), (int, float))
+        ]
+        ci = verdict.get("gain_ci95")
+        gain = f"; fused gain 95% interval [{ci[0]:+.3f}, {ci[1]:+.3f}]" if isinstance(ci, list) else ""
+        rows = verdict.get("held_out_rows")
+        n = f" ({rows} held-out utterances)" if isinstance(rows, int) else ""
+        out.append(f"<li><b>held-out macro-F1, before → after{n}:</b> {e(', '.join(parts))}{gain}</li>")
     return out
 
 
@@ -53,6 +86,9 @@ def about_html(
         rows.append(f"<p>{e(where)}</p><ul>")
         rows += [f"<li>{e(m)}: {fusion.scalar_weight(m):.3f}</li>" for m in fusion.members]
         rows.append("</ul>")
+        origin = _fusion_origin(fusion.raw)
+        if origin:
+            rows += ["<ul>", *origin, "</ul>"]
         rows += [f"<p style='color:#b36b00'>{e(w)}</p>" for w in fusion.warnings]
     rows.append("<h3>Models</h3>")
     for m in sorted(manifests, key=lambda m: (m.modality, m.id)):

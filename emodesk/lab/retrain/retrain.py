@@ -61,6 +61,7 @@ from emodesk.lab.retrain.split import (
     save_split,
     session_key,
 )
+from emodesk.labels import LABELS
 
 MIN_SESSIONS = 2
 MIN_ROWS = 20
@@ -88,6 +89,8 @@ class RetrainResult:
     fusion_rule: str = ""  # how the weights were found (searched on N rows, or the fallback and why)
     left_out: list[str] = field(default_factory=list)  # held-out sessions that trained the active set
     coverage: Coverage | None = None
+    # fused F1 per label present in the verdict rows: {"active": {label: f1}, "new": {...}}
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def find_sessions(paths: Sequence[Path | str]) -> list[Path]:
@@ -126,6 +129,16 @@ def _paired_rows(sessions: Sequence[Path], work: Path) -> dict[str, list[PairedR
 def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     ok = ~np.isnan(p).any(axis=1)
     return float(compute_metrics(y[ok], p[ok], bootstrap=0)["macro_f1"])
+
+
+def per_class_f1(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Fused F1 of each label that has true rows in ``y`` (labels absent from the verdict rows have no
+    F1, and the macro average is over the ones present)."""
+    ok = ~np.isnan(p).any(axis=1)
+    conf = batch_confusions(y[ok], np.argmax(p[ok], axis=1)[None])
+    f1 = confusion_scores(conf)["f1"][0]
+    present = np.bincount(y[ok], minlength=len(LABELS)) > 0
+    return {LABELS[i]: float(f1[i]) for i in range(len(LABELS)) if present[i]}
 
 
 def paired_bootstrap_diff(
@@ -480,6 +493,7 @@ def _compare_and_install(
     )
     lo, hi = paired_bootstrap_diff(y, old_p, new_p, seed=seed)
     result.diff_ci95 = (lo, hi)
+    result.per_class = {"active": per_class_f1(y, old_p), "new": per_class_f1(y, new_p)}
     worse: list[str] = []
     for mod in ("face", "voice", "text"):
         if mod not in te_old.modalities:
@@ -507,6 +521,9 @@ def _compare_and_install(
         "held_out_macro_f1": {
             "active": {k: round(v, 4) for k, v in result.old.items()},
             "new": {k: round(v, 4) for k, v in result.new.items()},
+        },
+        "held_out_f1_per_label": {
+            side: {k: round(v, 4) for k, v in f1.items()} for side, f1 in result.per_class.items()
         },
         "gain_ci95": [round(lo, 4), round(hi, 4)],
         "held_out_rows": len(y),
