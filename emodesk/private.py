@@ -75,3 +75,28 @@ def restrict(path: Path | str) -> Path:
     """Make a file written by another function 0600."""
     os.chmod(path, FILE_MODE)
     return Path(path)
+
+
+def check_writable(path: Path | str, *, what: str = "output", folder: bool = False) -> Path:
+    """``path`` can be written (a file, or with ``folder`` a folder to write into), found out before
+    any work: it is not the other kind of thing, and the nearest part of it that exists is a folder
+    this user may write into. :class:`InputError` saying which, otherwise."""
+    p = Path(path)
+    if p.exists():
+        if folder and not p.is_dir():
+            raise InputError(f"{what} {p} is a file, not a folder")
+        if not folder and p.is_dir():
+            raise InputError(f"{what} {p} is a folder, not a file")
+        if not os.access(p, os.W_OK):
+            raise InputError(f"{what} {p} is not writable")
+        return p
+    q = p.parent
+    while not q.exists():
+        if q.parent == q:
+            break
+        q = q.parent
+    if not q.is_dir():
+        raise InputError(f"{what} {p} cannot be created: {q} is a file, not a folder")
+    if not os.access(q, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {p} cannot be created: {q} is not writable")
+    return p

@@ -190,6 +190,36 @@ def test_vad_bad_files_and_windows(tmp_path: Path, vad: SileroVad) -> None:
 # ------------------------------------------------------------ segmenter
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_no_utterance_ends_before_the_time_the_segmenter_said_had_settled(seed: int) -> None:
+    """``settled_t`` is what streamed ``analyze`` releases records up to: every utterance emitted
+    after a chunk starts at or after the settled time read after that chunk (bursts, pauses that
+    split, utterances cut at the maximum length, partials, the end of the stream)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(40):
+        n = int(rng.uniform(0.05, 4.0) * SR)
+        loud = rng.random() < 0.5
+        parts.append(rng.normal(0, 0.2 if loud else 0.005, n).astype(np.float32))
+    audio = np.concatenate(parts)
+    seg = UtteranceSegmenter(
+        EnergyVad(), SegmenterConfig(max_utterance_s=3.0, partial_interval_s=1.0)  # type: ignore[arg-type]
+    )
+    assert seg.settled_t is None
+    settled: list[float] = []
+    emitted: list[tuple[int, Utterance]] = []
+    for i, c in enumerate(chunks(audio, int(rng.integers(100, 2000)), 50.0)):
+        emitted += [(i, u) for u in seg.push(c)]
+        st = seg.settled_t
+        assert st is not None and st <= c.t1 + 1e-9
+        settled.append(st)
+    emitted += [(len(settled), u) for u in seg.flush()]
+    assert sum(u.final for _, u in emitted) > 5
+    for i, u in emitted:
+        for st in settled[:i]:
+            assert u.t0 >= st - 1e-9, (u.t0, st)
+
+
 def test_silence_and_noise_give_no_utterance(vad: SileroVad) -> None:
     noise = np.random.default_rng(1).normal(0.0, 0.003, 30 * SR).astype(np.float32)
     assert run(segmenter(vad), noise) == []

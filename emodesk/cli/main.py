@@ -84,11 +84,32 @@ def _app_parser() -> argparse.ArgumentParser:
 def _analyze_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="emodesk analyze",
-        description="Run the pipeline headless over a file and write score records (JSONL).",
+        description="Run the pipeline headless over files and write score records (JSONL), streamed "
+        "as they are made. One SOURCE with --out OUT.jsonl writes that file; several, a folder, a glob "
+        "or a CSV manifest (a 'path' column, optionally 'id') write one ID.jsonl per input into the "
+        "--out folder plus runs.jsonl, the index. Exit status: 0 every input done, 1 any failed or ran "
+        "degraded (runs.jsonl says which), 2 nothing could start (bad usage, a missing input, an "
+        "unwritable --out).",
     )
-    p.add_argument("source", metavar="SOURCE", help="a video or audio file, or demo")
-    p.add_argument("--out", required=True, metavar="OUT.jsonl", help="where the score records go")
-    p.add_argument("--json", metavar="REPORT", help="a machine-readable summary")
+    p.add_argument(
+        "source",
+        nargs="+",
+        metavar="SOURCE",
+        help="a video or audio file, a recorded session, demo, a folder, a glob ('clips/*.mp4', quoted) "
+        "or a CSV manifest",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="OUT.jsonl for one input; a folder for several (or for one, when OUT is not a .jsonl)",
+    )
+    p.add_argument("--json", metavar="REPORT", help="a machine-readable summary, with the emotions found")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs runs.jsonl shows done with the same input bytes and model set (folder --out)",
+    )
     _add_common(p)
     return p
 
@@ -124,25 +145,60 @@ def cmd_analyze(argv: Sequence[str]) -> int:
         return _fail(2, f"--mic {args.mic}: analyze reads files only (the window and `record` take --mic)")
     allow_asr_download(args.download_asr)
     _setup_logging(args.verbose)
-    from emodesk.capture.sources import open_sources
     from emodesk.machine import require_device
-    from emodesk.pipeline.analyze import analyze
 
+    out = Path(args.out)
+    src = Path(args.source[0])
+    single = args.source[0] == "demo" or (src.is_file() and src.suffix.lower() != ".csv")
+    session = (src / "session.json").is_file()
+    # one file (or session) into one JSONL; a folder, glob, manifest or several: a folder of them
+    pattern = any(c in args.source[0] for c in "*?[") and not src.exists()
+    one = len(args.source) == 1 and (single or session or not (src.exists() or pattern)) and not out.is_dir()
     try:
+        if any(s.startswith("camera") for s in args.source):
+            raise InputError("analyze reads files; use a video or audio file as SOURCE")
+        if args.json:
+            private.check_writable(args.json, what="--json")
+        if one:
+            if args.resume:
+                raise InputError("--resume needs a folder --out (runs.jsonl says what is done)")
+            private.check_writable(out, what="--out")
+        else:
+            if args.audio is not None:
+                raise InputError("--audio pairs with one SOURCE and an --out OUT.jsonl")
+            if out.suffix.lower() == ".jsonl" and not out.is_dir():
+                raise InputError(f"--out {out} takes one input; several inputs write into a folder")
+            private.check_writable(out, what="--out", folder=True)
         require_device(args.device)
-        sources = open_sources(args.source, audio=args.audio, paced=False, use_mic=False)
+    except InputError as e:
+        return _fail(2, str(e))
+    if not one:
+        from emodesk.cli.analyze_cmd import analyze_many
+
+        return analyze_many(args)
+    return _analyze_one(args, out)
+
+
+def _analyze_one(args: argparse.Namespace, out: Path) -> int:
+    from emodesk.capture.sources import open_sources
+    from emodesk.pipeline.analyze import analyze, partial_path
+
+    source = args.source[0]
+    try:
+        sources = open_sources(source, audio=args.audio, paced=False, use_mic=False)
     except InputError as e:
         return _fail(2, str(e))
     if sources.video is None and sources.audio is None:
-        return _fail(2, f"{args.source} has neither video nor audio")
-    if args.source.startswith("camera"):
-        return _fail(2, "analyze reads files; use a video or audio file as SOURCE")
+        return _fail(2, f"{source} has neither video nor audio")
     try:
-        summary = analyze(sources, Path(args.out), device=args.device, asr_model=args.asr_model)
+        summary = analyze(sources, out, device=args.device, asr_model=args.asr_model)
     except InputError as e:
         return _fail(2, str(e))
     except EmodeskError as e:
         return _fail(1, str(e))
+    except KeyboardInterrupt:
+        print(f"emodesk: interrupted; the records so far are in {partial_path(out)}", file=sys.stderr)
+        raise
     broken = [s for s in summary.statuses if s.state == "error"]
     for s in summary.statuses:
         if not s.ok:
@@ -152,9 +208,12 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     print(
         f"{summary.frames} frames ({summary.frames_with_faces} with faces, {summary.tracks} tracks, "
         f"{summary.face_fps:.1f} frames/s), {summary.utterances} utterances, "
-        f"{summary.records} records → {args.out}"
+        f"{summary.records} records → {out}"
     )
     if args.json:
+        from emodesk.records import read_records
+        from emodesk.results.summary import emotion_summary
+
         report = {
             "frames": summary.frames,
             "frames_with_faces": summary.frames_with_faces,
@@ -166,6 +225,7 @@ def cmd_analyze(argv: Sequence[str]) -> int:
             "wall_seconds": round(summary.wall_seconds, 3),
             "face_fps": round(summary.face_fps, 2),
             "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
+            "emotions": emotion_summary(read_records(out), media_end=summary.media_seconds),
         }
         try:
             private.write_text(args.json, json.dumps(report, indent=2) + "\n")
@@ -173,7 +233,7 @@ def cmd_analyze(argv: Sequence[str]) -> int:
             return _fail(2, str(e))
     if broken:  # what ran is kept; the run is not a success
         slots = ", ".join(s.slot for s in broken)
-        return _fail(1, f"{slots} failed; what the rest produced is in {args.out}")
+        return _fail(1, f"{slots} failed; what the rest produced is in {out}")
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,54 +49,75 @@ class AnalyzeSummary:
     wall_seconds: float = 0.0
     face_seconds: float = 0.0
     statuses: list[SlotStatus] = field(default_factory=list)
+    fusion: FusionConfig | None = None  # the weights the fused rows used
 
     @property
     def face_fps(self) -> float:
         return self.frames / self.face_seconds if self.face_seconds > 0 else 0.0
 
 
-def _run_speech(sources: SourceSet, device: Device, asr_model: str | None, out: dict[str, Any]) -> None:
-    """Thread body: owns the audio source and the speech models."""
-    audio = sources.audio
-    assert audio is not None
+Post = Callable[[str, Any], None]
+"""How the speech thread reports: ``("out", (UtteranceOutput, settled_t))`` as it goes,
+``("done", None)`` once at the end (``out`` then holds the statuses, the error, the media end)."""
+
+
+def _run_speech(
+    sources: SourceSet, device: Device, asr_model: str | None, out: dict[str, Any], post: Post
+) -> None:
+    """Thread body: owns the audio source and the speech models; posts what it makes as it goes."""
     try:
-        speech, statuses = load_speech_processor(
-            asr_model=asr_model, device=device, partial_interval_s=None, cpu_threads=1
-        )
-        voice, text, st2 = load_utterance_scorers(device=device)
-        out["statuses"] = statuses + st2
-        if speech is None:
-            out["error"] = "; ".join(s.message for s in statuses if not s.ok)
-            return
-        pipe = UtterancePipeline(speech, voice, text)
-        result = UtteranceOutput()
-        audio.open()
-        corrupt: str | None = None
-        try:
-            while True:
-                try:
-                    chunk = audio.read()
-                except InputError as e:  # corrupt mid-file: the speech before it is still scored
-                    corrupt = str(e)
-                    break
-                if chunk is None:
-                    break
-                result.extend(pipe.insert(chunk))
-                out["media_end"] = chunk.t1
-        finally:
-            audio.close()
-        result.extend(pipe.finish())
-        out["result"] = result
-        if corrupt is None:
-            corrupt = _ends_early(audio, float(out.get("media_end", 0.0)))
-        if corrupt is not None:
-            at = f" after {out.get('media_end', 0.0):.1f} s" if "media_end" in out else ""
-            out["error"] = f"{corrupt}{at}; the speech before it is kept"
+        _speech_body(sources, device, asr_model, out, post)
     except EmodeskError as e:
         out["error"] = str(e)
     except Exception as e:  # a dying worker thread must be reported, never silent
         log.debug("speech path crashed", exc_info=True)
         out["error"] = f"crashed: {type(e).__name__}: {e}"
+    finally:
+        post("done", None)
+
+
+def _speech_body(
+    sources: SourceSet, device: Device, asr_model: str | None, out: dict[str, Any], post: Post
+) -> None:
+    audio = sources.audio
+    assert audio is not None
+    speech, statuses = load_speech_processor(
+        asr_model=asr_model, device=device, partial_interval_s=None, cpu_threads=1
+    )
+    voice, text, st2 = load_utterance_scorers(device=device)
+    out["statuses"] = statuses + st2
+    if speech is None:
+        out["error"] = "; ".join(s.message for s in statuses if not s.ok)
+        return
+    pipe = UtterancePipeline(speech, voice, text)
+    out["ran"] = True
+    audio.open()
+    corrupt: str | None = None
+    posted = -math.inf
+    try:
+        while True:
+            try:
+                chunk = audio.read()
+            except InputError as e:  # corrupt mid-file: the speech before it is still scored
+                corrupt = str(e)
+                break
+            if chunk is None:
+                break
+            step = pipe.insert(chunk)
+            out["media_end"] = chunk.t1
+            settled = pipe.settled_t
+            # post what came, and the settled time every half second of media even when nothing did
+            if step.transcripts or step.scores or (settled is not None and settled >= posted + 0.5):
+                post("out", (step, settled))
+                posted = settled if settled is not None else posted
+    finally:
+        audio.close()
+    post("out", (pipe.finish(), math.inf))
+    if corrupt is None:
+        corrupt = _ends_early(audio, float(out.get("media_end", 0.0)))
+    if corrupt is not None:
+        at = f" after {out.get('media_end', 0.0):.1f} s" if "media_end" in out else ""
+        out["error"] = f"{corrupt}{at}; the speech before it is kept"
 
 
 def _ends_early(audio: object, decoded_s: float) -> str | None:
@@ -111,6 +134,11 @@ def _ends_early(audio: object, decoded_s: float) -> str | None:
     )
 
 
+def partial_path(out_path: Path) -> Path:
+    """Where ``analyze`` writes until the input is done (``OUT.jsonl.partial``)."""
+    return out_path.with_name(out_path.name + ".partial")
+
+
 def analyze(
     sources: SourceSet,
     out_path: Path,
@@ -120,73 +148,205 @@ def analyze(
     fusion: FusionConfig | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> AnalyzeSummary:
-    """Run every path over ``sources`` and write the records to ``out_path``.
+    """Run every path over ``sources`` and stream the records to ``out_path``.
 
-    Raises EmodeskError when no path could run at all; a path whose models fail
-    is reported in ``summary.statuses`` and the others still run.
+    Records are written as they are made, in media-time order up to the time both paths have
+    reached, to ``OUT.partial``, renamed to ``out_path`` when the input is done: a run killed
+    midway leaves every record up to the kill in the partial file, never a file that looks whole.
+    The records are exactly those of a run that merged everything at the end (:func:`merge_records`).
+    ``progress`` gets the media time written up to.
+
+    Raises EmodeskError when no path could run at all (and removes the empty partial file); a path
+    whose models fail is reported in ``summary.statuses`` and the others still run.
     """
     start = time.monotonic()
     summary = AnalyzeSummary()
+    fused_by = fusion or load_active_fusion()
+    summary.fusion = fused_by
+    partial = partial_path(out_path)
+    merger = StreamMerger(fused_by)
+    writer = JsonlWriter(partial)  # an unwritable OUT fails here, before any model loads
+    try:
+        _analyze_into(sources, merger, writer, summary, device, asr_model, progress)
+    except BaseException:
+        writer.close()
+        if writer.count == 0:
+            partial.unlink(missing_ok=True)
+        raise
+    writer.close()
+    os.replace(partial, out_path)
+    summary.records = writer.count
+    summary.wall_seconds = time.monotonic() - start
+    return summary
+
+
+def _analyze_into(
+    sources: SourceSet,
+    merger: StreamMerger,
+    writer: JsonlWriter,
+    summary: AnalyzeSummary,
+    device: Device,
+    asr_model: str | None,
+    progress: Callable[[float], None] | None,
+) -> None:
     speech_out: dict[str, Any] = {}
+    posts: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
     speech_thread: threading.Thread | None = None
+    speech_wm = math.inf  # no speech path: it holds nothing back
     if sources.audio is not None:
+        speech_wm = -math.inf
         speech_thread = threading.Thread(
             target=_run_speech,
-            args=(sources, device, asr_model, speech_out),
+            args=(sources, device, asr_model, speech_out, lambda k, v: posts.put((k, v))),
             name="emodesk-speech",
             daemon=True,
         )
         speech_thread.start()
+    transcripts: list[str] = []
+    written_to = -math.inf
 
-    faces: list[FaceFrameResult] = []
+    def take(item: tuple[str, Any]) -> bool:
+        """One post of the speech thread into the merger; False once it is done."""
+        nonlocal speech_wm
+        kind, payload = item
+        if kind == "done":
+            speech_wm = math.inf
+            return False
+        step, settled = payload
+        merger.add_speech(step)
+        transcripts.extend(t.text for t in step.transcripts if not t.partial)
+        summary.utterances += sum(1 for t in step.transcripts if not t.partial)
+        if settled is not None:
+            speech_wm = max(speech_wm, settled)
+        return True
+
+    def release(until: float) -> None:
+        nonlocal written_to
+        for rec in merger.release(until):
+            writer.write(rec)
+        if progress is not None and math.isfinite(until) and until > written_to:
+            progress(until)
+        written_to = max(written_to, until)
+
+    speech_running = speech_thread is not None
     media_end = 0.0
+    face_ran = False
+    tracks: set[int | None] = set()
     if sources.video is not None:
         pipeline, statuses = load_face_pipeline(device=device)
         summary.statuses.extend(statuses)
         if pipeline is None:
             log.warning("face path disabled: %s", "; ".join(s.message for s in statuses if not s.ok))
-        video = sources.video
-        if pipeline is not None:
+        else:
+            face_ran = True
+            video = sources.video
             video.open()
             try:
                 t_face = time.monotonic()
                 while (frame := video.read()) is not None:
-                    faces.append(pipeline.process(frame))
+                    result = pipeline.process(frame)
+                    merger.add_face(result)
+                    summary.frames += 1
+                    summary.frames_with_faces += bool(result.faces)
+                    tracks.update(s.track for s in result.faces)
                     media_end = frame.t
-                    if progress is not None and frame.index % 30 == 0:
-                        progress(frame.t)
+                    while speech_running:
+                        try:
+                            speech_running = take(posts.get_nowait())
+                        except queue.Empty:
+                            break
+                    release(min(frame.t, speech_wm))
                 summary.face_seconds = time.monotonic() - t_face
             finally:
                 video.close()
-            summary.frames = len(faces)
-            summary.frames_with_faces = sum(1 for f in faces if f.faces)
-            summary.tracks = len({s.track for f in faces for s in f.faces})
-
-    utter = UtteranceOutput()
+    summary.tracks = len(tracks)
+    while speech_running:  # the face path is done (or absent): the speech path alone holds back
+        speech_running = take(posts.get())
+        release(speech_wm)
     if speech_thread is not None:
         speech_thread.join()
         summary.statuses.extend(speech_out.get("statuses", []))
         if "error" in speech_out:
             log.warning("speech path failed: %s", speech_out["error"])
             summary.statuses.append(SlotStatus("speech path", "error", str(speech_out["error"])))
-            if (sources.video is None or not faces) and "result" not in speech_out:
+            if (sources.video is None or not summary.frames) and "ran" not in speech_out:
                 raise EmodeskError(f"speech path failed: {speech_out['error']}")
-        utter = speech_out.get("result", utter)
         media_end = max(media_end, float(speech_out.get("media_end", 0.0)))
-    if sources.video is not None and not faces and not utter.transcripts and "result" not in speech_out:
+    if sources.video is not None and not face_ran and "ran" not in speech_out:
         raise EmodeskError("no path could run: " + "; ".join(s.message for s in summary.statuses if not s.ok))
-
-    finals = [t for t in utter.transcripts if not t.partial]
-    summary.utterances = len(finals)
-    summary.transcript = [t.text for t in finals]
+    summary.transcript = transcripts
     summary.media_seconds = media_end
-    with JsonlWriter(out_path) as w:
-        fused_by = fusion or load_active_fusion()
-        for rec in merge_records(faces, utter.transcripts, utter.scores, fused_by, media_end):
-            w.write(rec)
-        summary.records = w.count
-    summary.wall_seconds = time.monotonic() - start
-    return summary
+    for rec in merger.finish(media_end):
+        writer.write(rec)
+    if progress is not None:
+        progress(media_end)
+
+
+class StreamMerger:
+    """The face and speech paths' outputs merged in media time as they come.
+
+    Each path says how far it has settled (no output still to come is stamped earlier);
+    :meth:`release` gives the records of every event before the smaller of the two, in the order
+    :func:`merge_records` gives them for the whole input at once: at equal times faces first, then
+    transcripts, scores, and the fused row of each media second.
+    """
+
+    def __init__(self, fusion: FusionConfig) -> None:
+        self.state = FusionState(fusion)
+        self._events: list[tuple[float, int, int, object]] = []
+        self._seq = 0
+        self._next_tick = 0
+
+    def _push(self, t: float, order: int, payload: object) -> None:
+        heapq.heappush(self._events, (t, order, self._seq, payload))
+        self._seq += 1
+
+    def add_face(self, f: FaceFrameResult) -> None:
+        self._push(f.t, 0, f)
+
+    def add_speech(self, step: UtteranceOutput) -> None:
+        for tr in step.transcripts:
+            self._push(tr.t1, 1, tr)
+        for s in step.scores:
+            self._push(s.t1 if s.t1 is not None else s.t, 2, s)
+
+    def _ticks_before(self, until: float, *, inclusive: bool = False) -> None:
+        while self._next_tick < until or (inclusive and self._next_tick <= until):
+            self._push(float(self._next_tick), 3, None)
+            self._next_tick += 1
+
+    def release(self, until: float) -> Iterator[dict[str, Any]]:
+        """Records of every event stamped before ``until`` (media seconds)."""
+        if not math.isfinite(until):
+            return
+        self._ticks_before(until)
+        yield from self._drain(lambda t: t < until)
+
+    def finish(self, media_end: float) -> Iterator[dict[str, Any]]:
+        """Everything left, with a fused row for every media second up to ``media_end``."""
+        self._ticks_before(float(math.floor(media_end)), inclusive=True)
+        yield from self._drain(lambda t: True)
+
+    def _drain(self, before: Callable[[float], bool]) -> Iterator[dict[str, Any]]:
+        events, state = self._events, self.state
+        while events and before(events[0][0]):
+            t, _order, _, payload = heapq.heappop(events)
+            if isinstance(payload, FaceFrameResult):
+                state.update_face(payload)
+                for s in payload.scored():
+                    yield score_record(s)
+            elif isinstance(payload, Transcript):
+                yield transcript_record(payload)
+            elif isinstance(payload, ModalityScores):
+                state.update_score(payload)
+                yield score_record(payload)
+                fused = state.fused(t)
+                if fused is not None:
+                    yield fused_record(fused)
+            else:
+                fused = state.fused(t)
+                if fused is not None:
+                    yield fused_record(fused)
 
 
 def merge_records(
@@ -196,39 +356,10 @@ def merge_records(
     fusion: FusionConfig,
     media_end: float,
 ) -> Iterator[dict[str, Any]]:
-    """All records in media-time order, with fused rows per media second and after each utterance score."""
-    state = FusionState(fusion)
-    # (t, order, seq, payload): at equal t, faces first, then transcripts, scores, ticks.
-    events: list[tuple[float, int, int, object]] = []
-    seq = 0
+    """All records of a whole input at once, in media-time order, with fused rows per media second
+    and after each utterance score (what :func:`analyze` streams)."""
+    merger = StreamMerger(fusion)
     for f in faces:
-        events.append((f.t, 0, seq, f))
-        seq += 1
-    for tr in transcripts:
-        events.append((tr.t1, 1, seq, tr))
-        seq += 1
-    for s in scores:
-        events.append((s.t1 if s.t1 is not None else s.t, 2, seq, s))
-        seq += 1
-    for k in range(math.floor(media_end) + 1):
-        events.append((float(k), 3, seq, None))
-        seq += 1
-    heapq.heapify(events)
-    while events:
-        t, _order, _, payload = heapq.heappop(events)
-        if isinstance(payload, FaceFrameResult):
-            state.update_face(payload)
-            for s in payload.scored():
-                yield score_record(s)
-        elif isinstance(payload, Transcript):
-            yield transcript_record(payload)
-        elif isinstance(payload, ModalityScores):
-            state.update_score(payload)
-            yield score_record(payload)
-            fused = state.fused(t)
-            if fused is not None:
-                yield fused_record(fused)
-        else:
-            fused = state.fused(t)
-            if fused is not None:
-                yield fused_record(fused)
+        merger.add_face(f)
+    merger.add_speech(UtteranceOutput(transcripts=list(transcripts), scores=list(scores)))
+    yield from merger.finish(media_end)

@@ -85,6 +85,11 @@ class UtterancePipeline:
         self._light = on
         self.speech.light = on
 
+    @property
+    def settled_t(self) -> float | None:
+        """No transcript or score still to come is stamped before this media time."""
+        return self.speech.settled_t
+
     def drop_open(self) -> bool:
         """The audio before the next chunk was dropped: forget the open utterance (True if one was)."""
         return self.speech.drop_open()

@@ -92,6 +92,11 @@ class SpeechProcessor:
         """End of stream: transcribe the utterance still open, if any."""
         return self._transcribe(self.segmenter.flush())
 
+    @property
+    def settled_t(self) -> float | None:
+        """No event still to come ends before this media time (``UtteranceSegmenter.settled_t``)."""
+        return self.segmenter.settled_t
+
     def drop_open(self) -> bool:
         """Audio before the next chunk was dropped: forget the utterance it belonged to.
         True when one was open (its start is gone; transcribing the rest would be wrong)."""

@@ -155,6 +155,17 @@ class UtteranceSegmenter:
     def in_speech(self) -> bool:
         return self._triggered
 
+    @property
+    def settled_t(self) -> float | None:
+        """Media time before which no utterance still to come can end (None before the first chunk):
+        the start of the open utterance, or, while idle, the earliest start the next one can take
+        (the pre-roll pad before the next sample the VAD judges). What a consumer merging the
+        speech path's output with other streams in media time may release up to."""
+        if self._origin is None:
+            return None
+        first = self._utt_start if self._triggered else max(self._pos - self._pad, self._floor, 0)
+        return self._origin + first / self.sample_rate
+
     # ------------------------------------------------------------------- API
 
     def push(self, chunk: AudioChunk) -> list[Utterance]:

@@ -31,23 +31,27 @@ def _metrics(m: ModelManifest) -> list[str]:
     return out
 
 
+def _obj(m: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    v = m.get(key)
+    return v if isinstance(v, Mapping) else {}
+
+
 def _fusion_origin(raw: Mapping[str, Any]) -> list[str]:
     """Where the weights came from: the optimizer, and for a retrained set its sessions and verdict."""
     e = html.escape
     out: list[str] = []
-    opt = raw.get("optimizer") if isinstance(raw.get("optimizer"), Mapping) else {}
+    opt = _obj(raw, "optimizer")
     if opt.get("rule"):
         out.append(f"<li><b>rule:</b> {e(str(opt['rule']))}</li>")
     elif opt.get("name"):
         out.append(f"<li><b>found by:</b> {e(str(opt['name']))}</li>")
-    data = raw.get("data") if isinstance(raw.get("data"), Mapping) else {}
-    sessions = data.get("sessions") if isinstance(data.get("sessions"), Mapping) else {}
+    sessions = _obj(_obj(raw, "data"), "sessions")
     for side, name in (("adapt", "adapted on"), ("fusion", "weights searched on"), ("held_out", "judged on")):
         keys = sessions.get(side)
         if isinstance(keys, list) and keys:
             out.append(f"<li><b>{name}:</b> {len(keys)} session(s): {e(', '.join(map(str, keys)))}</li>")
-    verdict = raw.get("verdict") if isinstance(raw.get("verdict"), Mapping) else {}
-    f1 = verdict.get("held_out_macro_f1") if isinstance(verdict.get("held_out_macro_f1"), Mapping) else {}
+    verdict = _obj(raw, "verdict")
+    f1 = _obj(verdict, "held_out_macro_f1")
     before, after = f1.get("active"), f1.get("new")
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         parts = [

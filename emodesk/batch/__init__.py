@@ -1,0 +1,1 @@
+"""Many inputs through ``analyze``: the inputs, the run index, the engines that run them."""

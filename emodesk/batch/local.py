@@ -1,0 +1,176 @@
+"""Many inputs through ``analyze``, one after another in this process (``--engine local``).
+
+:func:`run_one` is the unit of work every engine runs: one input to its ``ID.jsonl`` (streamed,
+``ID.jsonl.partial`` until done) and the entry ``runs.jsonl`` gets for it. It never raises for a
+bad input: a file that cannot be decoded, or a run that crashes, is an entry with ``status``
+``failed`` and the error, and the next input goes on. :func:`run_batch` is the driver: it alone
+writes ``runs.jsonl``, skips what ``--resume`` finds done, and reports progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from emodesk.batch.inputs import BatchInput
+from emodesk.batch.runs import RunIndex, done_before, input_sha256, model_set_identity
+from emodesk.errors import EmodeskError
+from emodesk.machine import Device
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """What a driver tells the user: an input starts (with its media length, if known), its media
+    time advances, it ends (with its entry)."""
+
+    def start(self, inp: BatchInput, media_s: float | None) -> None: ...
+    def advance(self, t: float) -> None: ...
+    def end(self, entry: dict[str, Any]) -> None: ...
+
+
+class _Quiet:
+    def start(self, inp: BatchInput, media_s: float | None) -> None:
+        pass
+
+    def advance(self, t: float) -> None:
+        pass
+
+    def end(self, entry: dict[str, Any]) -> None:
+        pass
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def media_length(inp: BatchInput) -> float | None:
+    """The input's length in seconds, when its container says (for a progress bar only)."""
+    from emodesk.capture.files import media_duration
+
+    path = inp.path / "video.mp4" if inp.path.is_dir() else inp.path
+    if inp.path.is_dir() and not path.is_file():
+        path = inp.path / "audio.wav"
+    return media_duration(path)  # None when unreadable: the run itself reports bad files
+
+
+def run_one(
+    inp: BatchInput,
+    out_path: Path,
+    *,
+    device: Device = "auto",
+    asr_model: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """Analyze ``inp`` into ``out_path``; its ``runs.jsonl`` entry (without sha256 and model set)."""
+    from emodesk.capture.sources import open_sources
+    from emodesk.pipeline.analyze import analyze
+    from emodesk.records import read_records
+    from emodesk.results.summary import emotion_summary
+
+    entry: dict[str, Any] = {
+        "id": inp.id,
+        "input": str(inp.path),
+        "output": out_path.name,
+        "started": _now(),
+    }
+    t0 = time.monotonic()
+    try:
+        sources = open_sources(inp.spec, paced=False, use_mic=False)
+        if sources.video is None and sources.audio is None:
+            raise EmodeskError(f"{inp.path} has neither video nor audio")
+        summary = analyze(sources, out_path, device=device, asr_model=asr_model, progress=progress)
+    except EmodeskError as e:
+        return {**entry, "status": "failed", "error": str(e), "wall_s": round(time.monotonic() - t0, 3)}
+    except Exception as e:  # one input's crash is that input's failure, never the run's
+        log.debug("analyze of %s crashed", inp.path, exc_info=True)
+        return {
+            **entry,
+            "status": "failed",
+            "error": f"crashed: {type(e).__name__}: {e}",
+            "wall_s": round(time.monotonic() - t0, 3),
+        }
+    broken = [s for s in summary.statuses if s.state == "error"]
+    fusion = summary.fusion
+    entry.update(
+        {
+            "status": "degraded" if broken else "ok",
+            "error": "; ".join(f"{s.slot}: {s.message}" for s in broken) or None,
+            "wall_s": round(time.monotonic() - t0, 3),
+            "media_s": round(summary.media_seconds, 3),
+            "records": summary.records,
+            "frames": summary.frames,
+            "frames_with_faces": summary.frames_with_faces,
+            "tracks": summary.tracks,
+            "utterances": summary.utterances,
+            "face_fps": round(summary.face_fps, 2),
+            "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
+            "fusion": {
+                "path": str(fusion.path) if fusion is not None and fusion.path is not None else None,
+                "weights": {m: round(fusion.scalar_weight(m), 6) for m in fusion.members} if fusion else {},
+            },
+            "emotions": emotion_summary(read_records(out_path), media_end=summary.media_seconds),
+        }
+    )
+    return entry
+
+
+@dataclass
+class BatchResult:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for e in self.entries if e["status"] == status)
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every input succeeded (or was done before), 1 when any failed or ran degraded."""
+        return 1 if any(e["status"] in ("failed", "degraded") for e in self.entries) else 0
+
+
+def run_batch(
+    inputs: Sequence[BatchInput],
+    out_dir: Path,
+    *,
+    device: Device = "auto",
+    asr_model: str | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    runner: Callable[..., dict[str, Any]] = run_one,
+) -> BatchResult:
+    """Every input into ``out_dir`` (``ID.jsonl`` each, ``runs.jsonl`` the index), one at a time."""
+    from emodesk import private
+
+    private.make_dirs(out_dir)
+    index = RunIndex(out_dir)
+    ident = model_set_identity(asr_model)
+    latest = index.latest() if resume else {}
+    bar = progress or _Quiet()
+    result = BatchResult()
+    for inp in inputs:
+        out = out_dir / f"{inp.id}.jsonl"
+        sha = input_sha256(inp.path)
+        if resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=ident["key"], output=out):
+            entry = {
+                "id": inp.id,
+                "input": str(inp.path),
+                "output": out.name,
+                "status": "skipped",
+                "reason": "done before with the same input and model set (--resume)",
+                "sha256": sha,
+                "model_set": ident,
+                "started": _now(),
+            }
+        else:
+            bar.start(inp, media_length(inp))
+            entry = runner(inp, out, device=device, asr_model=asr_model, progress=bar.advance)
+            entry["sha256"], entry["model_set"] = sha, ident
+        index.append(entry)
+        bar.end(entry)
+        result.entries.append(entry)
+    return result

@@ -1,0 +1,1 @@
+"""What users take away from records and sessions: emotion summaries (tables and reports next)."""
