@@ -103,6 +103,27 @@ def test_a_killed_run_leaves_every_record_so_far_and_resume_finishes_it(tmp_path
     assert (out / "c2.jsonl").read_bytes() == (out / "c1.jsonl").read_bytes() and not partial.exists()
 
 
+def test_a_worker_loads_its_models_once_and_each_input_starts_afresh(tmp_path: Path) -> None:
+    from emodesk.batch.inputs import expand_inputs
+    from emodesk.batch.local import run_batch
+    from emodesk.pipeline.model_cache import ModelCache
+
+    for name in ("x.mp4", "y.mp4"):
+        shutil.copy(DEMO, tmp_path / name)
+    (tmp_path / "z.wav").write_bytes(b"RIFF\x00\x00")  # broken: fails, the models stay usable
+    shutil.copy(DEMO, tmp_path / "zz.mp4")
+    cache = ModelCache()
+    result = run_batch(expand_inputs([str(tmp_path)]), tmp_path / "out", models=cache)
+    assert [e["status"] for e in result.entries] == ["ok", "ok", "failed", "ok"]
+    assert cache.loads == 2  # the face path's models and the speech path's, once each
+    out = tmp_path / "out"
+    # the same records as a fresh process gives the file, for the first input and every later one
+    fresh = tmp_path / "fresh.jsonl"
+    assert main(["analyze", str(DEMO), "--out", str(fresh)]) == 0
+    for name in ("x", "y", "zz"):
+        assert (out / f"{name}.jsonl").read_bytes() == fresh.read_bytes(), name
+
+
 def test_what_cannot_start_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

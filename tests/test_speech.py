@@ -202,9 +202,8 @@ def test_no_utterance_ends_before_the_time_the_segmenter_said_had_settled(seed: 
         loud = rng.random() < 0.5
         parts.append(rng.normal(0, 0.2 if loud else 0.005, n).astype(np.float32))
     audio = np.concatenate(parts)
-    seg = UtteranceSegmenter(
-        EnergyVad(), SegmenterConfig(max_utterance_s=3.0, partial_interval_s=1.0)  # type: ignore[arg-type]
-    )
+    config = SegmenterConfig(max_utterance_s=3.0, partial_interval_s=1.0)
+    seg = UtteranceSegmenter(EnergyVad(), config)  # type: ignore[arg-type]
     assert seg.settled_t is None
     settled: list[float] = []
     emitted: list[tuple[int, Utterance]] = []

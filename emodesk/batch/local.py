@@ -21,6 +21,7 @@ from emodesk.batch.inputs import BatchInput
 from emodesk.batch.runs import RunIndex, done_before, input_sha256, model_set_identity
 from emodesk.errors import EmodeskError
 from emodesk.machine import Device
+from emodesk.pipeline.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ def run_one(
     device: Device = "auto",
     asr_model: str | None = None,
     progress: Callable[[float], None] | None = None,
+    models: ModelCache | None = None,
 ) -> dict[str, Any]:
-    """Analyze ``inp`` into ``out_path``; its ``runs.jsonl`` entry (without sha256 and model set)."""
+    """Analyze ``inp`` into ``out_path``; its ``runs.jsonl`` entry (without sha256 and model set).
+    ``models``: the worker's loaded models, reused (fresh state per input)."""
     from emodesk.capture.sources import open_sources
     from emodesk.pipeline.analyze import analyze
     from emodesk.records import read_records
@@ -84,7 +87,9 @@ def run_one(
         sources = open_sources(inp.spec, paced=False, use_mic=False)
         if sources.video is None and sources.audio is None:
             raise EmodeskError(f"{inp.path} has neither video nor audio")
-        summary = analyze(sources, out_path, device=device, asr_model=asr_model, progress=progress)
+        summary = analyze(
+            sources, out_path, device=device, asr_model=asr_model, progress=progress, models=models
+        )
     except EmodeskError as e:
         return {**entry, "status": "failed", "error": str(e), "wall_s": round(time.monotonic() - t0, 3)}
     except Exception as e:  # one input's crash is that input's failure, never the run's
@@ -142,8 +147,10 @@ def run_batch(
     resume: bool = False,
     progress: Progress | None = None,
     runner: Callable[..., dict[str, Any]] = run_one,
+    models: ModelCache | None = None,
 ) -> BatchResult:
-    """Every input into ``out_dir`` (``ID.jsonl`` each, ``runs.jsonl`` the index), one at a time."""
+    """Every input into ``out_dir`` (``ID.jsonl`` each, ``runs.jsonl`` the index), one at a time,
+    on models loaded once (``models``, or a new :class:`ModelCache`)."""
     from emodesk import private
 
     private.make_dirs(out_dir)
@@ -151,6 +158,7 @@ def run_batch(
     ident = model_set_identity(asr_model)
     latest = index.latest() if resume else {}
     bar = progress or _Quiet()
+    cache = models if models is not None else ModelCache(device=device, asr_model=asr_model)
     result = BatchResult()
     for inp in inputs:
         out = out_dir / f"{inp.id}.jsonl"
@@ -168,7 +176,7 @@ def run_batch(
             }
         else:
             bar.start(inp, media_length(inp))
-            entry = runner(inp, out, device=device, asr_model=asr_model, progress=bar.advance)
+            entry = runner(inp, out, device=device, asr_model=asr_model, progress=bar.advance, models=cache)
             entry["sha256"], entry["model_set"] = sha, ident
         index.append(entry)
         bar.end(entry)

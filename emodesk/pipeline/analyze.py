@@ -25,11 +25,7 @@ from emodesk.errors import EmodeskError, InputError
 from emodesk.fusion.config import FusionConfig, load_active_fusion
 from emodesk.fusion.state import FusionState
 from emodesk.machine import Device
-from emodesk.pipeline.models import (
-    load_face_pipeline,
-    load_speech_processor,
-    load_utterance_scorers,
-)
+from emodesk.pipeline.model_cache import ModelCache
 from emodesk.pipeline.utterance_path import UtteranceOutput, UtterancePipeline
 from emodesk.records import JsonlWriter, fused_record, score_record, transcript_record
 from emodesk.types import FaceFrameResult, ModalityScores, SlotStatus, Transcript
@@ -61,12 +57,10 @@ Post = Callable[[str, Any], None]
 ``("done", None)`` once at the end (``out`` then holds the statuses, the error, the media end)."""
 
 
-def _run_speech(
-    sources: SourceSet, device: Device, asr_model: str | None, out: dict[str, Any], post: Post
-) -> None:
+def _run_speech(sources: SourceSet, models: ModelCache, out: dict[str, Any], post: Post) -> None:
     """Thread body: owns the audio source and the speech models; posts what it makes as it goes."""
     try:
-        _speech_body(sources, device, asr_model, out, post)
+        _speech_body(sources, models, out, post)
     except EmodeskError as e:
         out["error"] = str(e)
     except Exception as e:  # a dying worker thread must be reported, never silent
@@ -76,21 +70,17 @@ def _run_speech(
         post("done", None)
 
 
-def _speech_body(
-    sources: SourceSet, device: Device, asr_model: str | None, out: dict[str, Any], post: Post
-) -> None:
+def _speech_body(sources: SourceSet, models: ModelCache, out: dict[str, Any], post: Post) -> None:
     audio = sources.audio
     assert audio is not None
-    speech, statuses = load_speech_processor(
-        asr_model=asr_model, device=device, partial_interval_s=None, cpu_threads=1
-    )
-    voice, text, st2 = load_utterance_scorers(device=device)
-    out["statuses"] = statuses + st2
+    parts = models.speech_parts()
+    out["statuses"] = parts.statuses
+    speech = parts.speech
     if speech is None:
-        out["error"] = "; ".join(s.message for s in statuses if not s.ok)
+        out["error"] = "; ".join(s.message for s in parts.statuses if not s.ok and s.slot in ("vad", "asr"))
         return
+    voice, text = parts.voice, parts.text
     pipe = UtterancePipeline(speech, voice, text)
-    out["ran"] = True
     audio.open()
     corrupt: str | None = None
     posted = -math.inf
@@ -112,6 +102,7 @@ def _speech_body(
                 posted = settled if settled is not None else posted
     finally:
         audio.close()
+    out["ran"] = True  # read to its end (or to where it is corrupt): what it made stands
     post("out", (pipe.finish(), math.inf))
     if corrupt is None:
         corrupt = _ends_early(audio, float(out.get("media_end", 0.0)))
@@ -147,6 +138,7 @@ def analyze(
     asr_model: str | None = None,
     fusion: FusionConfig | None = None,
     progress: Callable[[float], None] | None = None,
+    models: ModelCache | None = None,
 ) -> AnalyzeSummary:
     """Run every path over ``sources`` and stream the records to ``out_path``.
 
@@ -154,7 +146,8 @@ def analyze(
     reached, to ``OUT.partial``, renamed to ``out_path`` when the input is done: a run killed
     midway leaves every record up to the kill in the partial file, never a file that looks whole.
     The records are exactly those of a run that merged everything at the end (:func:`merge_records`).
-    ``progress`` gets the media time written up to.
+    ``progress`` gets the media time written up to. ``models``: loaded models to reuse (a batch
+    worker's :class:`ModelCache`; fresh state per input either way), else they are loaded here.
 
     Raises EmodeskError when no path could run at all (and removes the empty partial file); a path
     whose models fail is reported in ``summary.statuses`` and the others still run.
@@ -167,7 +160,8 @@ def analyze(
     merger = StreamMerger(fused_by)
     writer = JsonlWriter(partial)  # an unwritable OUT fails here, before any model loads
     try:
-        _analyze_into(sources, merger, writer, summary, device, asr_model, progress)
+        cache = models if models is not None else ModelCache(device=device, asr_model=asr_model)
+        _analyze_into(sources, merger, writer, summary, cache, progress)
     except BaseException:
         writer.close()
         if writer.count == 0:
@@ -185,8 +179,7 @@ def _analyze_into(
     merger: StreamMerger,
     writer: JsonlWriter,
     summary: AnalyzeSummary,
-    device: Device,
-    asr_model: str | None,
+    models: ModelCache,
     progress: Callable[[float], None] | None,
 ) -> None:
     speech_out: dict[str, Any] = {}
@@ -197,7 +190,7 @@ def _analyze_into(
         speech_wm = -math.inf
         speech_thread = threading.Thread(
             target=_run_speech,
-            args=(sources, device, asr_model, speech_out, lambda k, v: posts.put((k, v))),
+            args=(sources, models, speech_out, lambda k, v: posts.put((k, v))),
             name="emodesk-speech",
             daemon=True,
         )
@@ -233,7 +226,7 @@ def _analyze_into(
     face_ran = False
     tracks: set[int | None] = set()
     if sources.video is not None:
-        pipeline, statuses = load_face_pipeline(device=device)
+        pipeline, statuses = models.face_pipeline()
         summary.statuses.extend(statuses)
         if pipeline is None:
             log.warning("face path disabled: %s", "; ".join(s.message for s in statuses if not s.ok))
