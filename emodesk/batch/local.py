@@ -125,6 +125,20 @@ def run_one(
     return entry
 
 
+def skipped_entry(inp: BatchInput, out: Path, sha: str, ident: dict[str, Any]) -> dict[str, Any]:
+    """The ``runs.jsonl`` line of an input ``--resume`` found done."""
+    return {
+        "id": inp.id,
+        "input": str(inp.path),
+        "output": out.name,
+        "status": "skipped",
+        "reason": "done before with the same input and model set (--resume)",
+        "sha256": sha,
+        "model_set": ident,
+        "started": _now(),
+    }
+
+
 @dataclass
 class BatchResult:
     entries: list[dict[str, Any]] = field(default_factory=list)
@@ -164,20 +178,12 @@ def run_batch(
         out = out_dir / f"{inp.id}.jsonl"
         sha = input_sha256(inp.path)
         if resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=ident["key"], output=out):
-            entry = {
-                "id": inp.id,
-                "input": str(inp.path),
-                "output": out.name,
-                "status": "skipped",
-                "reason": "done before with the same input and model set (--resume)",
-                "sha256": sha,
-                "model_set": ident,
-                "started": _now(),
-            }
+            entry = skipped_entry(inp, out, sha, ident)
         else:
             bar.start(inp, media_length(inp))
             entry = runner(inp, out, device=device, asr_model=asr_model, progress=bar.advance, models=cache)
             entry["sha256"], entry["model_set"] = sha, ident
+            entry["engine"] = "local"
         index.append(entry)
         bar.end(entry)
         result.entries.append(entry)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,30 @@ def analyze_many(args: argparse.Namespace) -> int:
         print(f"emodesk: {e}", file=sys.stderr)
         return 2
     bars = _Bars(len(inputs))
+    started = time.monotonic()
     try:
-        result = run_batch(
-            inputs, out, device=args.device, asr_model=args.asr_model, resume=args.resume, progress=bars
-        )
+        if args.engine == "ray":
+            from emodesk.batch.ray_engine import run_batch_ray
+
+            try:
+                result = run_batch_ray(
+                    inputs,
+                    out,
+                    address=args.address,
+                    workers=args.workers,
+                    device=args.device,
+                    asr_model=args.asr_model,
+                    resume=args.resume,
+                    progress=bars,
+                )
+            except InputError as e:
+                bars.close()
+                print(f"emodesk: {e}", file=sys.stderr)
+                return 2
+        else:
+            result = run_batch(
+                inputs, out, device=args.device, asr_model=args.asr_model, resume=args.resume, progress=bars
+            )
     except KeyboardInterrupt:
         bars.close()
         print(
@@ -82,16 +103,26 @@ def analyze_many(args: argparse.Namespace) -> int:
         )
         raise
     bars.close()
+    wall = time.monotonic() - started  # the whole run: model loading and (Ray) start-up included
     n = {s: result.count(s) for s in ("ok", "degraded", "failed", "skipped")}
+    media = sum(float(e.get("media_s") or 0.0) for e in result.entries if e["status"] in ("ok", "degraded"))
+    ran = n["ok"] + n["degraded"]
     print(
         f"{len(inputs)} inputs: {n['ok']} ok, {n['degraded']} degraded, {n['failed']} failed, "
-        f"{n['skipped']} skipped (done before) → {out} (runs.jsonl)"
+        f"{n['skipped']} skipped (done before) → {out} (runs.jsonl); {media:.1f} s of media in {wall:.1f} s "
+        f"({media / wall:.2f} media s/s, {ran / wall * 3600:.0f} inputs/h)"
     )
     if args.json:
         report = {
             "inputs": len(inputs),
             "counts": n,
             "out": str(out),
+            "engine": args.engine,
+            "workers": args.workers,
+            "wall_s": round(wall, 3),
+            "media_s": round(media, 3),
+            "media_s_per_s": round(media / wall, 3),
+            "inputs_per_hour": round(ran / wall * 3600, 1),
             "runs": result.entries,
         }
         try:

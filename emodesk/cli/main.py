@@ -110,6 +110,17 @@ def _analyze_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip inputs runs.jsonl shows done with the same input bytes and model set (folder --out)",
     )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one input after another in this process (no Ray, no sockets); ray: Ray actors, "
+        "models loaded once each ('emodesk[scale]'), a private Ray on loopback unless --address",
+    )
+    p.add_argument("--address", metavar="ADDR", help="with --engine ray: join the Ray cluster at ADDR")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="with --engine ray: N workers (default: one per CPU)"
+    )
     _add_common(p)
     return p
 
@@ -154,11 +165,16 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     # one file (or session) into one JSONL; a folder, glob, manifest or several: a folder of them
     pattern = any(c in args.source[0] for c in "*?[") and not src.exists()
     one = len(args.source) == 1 and (single or session or not (src.exists() or pattern)) and not out.is_dir()
+    one = one and args.engine == "local"  # Ray always writes a folder (the driver writes every output)
     try:
         if any(s.startswith("camera") for s in args.source):
             raise InputError("analyze reads files; use a video or audio file as SOURCE")
         if args.json:
             private.check_writable(args.json, what="--json")
+        if args.engine != "ray" and (args.address or args.workers):
+            raise InputError("--address and --workers go with --engine ray")
+        if args.workers is not None and args.workers < 1:
+            raise InputError(f"--workers {args.workers}: at least 1")
         if one:
             if args.resume:
                 raise InputError("--resume needs a folder --out (runs.jsonl says what is done)")
@@ -167,6 +183,8 @@ def cmd_analyze(argv: Sequence[str]) -> int:
             if args.audio is not None:
                 raise InputError("--audio pairs with one SOURCE and an --out OUT.jsonl")
             if out.suffix.lower() == ".jsonl" and not out.is_dir():
+                if args.engine == "ray":
+                    raise InputError("--engine ray writes a folder of results: --out DIR")
                 raise InputError(f"--out {out} takes one input; several inputs write into a folder")
             private.check_writable(out, what="--out", folder=True)
         require_device(args.device)
