@@ -89,6 +89,8 @@ def check_writable(path: Path | str, *, what: str = "output", folder: bool = Fal
             raise InputError(f"{what} {p} is a folder, not a file")
         if not os.access(p, os.W_OK):
             raise InputError(f"{what} {p} is not writable")
+        if not folder and p.is_file() and not os.access(p.parent, os.W_OK | os.X_OK):
+            raise InputError(f"{what} {p}: its folder {p.parent} is not writable (OUT.partial goes there)")
         return p
     q = p.parent
     while not q.exists():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import IO, Any
 
@@ -78,7 +79,8 @@ class JsonlWriter:
         f, self._f = self._f, None
         if f is not None:
             f.flush()
-            os.fsync(f.fileno())
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # /dev/null or a pipe cannot be synced
+                os.fsync(f.fileno())
             f.close()
 
     def __enter__(self) -> JsonlWriter:

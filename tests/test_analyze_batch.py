@@ -63,6 +63,14 @@ def test_a_folder_of_inputs_one_broken_then_resumed(
     (src / "broken.mp4").unlink()
     assert main(["analyze", str(src), "--out", str(out), "--resume"]) == 0
     assert "2 skipped" in capsys.readouterr().out
+    # an input that fails now keeps no earlier output under its name: it is set aside, not deleted
+    (src / "a.mp4").write_bytes(b"\x00truncated" * 100)
+    assert main(["analyze", str(src), "--out", str(out), "--resume"]) == 1
+    last = _runs(out)[-2]
+    assert last["id"] == "a" and last["status"] == "failed" and last["previous_output"] == "a.jsonl.previous"
+    assert not (out / "a.jsonl").exists() and (out / "a.jsonl.previous").read_bytes() == single.read_bytes()
+    # a device is written as it is, with no partial file beside it
+    assert main(["analyze", str(DEMO), "--out", "/dev/null"]) == 0
 
 
 def test_a_killed_run_leaves_every_record_so_far_and_resume_finishes_it(tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ def test_two_nodes_and_a_worker_killed_midway_lose_nothing(tmp_path: Path, local
             assert (out / f"{e['id']}.jsonl").read_bytes() == local_records, e["id"]
         assert len({e["worker"]["node"] for e in entries}) == 2  # both nodes worked
         assert pids[0] not in {e["worker"]["pid"] for e in entries}
+        assert sorted(e["tries"] for e in entries) == [1, 1, 1, 2]  # the killed input, once more
         assert not list(out.glob("*.partial"))
         engine.shutdown()
     finally:

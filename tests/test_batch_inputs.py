@@ -125,3 +125,28 @@ def test_the_emotion_summary_counts_the_time_each_reading_held() -> None:
     json.dumps(s)  # what the --json report and runs.jsonl carry
     empty = emotion_summary([])
     assert empty["fused"]["seconds"] == 0 and empty["fused"]["top"] is None
+
+
+def test_ids_never_take_the_index_name_nor_collide_by_case_and_odd_names_are_names(tmp_path: Path) -> None:
+    runs = _touch(tmp_path / "d" / "runs.wav")
+    upper = _touch(tmp_path / "d" / "Interview.mp4")
+    lower = _touch(tmp_path / "d" / "interview.wav")
+    _touch(tmp_path / "d" / "._Interview.mp4")  # macOS metadata: not an input
+    found = {i.path: i.id for i in expand_inputs([str(tmp_path / "d")])}
+    assert set(found) == {runs, upper, lower}
+    assert found[runs].startswith("runs-")
+    assert found[upper].casefold() != found[lower].casefold()
+    bracket = _touch(tmp_path / "Interview [2024].mp4")
+    assert [i.path for i in expand_inputs([str(bracket)])] == [bracket]  # a name, not a pattern
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes("\ufeffpath\nd/runs.wav\n".encode())
+    assert [i.path for i in expand_inputs([str(bom)])] == [runs]
+
+
+def test_a_line_appended_after_one_a_kill_cut_stays_whole(tmp_path: Path) -> None:
+    index = RunIndex(tmp_path)
+    index.append({"id": "a", "status": "ok"})
+    with open(index.path, "a", encoding="utf-8") as f:
+        f.write('{"id": "b", "sta')
+    index.append({"id": "c", "status": "failed"})
+    assert [e["id"] for e in index.entries()] == ["a", "c"]

@@ -31,6 +31,7 @@ VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".m
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 _ID_OK = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_MANIFEST_ROWS = 1_000_000
+RESERVED = {"runs"}  # runs.jsonl is the index
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class BatchInput:
 
 
 def _is_media(p: Path) -> bool:
+    if p.name.startswith("."):  # hidden files: macOS ._ metadata, editors' temporaries
+        return False
     return (p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS) or (p / "session.json").is_file()
 
 
@@ -58,7 +61,7 @@ def _folder(p: Path) -> list[Path]:
 
 def _manifest(p: Path) -> list[tuple[Path, str | None]]:
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # Excel's "CSV UTF-8" starts with a BOM
             reader = csv.DictReader(f)
             fields = [h.strip() for h in (reader.fieldnames or [])]
             if "path" not in fields:
@@ -96,7 +99,7 @@ def expand_inputs(specs: Sequence[str]) -> list[BatchInput]:
             found.append((demo_clip_path(), "demo", "demo"))
             continue
         p = Path(spec).expanduser()
-        if any(c in spec for c in "*?["):
+        if not p.exists() and any(c in spec for c in "*?["):  # "Interview [2024].mp4" is a name
             hits = sorted(Path(h) for h in glob.glob(spec, recursive=True))
             media = [h for h in hits if _is_media(h)]
             if not media:
@@ -121,19 +124,21 @@ def expand_inputs(specs: Sequence[str]) -> list[BatchInput]:
     def base_of(path: Path, given: str | None) -> str:
         return _clean_id(given or (path.stem if path.is_file() else path.name))
 
+    # ids are compared case-blind (Interview.mp4 and interview.wav are one file name on macOS and
+    # Windows), and "runs" is the index's own name
     ids: dict[str, int] = {}
     for path, _, given in unique:
-        base = base_of(path, given)
+        base = base_of(path, given).casefold()
         ids[base] = ids.get(base, 0) + 1
     out: list[BatchInput] = []
     used: set[str] = set()
     for path, spec, given in unique:
         base = base_of(path, given)
         iid = base
-        if ids[base] > 1 or iid in used:  # two inputs of one name: told apart by their paths
+        if ids[base.casefold()] > 1 or iid.casefold() in used or iid.casefold() in RESERVED:
             iid = f"{base}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
-        if iid in used:
+        if iid.casefold() in used:
             raise InputError(f"two inputs would both be written as {iid}.jsonl: {path}")
-        used.add(iid)
+        used.add(iid.casefold())
         out.append(BatchInput(iid, path, spec))
     return out

@@ -10,6 +10,7 @@ writes ``runs.jsonl``, skips what ``--resume`` finds done, and reports progress.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,39 @@ def run_one(
     return entry
 
 
+def hash_or_none(inp: BatchInput) -> str | None:
+    """The input's sha256, or None when it cannot be read (gone since the run started, no access)."""
+    try:
+        return input_sha256(inp.path)
+    except OSError:
+        return None
+
+
+def unreadable_entry(inp: BatchInput, out: Path, ident: dict[str, Any]) -> dict[str, Any]:
+    why = "it is gone" if not inp.path.exists() else "no permission, or a read error"
+    return {
+        "id": inp.id,
+        "input": str(inp.path),
+        "output": out.name,
+        "status": "failed",
+        "error": f"cannot read {inp.path}: {why}",
+        "sha256": None,
+        "model_set": ident,
+        "started": _now(),
+    }
+
+
+def set_aside_stale(entry: dict[str, Any], out: Path) -> None:
+    """An input that failed now keeps no output of an earlier run under its current name: that
+    file is renamed ``ID.jsonl.previous`` (nothing is deleted), so every ``ID.jsonl`` in the folder
+    belongs to its latest ``ok`` or ``degraded`` line."""
+    if entry.get("status") != "failed" or not out.is_file():
+        return
+    previous = out.with_name(out.name + ".previous")
+    os.replace(out, previous)
+    entry["previous_output"] = previous.name
+
+
 def skipped_entry(inp: BatchInput, out: Path, sha: str, ident: dict[str, Any]) -> dict[str, Any]:
     """The ``runs.jsonl`` line of an input ``--resume`` found done."""
     return {
@@ -176,14 +210,17 @@ def run_batch(
     result = BatchResult()
     for inp in inputs:
         out = out_dir / f"{inp.id}.jsonl"
-        sha = input_sha256(inp.path)
-        if resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=ident["key"], output=out):
+        sha = hash_or_none(inp)
+        if sha is None:
+            entry = unreadable_entry(inp, out, ident)
+        elif resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=ident["key"], output=out):
             entry = skipped_entry(inp, out, sha, ident)
         else:
             bar.start(inp, media_length(inp))
             entry = runner(inp, out, device=device, asr_model=asr_model, progress=bar.advance, models=cache)
             entry["sha256"], entry["model_set"] = sha, ident
             entry["engine"] = "local"
+        set_aside_stale(entry, out)
         index.append(entry)
         bar.end(entry)
         result.entries.append(entry)

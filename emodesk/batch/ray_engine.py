@@ -17,9 +17,9 @@ the local engine, spread over Ray actors that load the models once each.
 - **The same records as the local engine**: :func:`~emodesk.batch.local.run_one` on a
   :class:`~emodesk.pipeline.model_cache.ModelCache`, with ONNX Runtime and CTranslate2 pinned to one
   thread each (Ray sets ``OMP_NUM_THREADS`` from ``num_cpus``; the models set their own counts).
-- **A worker that dies** (killed, out of memory) is restarted and its input retried once; when it
-  dies again the input is recorded as failed with the reason, a new worker takes over, and the
-  run goes on.
+- **A worker that dies** (killed, out of memory) is replaced by a fresh one and its input retried
+  once there; when that dies too the input is recorded as failed with the reason, and the run
+  goes on (Ray restarts nothing itself: the retry is per input, whatever the worker's history).
 """
 
 from __future__ import annotations
@@ -33,8 +33,17 @@ from typing import Any
 
 from emodesk import private
 from emodesk.batch.inputs import BatchInput
-from emodesk.batch.local import BatchResult, Progress, _Quiet, run_one, skipped_entry
-from emodesk.batch.runs import RunIndex, done_before, input_sha256, model_set_identity
+from emodesk.batch.local import (
+    BatchResult,
+    Progress,
+    _Quiet,
+    hash_or_none,
+    run_one,
+    set_aside_stale,
+    skipped_entry,
+    unreadable_entry,
+)
+from emodesk.batch.runs import RunIndex, done_before, model_set_identity
 from emodesk.errors import InputError
 from emodesk.machine import Device
 
@@ -76,7 +85,9 @@ def start_ray(address: str | None, workers: int | None) -> Any:
 
 
 def _worker_class(ray: Any) -> Any:
-    @ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)
+    # no restarts by Ray: the driver replaces a dead worker and retries its input once itself, so
+    # the promise is per input, not per worker lifetime
+    @ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
     class AnalyzeWorker:
         """One Ray actor: the models loaded once, each input on fresh state (``ModelCache``)."""
 
@@ -126,7 +137,11 @@ class RayEngine:
     ) -> None:
         self.ray = start_ray(address, workers)
         self.device, self.asr_model = device, asr_model
-        n = workers or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        if workers is not None and workers > cpus:
+            self.ray.shutdown()
+            raise InputError(f"--workers {workers}: the Ray cluster has {cpus} CPU(s), one per worker")
+        n = workers or cpus
         self._cls = _worker_class(self.ray)
         self.workers = [self._new_worker() for _ in range(n)]
 
@@ -158,10 +173,16 @@ class RayEngine:
         result = BatchResult()
         todo: list[tuple[BatchInput, str]] = []
         for inp in inputs:
-            sha = input_sha256(inp.path)
+            sha = hash_or_none(inp)
             out = out_dir / f"{inp.id}.jsonl"
-            if resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=key, output=out):
-                entry = skipped_entry(inp, out, sha, ident)
+            if sha is None or (
+                resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=key, output=out)
+            ):
+                if sha is None:
+                    entry = unreadable_entry(inp, out, ident)
+                else:
+                    entry = skipped_entry(inp, out, sha, ident)
+                set_aside_stale(entry, out)
                 index.append(entry)
                 bar.end(entry)
                 result.entries.append(entry)
@@ -169,9 +190,11 @@ class RayEngine:
                 todo.append((inp, sha))
         pending: dict[Any, tuple[int, BatchInput, str, float]] = {}  # ref -> (worker, input, sha, start)
         queue = list(reversed(todo))
+        tries: dict[str, int] = {}
 
         def submit(k: int) -> None:
             inp, sha = queue.pop()
+            tries[inp.id] = tries.get(inp.id, 0) + 1
             ref = self.workers[k].run.remote(inp.id, str(inp.path), inp.spec)
             pending[ref] = (k, inp, sha, time.monotonic())
 
@@ -185,7 +208,14 @@ class RayEngine:
             out = out_dir / f"{inp.id}.jsonl"
             try:
                 entry, done, cut = ray.get(ref)
-            except ray.exceptions.RayError as e:  # the worker died twice, or the task itself broke
+            except ray.exceptions.RayError as e:  # the worker died, or the task itself broke
+                ray.kill(self.workers[k], no_restart=True)  # a live one would keep its CPU
+                self.workers[k] = self._new_worker()  # a fresh worker for the rest
+                died = isinstance(e, ray.exceptions.RayActorError)
+                if died and tries[inp.id] < 2:  # once more, on the fresh worker
+                    queue.append((inp, sha))
+                    submit(k)
+                    continue
                 reason = str(e).strip().splitlines()[0][:500] if str(e).strip() else type(e).__name__
                 entry, done, cut = (
                     {
@@ -199,7 +229,6 @@ class RayEngine:
                     b"",
                     b"",
                 )
-                self.workers[k] = self._new_worker()  # a fresh worker for the rest
             if entry["status"] in ("ok", "degraded"):
                 _write_atomic(out, done)
             elif cut:
@@ -207,6 +236,8 @@ class RayEngine:
                     f.write(cut)
             entry["sha256"], entry["model_set"] = sha, ident
             entry["engine"] = "ray"
+            entry["tries"] = tries[inp.id]
+            set_aside_stale(entry, out)
             index.append(entry)
             bar.end(entry)
             result.entries.append(entry)

@@ -86,6 +86,11 @@ class RunIndex:
 
     def append(self, entry: Mapping[str, Any]) -> None:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, "rb+") as f:
+                data = f.read()
+                if not data.endswith(b"\n"):  # a line a kill cut, never whole: cut it off
+                    f.truncate(data.rfind(b"\n") + 1)
         with private.open_private(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()

@@ -91,9 +91,19 @@ def analyze_many(args: argparse.Namespace) -> int:
                 print(f"emodesk: {e}", file=sys.stderr)
                 return 2
         else:
-            result = run_batch(
-                inputs, out, device=args.device, asr_model=args.asr_model, resume=args.resume, progress=bars
-            )
+            try:
+                result = run_batch(
+                    inputs,
+                    out,
+                    device=args.device,
+                    asr_model=args.asr_model,
+                    resume=args.resume,
+                    progress=bars,
+                )
+            except InputError as e:  # a runs.jsonl that is not one: nothing could start
+                bars.close()
+                print(f"emodesk: {e}", file=sys.stderr)
+                return 2
     except KeyboardInterrupt:
         bars.close()
         print(

@@ -102,7 +102,8 @@ def _analyze_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         metavar="OUT",
-        help="OUT.jsonl for one input; a folder for several (or for one, when OUT is not a .jsonl)",
+        help="for one file: the JSONL it writes (any name; an existing folder takes ID.jsonl and "
+        "runs.jsonl instead); for several inputs, a folder, a glob or a manifest: the folder",
     )
     p.add_argument("--json", metavar="REPORT", help="a machine-readable summary, with the emotions found")
     p.add_argument(
@@ -167,7 +168,7 @@ def cmd_analyze(argv: Sequence[str]) -> int:
     one = len(args.source) == 1 and (single or session or not (src.exists() or pattern)) and not out.is_dir()
     one = one and args.engine == "local"  # Ray always writes a folder (the driver writes every output)
     try:
-        if any(s.startswith("camera") for s in args.source):
+        if any(_is_camera(s) for s in args.source):
             raise InputError("analyze reads files; use a video or audio file as SOURCE")
         if args.json:
             private.check_writable(args.json, what="--json")
@@ -195,6 +196,15 @@ def cmd_analyze(argv: Sequence[str]) -> int:
 
         return analyze_many(args)
     return _analyze_one(args, out)
+
+
+def _is_camera(spec: str) -> bool:
+    from emodesk.capture.sources import parse_camera
+
+    try:
+        return parse_camera(spec) is not None
+    except InputError:  # camera:x
+        return True
 
 
 def _analyze_one(args: argparse.Namespace, out: Path) -> int:

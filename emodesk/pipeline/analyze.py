@@ -91,7 +91,7 @@ def _speech_body(sources: SourceSet, models: ModelCache, out: dict[str, Any], po
             except InputError as e:  # corrupt mid-file: the speech before it is still scored
                 corrupt = str(e)
                 break
-            if chunk is None:
+            if chunk is None or sources.stop.is_set():  # the end, or the input was given up
                 break
             step = pipe.insert(chunk)
             out["media_end"] = chunk.t1
@@ -156,7 +156,9 @@ def analyze(
     summary = AnalyzeSummary()
     fused_by = fusion or load_active_fusion()
     summary.fusion = fused_by
-    partial = partial_path(out_path)
+    # /dev/null, a pipe, a terminal: written as they are, with no partial file beside them
+    regular = not out_path.exists() or out_path.is_file()
+    partial = partial_path(out_path) if regular else out_path
     merger = StreamMerger(fused_by)
     writer = JsonlWriter(partial)  # an unwritable OUT fails here, before any model loads
     try:
@@ -164,11 +166,12 @@ def analyze(
         _analyze_into(sources, merger, writer, summary, cache, progress)
     except BaseException:
         writer.close()
-        if writer.count == 0:
+        if writer.count == 0 and regular:
             partial.unlink(missing_ok=True)
         raise
     writer.close()
-    os.replace(partial, out_path)
+    if regular:
+        os.replace(partial, out_path)
     summary.records = writer.count
     summary.wall_seconds = time.monotonic() - start
     return summary
@@ -225,37 +228,45 @@ def _analyze_into(
     media_end = 0.0
     face_ran = False
     tracks: set[int | None] = set()
-    if sources.video is not None:
-        pipeline, statuses = models.face_pipeline()
-        summary.statuses.extend(statuses)
-        if pipeline is None:
-            log.warning("face path disabled: %s", "; ".join(s.message for s in statuses if not s.ok))
-        else:
-            face_ran = True
-            video = sources.video
-            video.open()
-            try:
-                t_face = time.monotonic()
-                while (frame := video.read()) is not None:
-                    result = pipeline.process(frame)
-                    merger.add_face(result)
-                    summary.frames += 1
-                    summary.frames_with_faces += bool(result.faces)
-                    tracks.update(s.track for s in result.faces)
-                    media_end = frame.t
-                    while speech_running:
-                        try:
-                            speech_running = take(posts.get_nowait())
-                        except queue.Empty:
-                            break
-                    release(min(frame.t, speech_wm))
-                summary.face_seconds = time.monotonic() - t_face
-            finally:
-                video.close()
-    summary.tracks = len(tracks)
-    while speech_running:  # the face path is done (or absent): the speech path alone holds back
-        speech_running = take(posts.get())
-        release(speech_wm)
+    try:
+        if sources.video is not None:
+            pipeline, statuses = models.face_pipeline()
+            summary.statuses.extend(statuses)
+            if pipeline is None:
+                log.warning("face path disabled: %s", "; ".join(s.message for s in statuses if not s.ok))
+            else:
+                face_ran = True
+                video = sources.video
+                video.open()
+                try:
+                    t_face = time.monotonic()
+                    while (frame := video.read()) is not None:
+                        result = pipeline.process(frame)
+                        merger.add_face(result)
+                        summary.frames += 1
+                        summary.frames_with_faces += bool(result.faces)
+                        tracks.update(s.track for s in result.faces)
+                        media_end = frame.t
+                        while speech_running:
+                            try:
+                                speech_running = take(posts.get_nowait())
+                            except queue.Empty:
+                                break
+                        release(min(frame.t, speech_wm))
+                    summary.face_seconds = time.monotonic() - t_face
+                finally:
+                    video.close()
+        summary.tracks = len(tracks)
+        while speech_running:  # the face path is done (or absent): the speech path alone holds back
+            speech_running = take(posts.get())
+            release(speech_wm)
+    except BaseException:
+        # the face path failed or was interrupted: stop the speech thread and wait for it, so it
+        # never runs on into the next input on the worker's shared models
+        sources.stop.set()
+        if speech_thread is not None:
+            speech_thread.join()
+        raise
     if speech_thread is not None:
         speech_thread.join()
         summary.statuses.extend(speech_out.get("statuses", []))
@@ -289,19 +300,30 @@ class StreamMerger:
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
         self._next_tick = 0
+        self._released = -math.inf  # every event before this was written
+
+    def _check(self, t: float, what: str) -> None:
+        if t < self._released:  # would be written out of order: a path settled too early
+            raise RuntimeError(
+                f"{what} at {t:.4f} s came after the records up to {self._released:.4f} s were written"
+            )
 
     def _push(self, t: float, order: int, payload: object) -> None:
         heapq.heappush(self._events, (t, order, self._seq, payload))
         self._seq += 1
 
     def add_face(self, f: FaceFrameResult) -> None:
+        self._check(f.t, "a face frame")
         self._push(f.t, 0, f)
 
     def add_speech(self, step: UtteranceOutput) -> None:
         for tr in step.transcripts:
+            self._check(tr.t1, "a transcript")
             self._push(tr.t1, 1, tr)
         for s in step.scores:
-            self._push(s.t1 if s.t1 is not None else s.t, 2, s)
+            t = s.t1 if s.t1 is not None else s.t
+            self._check(t, f"a {s.kind} score")
+            self._push(t, 2, s)
 
     def _ticks_before(self, until: float, *, inclusive: bool = False) -> None:
         while self._next_tick < until or (inclusive and self._next_tick <= until):
@@ -312,6 +334,7 @@ class StreamMerger:
         """Records of every event stamped before ``until`` (media seconds)."""
         if not math.isfinite(until):
             return
+        self._released = max(self._released, until)
         self._ticks_before(until)
         yield from self._drain(lambda t: t < until)
 
