@@ -140,6 +140,33 @@ def read_json(
 MISSING: Any = object()
 
 
+def read_jsonl_objects(
+    path: Path | str, *, what: str, skip_cut_last: bool = False, max_line_bytes: int = 1 << 20
+) -> list[dict[str, Any]]:
+    """Every JSON object of a JSONL file, one per non-blank line; :class:`InputError` naming the
+    file and line of the first that is not one (or that cannot be read at all). With
+    ``skip_cut_last`` an unterminated last line (the one a kill cut off while it was written) is
+    left out rather than refused."""
+    out: list[dict[str, Any]] = []
+    try:
+        with open(path, "rb") as f:
+            for i, line in enumerate(f, start=1):
+                if skip_cut_last and not line.endswith(b"\n"):
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    obj = parse_json(line, max_bytes=max_line_bytes)
+                except JsonRefused as e:
+                    raise InputError(f"{path}:{i}: not {what}: {e}") from None
+                if not isinstance(obj, dict):
+                    raise InputError(f"{path}:{i}: not {what} (a JSON object)")
+                out.append(obj)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    return out
+
+
 def _kind(v: Any) -> str:
     if v is None:
         return "null"

@@ -14,7 +14,7 @@ from typing import IO, Any
 from emodesk import private
 from emodesk.errors import InputError
 from emodesk.labels import probs_dict
-from emodesk.readers import JsonRefused, parse_json
+from emodesk.readers import read_jsonl_objects
 from emodesk.types import FusedScores, ModalityScores, Transcript
 
 Record = dict[str, Any]
@@ -92,19 +92,4 @@ class JsonlWriter:
 
 def read_records(path: Path | str) -> list[Record]:
     """The records of an ``analyze`` JSONL; :class:`InputError` naming the line that is not one."""
-    out: list[Record] = []
-    try:
-        with open(path, "rb") as f:
-            for i, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = parse_json(line, max_bytes=1 << 20)
-                except JsonRefused as e:
-                    raise InputError(f"{path}:{i}: not a score record: {e}") from None
-                if not isinstance(rec, dict):
-                    raise InputError(f"{path}:{i}: not a score record (a JSON object)")
-                out.append(rec)
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-    return out
+    return read_jsonl_objects(path, what="a score record")

@@ -15,7 +15,9 @@ import pytest
 
 from emodesk.cli.main import main
 from emodesk.labels import LABELS
+from emodesk.records import read_records
 from emodesk.resources import assets_dir
+from emodesk.results.summary import emotion_summary
 
 pytestmark = pytest.mark.slow
 DEMO = assets_dir() / "demo.mp4"
@@ -69,8 +71,16 @@ def test_a_folder_of_inputs_one_broken_then_resumed(
     last = _runs(out)[-2]
     assert last["id"] == "a" and last["status"] == "failed" and last["previous_output"] == "a.jsonl.previous"
     assert not (out / "a.jsonl").exists() and (out / "a.jsonl.previous").read_bytes() == single.read_bytes()
-    # a device is written as it is, with no partial file beside it
-    assert main(["analyze", str(DEMO), "--out", "/dev/null"]) == 0
+    # a device is written as it is, with no partial file beside it; the emotion summary is tallied
+    # from the records as they are written (nothing to read back from /dev/null): the same as the file's
+    nul = tmp_path / "nul.json"
+    assert main(["analyze", str(DEMO), "--out", "/dev/null", "--json", str(nul)]) == 0
+    tallied = json.loads(nul.read_text(encoding="utf-8"))["emotions"]
+    assert tallied == ok["emotions"]
+    from_file = emotion_summary(read_records(single), media_end=ok["media_s"])
+    for kind in ("fused", "face", "voice", "text"):
+        assert tallied[kind]["share"] == pytest.approx(from_file[kind]["share"], abs=2e-4)
+    assert tallied["fused"]["seconds"] > 10
 
 
 def test_a_killed_run_leaves_every_record_so_far_and_resume_finishes_it(tmp_path: Path) -> None:

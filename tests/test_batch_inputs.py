@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from emodesk.batch.inputs import expand_inputs
-from emodesk.batch.runs import RunIndex, done_before, input_sha256, model_set_identity
+from emodesk.batch.runs import input_sha256, model_set_identity
 from emodesk.errors import InputError
 from emodesk.labels import LABELS
+from emodesk.results.runs import RunIndex, done_before
 from emodesk.results.summary import emotion_summary
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from emodesk.batch.inputs import BatchInput
-from emodesk.batch.runs import RunIndex, done_before, input_sha256, model_set_identity
+from emodesk.batch.runs import input_sha256, model_set_identity
 from emodesk.errors import EmodeskError
 from emodesk.machine import Device
 from emodesk.pipeline.model_cache import ModelCache
+from emodesk.results.runs import RunIndex, done_before
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,7 @@ def run_one(
     ``models``: the worker's loaded models, reused (fresh state per input)."""
     from emodesk.capture.sources import open_sources
     from emodesk.pipeline.analyze import analyze
-    from emodesk.records import read_records
-    from emodesk.results.summary import emotion_summary
+    from emodesk.results.summary import EmotionTally
 
     entry: dict[str, Any] = {
         "id": inp.id,
@@ -88,8 +88,15 @@ def run_one(
         sources = open_sources(inp.spec, paced=False, use_mic=False)
         if sources.video is None and sources.audio is None:
             raise EmodeskError(f"{inp.path} has neither video nor audio")
+        tally = EmotionTally()
         summary = analyze(
-            sources, out_path, device=device, asr_model=asr_model, progress=progress, models=models
+            sources,
+            out_path,
+            device=device,
+            asr_model=asr_model,
+            progress=progress,
+            models=models,
+            observe=tally.add,
         )
     except EmodeskError as e:
         return {**entry, "status": "failed", "error": str(e), "wall_s": round(time.monotonic() - t0, 3)}
@@ -120,7 +127,7 @@ def run_one(
                 "path": str(fusion.path) if fusion is not None and fusion.path is not None else None,
                 "weights": {m: round(fusion.scalar_weight(m), 6) for m in fusion.members} if fusion else {},
             },
-            "emotions": emotion_summary(read_records(out_path), media_end=summary.media_seconds),
+            "emotions": tally.result(summary.media_seconds),
         }
     )
     return entry

@@ -43,9 +43,10 @@ from emodesk.batch.local import (
     skipped_entry,
     unreadable_entry,
 )
-from emodesk.batch.runs import RunIndex, done_before, model_set_identity
+from emodesk.batch.runs import model_set_identity
 from emodesk.errors import InputError
 from emodesk.machine import Device
+from emodesk.results.runs import RunIndex, done_before
 
 #: environment a worker needs to see the same models and data as the driver
 PASSED_ENV = ("EMODESK_HOME", "EMODESK_MODELS", "EMODESK_DATA")

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,39 +72,20 @@ def analyze_many(args: argparse.Namespace) -> int:
         return 2
     bars = _Bars(len(inputs))
     started = time.monotonic()
-    try:
-        if args.engine == "ray":
-            from emodesk.batch.ray_engine import run_batch_ray
+    if args.engine == "ray":
+        from emodesk.batch.ray_engine import run_batch_ray
 
-            try:
-                result = run_batch_ray(
-                    inputs,
-                    out,
-                    address=args.address,
-                    workers=args.workers,
-                    device=args.device,
-                    asr_model=args.asr_model,
-                    resume=args.resume,
-                    progress=bars,
-                )
-            except InputError as e:
-                bars.close()
-                print(f"emodesk: {e}", file=sys.stderr)
-                return 2
-        else:
-            try:
-                result = run_batch(
-                    inputs,
-                    out,
-                    device=args.device,
-                    asr_model=args.asr_model,
-                    resume=args.resume,
-                    progress=bars,
-                )
-            except InputError as e:  # a runs.jsonl that is not one: nothing could start
-                bars.close()
-                print(f"emodesk: {e}", file=sys.stderr)
-                return 2
+        engine: Any = partial(run_batch_ray, address=args.address, workers=args.workers)
+    else:
+        engine = run_batch
+    try:
+        result = engine(
+            inputs, out, device=args.device, asr_model=args.asr_model, resume=args.resume, progress=bars
+        )
+    except InputError as e:  # a runs.jsonl that is not one, a Ray that cannot start: nothing could start
+        bars.close()
+        print(f"emodesk: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         bars.close()
         print(

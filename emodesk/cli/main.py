@@ -210,6 +210,7 @@ def _is_camera(spec: str) -> bool:
 def _analyze_one(args: argparse.Namespace, out: Path) -> int:
     from emodesk.capture.sources import open_sources
     from emodesk.pipeline.analyze import analyze, partial_path
+    from emodesk.results.summary import EmotionTally
 
     source = args.source[0]
     try:
@@ -219,7 +220,8 @@ def _analyze_one(args: argparse.Namespace, out: Path) -> int:
     if sources.video is None and sources.audio is None:
         return _fail(2, f"{source} has neither video nor audio")
     try:
-        summary = analyze(sources, out, device=args.device, asr_model=args.asr_model)
+        tally = EmotionTally()  # as the records are written: /dev/null or a pipe cannot be read back
+        summary = analyze(sources, out, device=args.device, asr_model=args.asr_model, observe=tally.add)
     except InputError as e:
         return _fail(2, str(e))
     except EmodeskError as e:
@@ -239,9 +241,6 @@ def _analyze_one(args: argparse.Namespace, out: Path) -> int:
         f"{summary.records} records → {out}"
     )
     if args.json:
-        from emodesk.records import read_records
-        from emodesk.results.summary import emotion_summary
-
         report = {
             "frames": summary.frames,
             "frames_with_faces": summary.frames_with_faces,
@@ -253,7 +252,7 @@ def _analyze_one(args: argparse.Namespace, out: Path) -> int:
             "wall_seconds": round(summary.wall_seconds, 3),
             "face_fps": round(summary.face_fps, 2),
             "models": [{"slot": s.slot, "state": s.state, "message": s.message} for s in summary.statuses],
-            "emotions": emotion_summary(read_records(out), media_end=summary.media_seconds),
+            "emotions": tally.result(summary.media_seconds),
         }
         try:
             private.write_text(args.json, json.dumps(report, indent=2) + "\n")

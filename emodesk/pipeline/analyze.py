@@ -139,6 +139,7 @@ def analyze(
     fusion: FusionConfig | None = None,
     progress: Callable[[float], None] | None = None,
     models: ModelCache | None = None,
+    observe: Callable[[dict[str, Any]], None] | None = None,
 ) -> AnalyzeSummary:
     """Run every path over ``sources`` and stream the records to ``out_path``.
 
@@ -148,6 +149,7 @@ def analyze(
     The records are exactly those of a run that merged everything at the end (:func:`merge_records`).
     ``progress`` gets the media time written up to. ``models``: loaded models to reuse (a batch
     worker's :class:`ModelCache`; fresh state per input either way), else they are loaded here.
+    ``observe`` sees every record as it is written (the emotion summary is tallied that way).
 
     Raises EmodeskError when no path could run at all (and removes the empty partial file); a path
     whose models fail is reported in ``summary.statuses`` and the others still run.
@@ -163,7 +165,7 @@ def analyze(
     writer = JsonlWriter(partial)  # an unwritable OUT fails here, before any model loads
     try:
         cache = models if models is not None else ModelCache(device=device, asr_model=asr_model)
-        _analyze_into(sources, merger, writer, summary, cache, progress)
+        _analyze_into(sources, merger, writer, summary, cache, progress, observe)
     except BaseException:
         writer.close()
         if writer.count == 0 and regular:
@@ -184,6 +186,7 @@ def _analyze_into(
     summary: AnalyzeSummary,
     models: ModelCache,
     progress: Callable[[float], None] | None,
+    observe: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     speech_out: dict[str, Any] = {}
     posts: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -220,6 +223,8 @@ def _analyze_into(
         nonlocal written_to
         for rec in merger.release(until):
             writer.write(rec)
+            if observe is not None:
+                observe(rec)
         if progress is not None and math.isfinite(until) and until > written_to:
             progress(until)
         written_to = max(written_to, until)
@@ -282,6 +287,8 @@ def _analyze_into(
     summary.media_seconds = media_end
     for rec in merger.finish(media_end):
         writer.write(rec)
+        if observe is not None:
+            observe(rec)
     if progress is not None:
         progress(media_end)
 

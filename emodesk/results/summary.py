@@ -62,60 +62,77 @@ def _held(times: list[float], end: float | None, *, last: float | None = None) -
     return out
 
 
+class EmotionTally:
+    """The emotion summary built record by record, as ``analyze`` writes them (:meth:`add`), so
+    nobody reads the output again to learn it; :meth:`result` gives it."""
+
+    def __init__(self) -> None:
+        self._fused: list[tuple[float, Any, np.ndarray]] = []
+        self._face: dict[Any, dict[float, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+        self._voice: dict[tuple[float, float], list[np.ndarray]] = defaultdict(list)
+        self._text: dict[tuple[float, float], list[np.ndarray]] = defaultdict(list)
+        self._untrusted: set[tuple[float, float]] = set()
+
+    def add(self, r: Mapping[str, Any]) -> None:
+        kind, v, t = r.get("kind"), _vec(r.get("probs")), r.get("t")
+        if v is None or not isinstance(t, (int, float)):
+            return
+        if kind == "fused":
+            self._fused.append((float(t), r.get("track"), v))
+        elif kind == "face":
+            self._face[r.get("track")][float(t)].append(v)
+        elif kind in ("voice", "text"):
+            t0, t1 = r.get("t0"), r.get("t1")
+            if not isinstance(t0, (int, float)) or not isinstance(t1, (int, float)) or t1 < t0:
+                return
+            span = (float(t0), float(t1))
+            if kind == "text" and r.get("trusted") is False:
+                self._untrusted.add(span)
+                return
+            (self._voice if kind == "voice" else self._text)[span].append(v)
+
+    def result(self, media_end: float | None = None) -> dict[str, Any]:
+        """The share of time per label, per modality, and per face track (fused and face)."""
+        out: dict[str, Any] = {}
+        fused = sorted(self._fused, key=lambda x: x[0])
+        secs = np.zeros(len(LABELS))
+        by_track: dict[Any, np.ndarray] = defaultdict(lambda: np.zeros(len(LABELS)))
+        for (_t, track, v), held in zip(fused, _held([f[0] for f in fused], media_end), strict=True):
+            k = int(np.argmax(v))
+            secs[k] += held
+            if track is not None:
+                by_track[track][k] += held
+        out["fused"] = {
+            **_shares(secs),
+            "by_track": {str(k): _shares(s) for k, s in sorted(by_track.items())},
+        }
+
+        secs = np.zeros(len(LABELS))
+        tracks: dict[str, Any] = {}
+        for track, frames in sorted(self._face.items(), key=lambda kv: str(kv[0])):
+            times = sorted(frames)
+            step = float(np.median(np.diff(times))) if len(times) > 1 else None  # the track's frame interval
+            s = np.zeros(len(LABELS))
+            for t, held in zip(times, _held(times, media_end, last=step), strict=True):
+                s[int(np.argmax(np.mean(frames[t], axis=0)))] += held
+            tracks[str(track)] = _shares(s)
+            secs += s
+        out["face"] = {**_shares(secs), "by_track": tracks}
+
+        for kind, utts in (("voice", self._voice), ("text", self._text)):
+            secs = np.zeros(len(LABELS))
+            for (t0, t1), vs in utts.items():
+                secs[int(np.argmax(np.mean(vs, axis=0)))] += t1 - t0
+            out[kind] = {**_shares(secs), "utterances": len(utts)}
+        out["text"]["untrusted"] = len(self._untrusted)
+        return out
+
+
 def emotion_summary(
     records: Iterable[Mapping[str, Any]], *, media_end: float | None = None
 ) -> dict[str, Any]:
     """The share of time per label, per modality, and per face track (fused and face)."""
-    fused: list[tuple[float, Any, np.ndarray]] = []
-    face: dict[Any, dict[float, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
-    voice: dict[tuple[float, float], list[np.ndarray]] = defaultdict(list)
-    text: dict[tuple[float, float], list[np.ndarray]] = defaultdict(list)
-    untrusted: set[tuple[float, float]] = set()
+    tally = EmotionTally()
     for r in records:
-        kind, v, t = r.get("kind"), _vec(r.get("probs")), r.get("t")
-        if v is None or not isinstance(t, (int, float)):
-            continue
-        if kind == "fused":
-            fused.append((float(t), r.get("track"), v))
-        elif kind == "face":
-            face[r.get("track")][float(t)].append(v)
-        elif kind in ("voice", "text"):
-            t0, t1 = r.get("t0"), r.get("t1")
-            if not isinstance(t0, (int, float)) or not isinstance(t1, (int, float)) or t1 < t0:
-                continue
-            span = (float(t0), float(t1))
-            if kind == "text" and r.get("trusted") is False:
-                untrusted.add(span)
-                continue
-            (voice if kind == "voice" else text)[span].append(v)
-    out: dict[str, Any] = {}
-
-    fused.sort(key=lambda x: x[0])
-    secs = np.zeros(len(LABELS))
-    by_track: dict[Any, np.ndarray] = defaultdict(lambda: np.zeros(len(LABELS)))
-    for (_t, track, v), held in zip(fused, _held([f[0] for f in fused], media_end), strict=True):
-        k = int(np.argmax(v))
-        secs[k] += held
-        if track is not None:
-            by_track[track][k] += held
-    out["fused"] = {**_shares(secs), "by_track": {str(k): _shares(s) for k, s in sorted(by_track.items())}}
-
-    secs = np.zeros(len(LABELS))
-    tracks: dict[str, Any] = {}
-    for track, frames in sorted(face.items(), key=lambda kv: str(kv[0])):
-        times = sorted(frames)
-        step = float(np.median(np.diff(times))) if len(times) > 1 else None  # the track's frame interval
-        s = np.zeros(len(LABELS))
-        for t, held in zip(times, _held(times, media_end, last=step), strict=True):
-            s[int(np.argmax(np.mean(frames[t], axis=0)))] += held
-        tracks[str(track)] = _shares(s)
-        secs += s
-    out["face"] = {**_shares(secs), "by_track": tracks}
-
-    for kind, utts in (("voice", voice), ("text", text)):
-        secs = np.zeros(len(LABELS))
-        for (t0, t1), vs in utts.items():
-            secs[int(np.argmax(np.mean(vs, axis=0)))] += t1 - t0
-        out[kind] = {**_shares(secs), "utterances": len(utts)}
-    out["text"]["untrusted"] = len(untrusted)
-    return out
+        tally.add(r)
+    return tally.result(media_end)
