@@ -60,3 +60,15 @@ def probs_dict(p: np.ndarray) -> dict[str, float]:
     if p.shape != (N_LABELS,):
         raise ValueError(f"probability vector must have shape ({N_LABELS},), got {p.shape}")
     return {lab: round(float(v), 6) for lab, v in zip(LABELS, p, strict=True)}
+
+
+#: each label's colour wherever the app draws it (window, pictures, reports)
+LABEL_COLORS: dict[str, str] = {
+    "angry": "#d64541",
+    "disgust": "#7a9a01",
+    "fear": "#8e44ad",
+    "happy": "#f1c40f",
+    "neutral": "#95a5a6",
+    "sad": "#3477db",
+    "surprise": "#e67e22",
+}

@@ -333,7 +333,8 @@ def test_bundle_contents_and_size(bundle: dict[str, Path]) -> None:
         "faster_whisper/assets/silero_vad_v6.onnx",
         "whisper/tiny.en-int8/model.bin",
         "whisper/tiny.en-int8/emodesk-derived.json",
-        "assets/font_atlas.png",
+        "assets/fonts/DejaVuSans.ttf",
+        "assets/fonts/DejaVuSans-Bold.ttf",
     ):
         assert (internal / rel).is_file(), rel
     # tiny.en travels once, with int8 weights; OpenCV not at all (emodesk.imaging does its work)

@@ -275,7 +275,6 @@ def run(argv: Sequence[str]) -> int:
     from emodesk.machine import require_device
 
     require_device(args.device, speech=args.modality == "voice")
-    from emodesk.evaluation.confusion_png import write_confusion_png
     from emodesk.evaluation.datasets import dataset_kind, load_rows, parse_label_map
     from emodesk.evaluation.evaluate import Modality, evaluate_model, find_largest_faces, load_scorer
 
@@ -374,6 +373,8 @@ def run(argv: Sequence[str]) -> int:
             png = _png_path(args.png, ev.model_id, several)
             title = f"{ev.model_id}  accuracy {ev.metrics['accuracy']:.4f}"
             sub = f"{modality}, n = {ev.metrics['n']}, UAR {ev.metrics['uar']:.4f}, source {source.name}"
+            from emodesk.ui.render.confusion import write_confusion_png  # Qt, only when asked for
+
             write_confusion_png(png, ev.metrics["confusion"], title=title, subtitle=sub)
             print(f"confusion matrix → {png}\n")
 

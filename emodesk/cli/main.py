@@ -29,6 +29,8 @@ SUBCOMMANDS = (
     "record",
     "sessions",
     "retrain",
+    "table",
+    "report",
 )
 
 
@@ -442,6 +444,18 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_table(argv: Sequence[str]) -> int:
+    from emodesk.cli.results_cmd import table_main
+
+    return table_main(argv)
+
+
+def cmd_report(argv: Sequence[str]) -> int:
+    from emodesk.cli.results_cmd import report_main
+
+    return report_main(argv)
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     args = _app_parser().parse_args(argv)
     allow_asr_download(args.download_asr)
@@ -493,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "record": cmd_record,
                 "sessions": cmd_sessions,
                 "retrain": cmd_retrain,
+                "table": cmd_table,
+                "report": cmd_report,
             }
             return commands[cmd](rest)
         except KeyboardInterrupt:

@@ -83,6 +83,7 @@ class SessionsDialog(QDialog):
             ("Repair", self.repair),
             ("Labels…", self.edit_labels),
             ("Export…", self.export),
+            ("Report", self.report),
             ("Delete", self.delete),
             ("Refresh", self.refresh),
         ):
@@ -92,6 +93,7 @@ class SessionsDialog(QDialog):
             self.buttons[name] = b
         lay.addLayout(row)
         self.reports: list[SessionReport] = []
+        self.last_report: Path | None = None
         self.labels_dialog: LabelTimelineDialog | None = None
         self.open_folder(parent_dir)
 
@@ -208,6 +210,30 @@ class SessionsDialog(QDialog):
             "Export",
             f"{s.faces} face crops, {s.utterances} utterances, {s.paired} paired rows in {s.out}",
         )
+
+    def report(self) -> Path | None:
+        """Write the selected session's report (``emodesk report``) into the app's data folder and
+        open it in the browser; the index page's path (None when none was written)."""
+        rep = self.selected()
+        if rep is None:
+            return None
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        from emodesk.resources import user_data_dir
+        from emodesk.results.inputs import find_results
+        from emodesk.ui.render.report import write_report
+
+        out = user_data_dir() / "reports" / rep.path.name
+        try:
+            index = write_report(find_results([rep.path]), out)
+        except (EmodeskError, OSError, ValueError) as e:
+            QMessageBox.warning(self, "Report", str(e))
+            return None
+        self.last_report = index
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(index))):
+            QMessageBox.information(self, "Report", f"The report is in {index} (no browser opened it).")
+        return index
 
     def delete(self) -> None:
         rep = self.selected()

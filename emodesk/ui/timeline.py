@@ -38,6 +38,7 @@ from emodesk.recording import files
 from emodesk.recording.format import LABELS_FILE, read_session_json, write_session_json
 from emodesk.recording.session import inspect, read_jsonl, read_records, relabel
 from emodesk.recording.writer import labels_at
+from emodesk.results.tables import label_spans
 from emodesk.ui.render.strips import LABEL_COLORS, NO_LABEL_COLOR, TimeMap, paint_axis, paint_span
 
 FUSED_HOLD_S = 1.0  # fused rows come at least once per media second while a member is fresh
@@ -57,31 +58,6 @@ def fused_points(records: Sequence[Mapping[str, Any]]) -> list[tuple[float, str]
         if r.get("kind") != "fused" or not isinstance(r.get("t"), (int, float)) or not probs:
             continue
         out.append((float(r["t"]), max(LABELS, key=lambda lab: float(probs.get(lab, 0.0)))))
-    return out
-
-
-def label_spans(
-    changes: Sequence[Mapping[str, Any]], t0: float, t1: float
-) -> list[tuple[float, float, str | None]]:
-    """The labels in force over [t0, t1) as (start, end, label) spans; None is no label.
-
-    A label holds from its change's ``t`` to the next change (docs/sessions.md);
-    of several changes at one instant the last in the file wins, as in ``labels_at``.
-    """
-    ordered = sorted(changes, key=lambda c: float(c["t"]))
-    label = labels_at([dict(c) for c in ordered], t0)
-    out: list[tuple[float, float, str | None]] = []
-    a = t0
-    for c in ordered:
-        t = float(c["t"])
-        if t <= t0:
-            continue
-        if t >= t1:
-            break
-        if t > a:
-            out.append((a, t, label))
-        a, label = t, c.get("label")
-    out.append((a, t1, label))
     return out
 
 

@@ -15,17 +15,8 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPolygonF
 
-from emodesk.labels import LABELS
+from emodesk.labels import LABEL_COLORS, LABELS
 
-LABEL_COLORS: dict[str, str] = {
-    "angry": "#d64541",
-    "disgust": "#7a9a01",
-    "fear": "#8e44ad",
-    "happy": "#f1c40f",
-    "neutral": "#95a5a6",
-    "sad": "#3477db",
-    "surprise": "#e67e22",
-}
 NO_LABEL_COLOR = "#c8c8c8"
 TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 
