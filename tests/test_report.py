@@ -223,3 +223,41 @@ def test_the_sessions_browser_writes_and_opens_the_report(
     assert browser.last_report.name == "index.html" and session.name in str(browser.last_report)
     page = browser.last_report.read_text(encoding="utf-8")
     assert "<h1>" in page and "Timeline" in page
+
+
+def test_report_files_stay_inside_out_and_a_rerun_replaces_the_report(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("x.jsonl", "y.jsonl", "z.jsonl"):
+        _jsonl(run / name, RECORDS)
+    _jsonl(
+        run / "runs.jsonl",
+        [
+            {"id": "../escape", "output": "x.jsonl", "status": "ok"},
+            {"id": str(tmp_path / "abs"), "output": "y.jsonl", "status": "ok"},
+            {"id": "s #1", "output": "z.jsonl", "status": "ok"},
+        ],
+    )
+    out = tmp_path / "report"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*")}
+    assert all(p.startswith(("index.html", "shares.png", "inputs")) for p in written), written
+    assert not (tmp_path / "escape.html").exists() and not list(tmp_path.glob("abs*"))
+    html = (out / "index.html").read_text(encoding="utf-8")
+    for link in re.findall(r'href="([^"]+)"', html):
+        assert (out / link.replace("%23", "#").replace("%20", " ")).is_file(), link
+    assert "#" not in "".join(re.findall(r'href="([^"]+)"', html))  # quoted: a # would cut the link
+    # the utterance that ended at 1.8 s: the fused row there (angry) is the read-out after it
+    (inp,) = find_results([run / "x.jsonl"])
+    assert build_input_report(inp, inp.load()).utterances[0]["fused_top"] == "angry"
+    # a rerun replaces the whole report (no stale page); a folder of other things is refused
+    stale = out / "inputs" / "stale.html"
+    stale.write_text("old", encoding="utf-8")
+    assert main(["report", str(run / "x.jsonl"), "--out", str(out)]) == 0
+    assert not stale.exists() and not (out / "inputs").exists() and (out / "timeline.png").is_file()
+    assert not (tmp_path / "report.partial").exists() and not (tmp_path / "report.old").exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "thesis.tex").write_text("keep", encoding="utf-8")
+    assert main(["report", str(run / "x.jsonl"), "--out", str(other)]) == 2
+    assert [p.name for p in other.iterdir()] == ["thesis.tex"]

@@ -172,3 +172,36 @@ def test_bad_sources_are_refused_before_anything_is_written(tmp_path: Path) -> N
     assert not out.exists() or not any(out.iterdir())
     (tmp_path / "file").write_text("x", encoding="utf-8")
     assert main(["table", str(one), "--out", str(tmp_path / "file")]) == 2
+
+
+def test_hostile_run_lines_and_times_are_refused_or_made_harmless(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = _jsonl(tmp_path / "secret.jsonl", RECORDS)
+    rows = [dict(r) for r in RECORDS]
+    rows[1] = {**rows[1], "track": 10**25}  # beyond int64: no track, not a crash
+    rows[2] = {**rows[2], "track": True}  # a bool is not a track id
+    _jsonl(run / "ok.jsonl", rows)
+    _jsonl(
+        run / "runs.jsonl",
+        [
+            {"id": "up", "output": "../secret.jsonl", "status": "ok"},
+            {"id": "abs", "output": str(outside), "status": "ok"},
+            {"id": "ok", "output": "ok.jsonl", "status": "ok", "error": {"not": "text"}},
+        ],
+    )
+    found = {r.id: r for r in find_results([run])}
+    for ident in ("up", "abs"):  # the driver writes bare names: anything else is never read
+        assert found[ident].status == "failed" and "outside the run folder" in str(found[ident].error)
+    out = tmp_path / "t"
+    assert main(["table", str(run), "--out", str(out), "--format", "parquet"]) == 0
+    pq = pytest.importorskip("pyarrow.parquet")
+    faces = pq.read_table(out / "faces.parquet").to_pylist()
+    assert faces[0]["track"] is None and faces[1]["track"] is None and faces[2]["track"] == 2
+    info = {r["input"]: r for r in pq.read_table(out / "inputs.parquet").to_pylist()}
+    assert info["ok"]["error"] == "{'not': 'text'}" and info["up"]["status"] == "failed"
+    # a time no recording has: refused (a per-second table of it would never end), nothing written
+    far = _jsonl(tmp_path / "far.jsonl", [{"t": 1e7, "kind": "fused", "probs": _p("sad")}])
+    with pytest.raises(InputError, match="more than a week"):
+        find_results([far])[0].load()
+    assert main(["table", str(far), "--out", str(tmp_path / "far-out")]) == 2

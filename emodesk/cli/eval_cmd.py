@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import numpy as np
 
 from emodesk.cli.common import Parser, UsageError, fail, guarded
-from emodesk.errors import InputError, ModelError
+from emodesk.errors import EmodeskError, InputError, ModelError
 from emodesk.inference.lock import refresh_if_locked
 from emodesk.readers import read_json
 
@@ -373,7 +373,10 @@ def run(argv: Sequence[str]) -> int:
             png = _png_path(args.png, ev.model_id, several)
             title = f"{ev.model_id}  accuracy {ev.metrics['accuracy']:.4f}"
             sub = f"{modality}, n = {ev.metrics['n']}, UAR {ev.metrics['uar']:.4f}, source {source.name}"
-            from emodesk.ui.render.confusion import write_confusion_png  # Qt, only when asked for
+            try:
+                from emodesk.ui.render.confusion import write_confusion_png  # Qt, only when asked for
+            except ImportError as e:
+                raise EmodeskError(f"--png draws with Qt (PySide6), which failed to load: {e}") from None
 
             write_confusion_png(png, ev.metrics["confusion"], title=title, subtitle=sub)
             print(f"confusion matrix → {png}\n")

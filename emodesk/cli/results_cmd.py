@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emodesk.cli.common import Parser, guarded
+from emodesk.errors import EmodeskError
 
 SOURCES_HELP = (
     "a run folder (analyze SOURCE... --out DIR), an analyze .jsonl, a recorded session, "
@@ -64,7 +65,12 @@ def _report(argv: Sequence[str]) -> int:
     p.add_argument("--title", help="the overview's title (several inputs)")
     args = p.parse_args(argv)
     inputs = find_results(args.sources)
-    from emodesk.ui.render.report import write_report  # Qt: only this command draws
+    try:
+        from emodesk.ui.render.report import write_report  # Qt: only this command draws
+    except ImportError as e:
+        raise EmodeskError(
+            f"the report's pictures are drawn with Qt (PySide6), which failed to load: {e}"
+        ) from None
 
     index = write_report(inputs, Path(args.out), title=args.title)
     print(f"{len(inputs)} input{'s' if len(inputs) != 1 else ''} → {index}")

@@ -27,6 +27,10 @@ from emodesk.errors import InputError
 from emodesk.records import read_records
 from emodesk.results.runs import RUNS, RunIndex
 
+#: the longest span an input's records may cover: a recording of a week is 604,800 media seconds,
+#: so a file claiming more (a broken or hostile ``t``) is refused rather than tabled second by second
+MAX_SPAN_S = 7 * 24 * 3600.0
+
 
 @dataclass
 class LoadedInput:
@@ -60,13 +64,25 @@ class ResultInput:
         if self.kind == "session":
             return _load_session(self.path)
         records = read_records(self.path)
-        end = self.media_s if self.media_s is not None else _last_t(records)
-        return LoadedInput(records, None, 0.0, max(end, _last_t(records)))
+        end = max(self.media_s or 0.0, _last_t(records))
+        return _bounded(self.id, LoadedInput(records, None, 0.0, end))
+
+
+def _is_time(t: Any) -> bool:
+    return isinstance(t, (int, float)) and not isinstance(t, bool)
 
 
 def _last_t(records: Sequence[dict[str, Any]]) -> float:
-    ts = [float(r["t"]) for r in records if isinstance(r.get("t"), (int, float))]
-    return max(ts, default=0.0)
+    return max((float(r["t"]) for r in records if _is_time(r.get("t"))), default=0.0)
+
+
+def _bounded(ident: str, loaded: LoadedInput) -> LoadedInput:
+    if not (-MAX_SPAN_S <= loaded.start <= loaded.end <= loaded.start + MAX_SPAN_S):
+        raise InputError(
+            f"{ident}: its records span {loaded.start:g}–{loaded.end:g} s, more than a week: "
+            "not records emodesk wrote (a time is broken)"
+        )
+    return loaded
 
 
 def _is_session(folder: Path) -> bool:
@@ -87,9 +103,10 @@ def _load_session(folder: Path) -> LoadedInput:
         doc = {}  # a session.json lost or broken: the span comes from the records
     ts = [float(r["t"]) for r in records]
     s0, e0 = doc.get("start_t"), doc.get("end_t")
-    start = float(s0) if isinstance(s0, (int, float)) else min(ts, default=0.0)
-    end = float(e0) if isinstance(e0, (int, float)) else max(ts, default=start)
-    return LoadedInput(records, read_labels(folder), start, max(end, start))
+    start = float(s0) if isinstance(s0, (int, float)) and _is_time(s0) else min(ts, default=0.0)
+    # records written after the stop (the last utterance's scores) still count
+    end = max(float(e0) if isinstance(e0, (int, float)) and _is_time(e0) else start, max(ts, default=start))
+    return _bounded(folder.name, LoadedInput(records, read_labels(folder), start, max(end, start)))
 
 
 def _session_input(folder: Path) -> ResultInput:
@@ -108,9 +125,12 @@ def _run_inputs(folder: Path) -> list[ResultInput]:
     out = []
     for e in RunIndex(folder).latest().values():
         status = str(e["status"]) if e.get("status") in ("ok", "degraded", "failed") else "failed"
-        output = folder / str(e.get("output") or f"{e['id']}.jsonl")
-        error = e.get("error")
-        if status != "failed" and not output.is_file():
+        name = str(e.get("output") or f"{e['id']}.jsonl")
+        output = folder / Path(name).name
+        error = e.get("error") if e.get("error") is None else str(e.get("error"))
+        if Path(name).name != name or name in (".", ".."):  # the driver writes bare names only
+            status, error = "failed", f"{RUNS} names its output {name!r}, outside the run folder"
+        elif status != "failed" and not output.is_file():
             status, error = "failed", f"its output {output.name} is gone"
         media = e.get("media_s")
         out.append(

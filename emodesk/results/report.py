@@ -10,7 +10,11 @@ paper. For a labelled session the fused read-out is compared with the labels per
 from __future__ import annotations
 
 import base64
+import bisect
+import hashlib
 import html
+import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +25,8 @@ from emodesk import __version__
 from emodesk.evaluation.metrics import confusion_scores
 from emodesk.labels import LABEL_COLORS, LABELS
 from emodesk.results.inputs import LoadedInput, ResultInput
-from emodesk.results.summary import emotion_summary
-from emodesk.results.tables import label_spans, timeline, utterances
+from emodesk.results.summary import HOLD_S, emotion_summary
+from emodesk.results.tables import fused_rows, label_spans, timeline, utterances
 
 MODALITIES = (("fused", "fused"), ("face", "face"), ("voice", "voice"), ("text", "words"))
 
@@ -57,11 +61,14 @@ def build_input_report(inp: ResultInput, loaded: LoadedInput) -> InputReport:
         return rep
     rep.summary = emotion_summary(loaded.records, media_end=loaded.end)
     rows = timeline(loaded)
-    fused_at = [(r["t"] + 0.5, r["fused_top"]) for r in rows]
+    fused = fused_rows(loaded.records)
+    fused_t = [f[0] for f in fused]
     for u in utterances(loaded.records):
-        # the fused read-out when the utterance ended (its scores are fused then)
-        after = [top for t, top in fused_at if t - 0.5 <= u["t1"] < t + 0.5]
-        u["fused_top"] = after[0] if after else None
+        # the fused read-out when the utterance ended: the first fused row at or after its end
+        # (its scores are fused there), within a second
+        i = bisect.bisect_left(fused_t, u["t1"])
+        ok = i < len(fused) and fused[i][0] - u["t1"] <= HOLD_S
+        u["fused_top"] = LABELS[int(np.argmax(fused[i][2]))] if ok else None
         rep.utterances.append(u)
     if loaded.labels is not None:
         rep.label_spans = label_spans(loaded.labels, loaded.start, loaded.end)
@@ -98,6 +105,25 @@ th{background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .doubt{color:#8a6d1f} .err{color:#b03030} .bar{display:flex;height:14px;min-width:220px;background:#eee}
 .bar span{display:block;height:100%} footer{margin-top:3em;color:#888;font-size:.8em}
 """
+
+
+def page_names(ids: Sequence[str]) -> dict[str, str]:
+    """A file name stem per input id, safe on every file system: only ``[A-Za-z0-9._-]``, never
+    starting with a dot, unique compared case-blind; an id changed to get there (or that would
+    collide) gets 8 hex digits of its sha256."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for ident in ids:
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", ident).lstrip(".")[:80] or "input"
+        if stem != ident or stem.lower() in taken:
+            stem = f"{stem}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+        taken.add(stem.lower())
+        out[ident] = stem
+    return out
+
+
+def href(path: str) -> str:
+    return urllib.parse.quote(path)
 
 
 def _e(x: Any) -> str:

@@ -75,7 +75,7 @@ class EmotionTally:
 
     def add(self, r: Mapping[str, Any]) -> None:
         kind, v, t = r.get("kind"), _vec(r.get("probs")), r.get("t")
-        if v is None or not isinstance(t, (int, float)):
+        if v is None or not isinstance(t, (int, float)) or isinstance(t, bool):
             return
         if kind == "fused":
             self._fused.append((float(t), r.get("track"), v))

@@ -111,6 +111,18 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
+INT64_MAX = 2**63 - 1
+
+
+def _track(x: Any) -> int | None:
+    """A face track id, or None (a bool or a number beyond int64 is not one)."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and abs(x) <= INT64_MAX else None
+
+
+def _text(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
 def _top(v: np.ndarray | None) -> str | None:
     return None if v is None else LABELS[int(np.argmax(v))]
 
@@ -192,7 +204,20 @@ def utterances(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fused(records: Iterable[Mapping[str, Any]]) -> list[tuple[float, Any, np.ndarray]]:
+def _said_at(utts: Sequence[dict[str, Any]], starts: Sequence[float], t: float) -> dict[str, Any] | None:
+    """The latest-starting utterance said at ``t`` (``utts`` in start order, ``starts`` their t0)."""
+    i = bisect.bisect_right(starts, t) - 1
+    while i >= 0:  # utterances do not overlap in practice: this looks at one or two
+        if utts[i]["t1"] > t:
+            return utts[i]
+        if starts[i] < t - 3600:
+            break
+        i -= 1
+    return None
+
+
+def fused_rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[float, Any, np.ndarray]]:
+    """``(t, track, probabilities)`` of every fused record, in time order."""
     out = []
     for r in records:
         v, t = _vec(r.get("probs")), _num(r.get("t"))
@@ -208,7 +233,7 @@ def timeline(loaded: LoadedInput) -> list[dict[str, Any]]:
     face scores of that track in the second (members' mean), the utterance said at the middle
     (voice, and words when trusted), and the label then. Missing readings are None."""
     records = loaded.records
-    fused = _fused(records)
+    fused = fused_rows(records)
     fused_t = [f[0] for f in fused]
     faces: dict[int, dict[Any, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -216,6 +241,7 @@ def timeline(loaded: LoadedInput) -> list[dict[str, Any]]:
         if r.get("kind") == "face" and v is not None and t is not None:
             faces[math.floor(t)][r.get("track")].append(v)
     utts = utterances(records)
+    starts = [u["t0"] for u in utts]
     labels = LabelClock(loaded.labels)
     rows = []
     first, last = math.floor(loaded.start), math.ceil(loaded.end)
@@ -226,16 +252,15 @@ def timeline(loaded: LoadedInput) -> list[dict[str, Any]]:
         f = fused[i] if i >= 0 and mid - fused[i][0] <= HOLD_S else None
         _put(row, "fused_", f[2] if f else None)
         row["fused_top"] = _top(f[2]) if f else None
-        track = f[1] if f and isinstance(f[1], int) else None
+        track = _track(f[1]) if f else None
         in_second = faces.get(k, {})
         if track is None:  # no track named: the one scored most in this second
-            cands = [(len(vs), tr) for tr, vs in in_second.items() if isinstance(tr, int)]
+            cands = [(len(vs), tr) for tr, vs in in_second.items() if _track(tr) is not None]
             track = max(cands)[1] if cands else None
         row["track"] = track
         fv = in_second.get(track)
         _put(row, "face_", np.mean(fv, axis=0) if fv else None)
-        said = [u for u in utts if u["t0"] <= mid < u["t1"]]
-        u = said[-1] if said else None
+        u = _said_at(utts, starts, mid)
         _put(row, "voice_", u["voice"] if u else None)
         _put(row, "text_", u["words"] if u and u["trusted"] else None)
         row["label"] = labels.at(mid) if loaded.labels is not None else None
@@ -256,8 +281,8 @@ def input_rows(inp: ResultInput, loaded: LoadedInput) -> dict[str, list[dict[str
         box: list[Any] = got if isinstance(got, list) and len(got) == 4 else [None] * 4
         row = {
             "t": t,
-            "track": r.get("track") if isinstance(r.get("track"), int) else None,
-            "model": r.get("model") if isinstance(r.get("model"), str) else None,
+            "track": _track(r.get("track")),
+            "model": _text(r.get("model")),
             **{k: _num(b) for k, b in zip(("box_x", "box_y", "box_w", "box_h"), box, strict=True)},
         }
         _put(row, "", v)
@@ -276,9 +301,9 @@ def input_rows(inp: ResultInput, loaded: LoadedInput) -> dict[str, list[dict[str
     summary = emotion_summary(loaded.records, media_end=loaded.end) if inp.has_records else None
     info = {
         "kind": inp.kind,
-        "source": inp.source,
+        "source": _text(inp.source),
         "status": inp.status,
-        "error": inp.error,
+        "error": _text(inp.error),
         "start": round(loaded.start, 4) if inp.has_records else None,
         "end": round(loaded.end, 4) if inp.has_records else None,
         "records": len(loaded.records),

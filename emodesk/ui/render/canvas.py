@@ -30,6 +30,9 @@ def ensure_gui() -> None:
     global _app
     if QGuiApplication.instance() is not None:
         return
+    from emodesk.ui.qt_compat import check_qt
+
+    check_qt()  # a Qt known to crash this Python is a message, not a crash
     from PySide6.QtWidgets import QApplication
 
     _app = QApplication([sys.argv[0] if sys.argv else "emodesk", "-platform", "offscreen"])

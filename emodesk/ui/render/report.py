@@ -10,6 +10,8 @@ labelled session's confusion, drawn with the strips the live window draws (:mod:
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +31,9 @@ from emodesk.results.report import (
     InputReport,
     aggregate_shares,
     build_input_report,
+    href,
     input_html,
+    page_names,
     run_html,
 )
 from emodesk.ui.render.canvas import font, new_image, painter, png_bytes
@@ -98,6 +102,7 @@ def series_from_records(
             for r in records
             if r.get("kind") == "fused"
             and isinstance(r.get("t"), (int, float))
+            and not isinstance(r.get("t"), bool)
             and (v := _vec(r.get("probs"))) is not None
         ],
         key=lambda x: x[0],
@@ -107,7 +112,13 @@ def series_from_records(
     by_track: dict[Any, dict[float, np.ndarray]] = defaultdict(dict)
     latest: dict[Any, dict[Any, tuple[float, np.ndarray]]] = defaultdict(dict)
     faces = sorted(
-        [r for r in records if r.get("kind") == "face" and isinstance(r.get("t"), (int, float))],
+        [
+            r
+            for r in records
+            if r.get("kind") == "face"
+            and isinstance(r.get("t"), (int, float))
+            and not isinstance(r.get("t"), bool)
+        ],
         key=lambda r: float(r["t"]),
     )
     for r in faces:
@@ -321,6 +332,18 @@ def _write(path: Path, data: bytes | str) -> None:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+GENERATOR_MARK = '<meta name="generator" content="emodesk'
+
+
+def _is_report(folder: Path) -> bool:
+    """Whether ``folder`` holds a report this command wrote (its index.html says so)."""
+    try:
+        with open(folder / "index.html", encoding="utf-8", errors="replace") as f:
+            return GENERATOR_MARK in f.read(4096)
+    except OSError:
+        return False
+
+
 def write_report(
     inputs: Sequence[ResultInput], out: Path, *, title: str | None = None, width: int = WIDTH
 ) -> Path:
@@ -329,11 +352,39 @@ def write_report(
     One input: ``index.html`` is its page, with ``timeline.png``, ``shares.png`` and, for a
     labelled session, ``confusion.png`` beside it. Several: ``index.html`` is the overview (the
     aggregate's ``shares.png`` and ``confusion.png``, a row per input) and each input's page and
-    pictures are in ``inputs/`` (``ID.html``, ``ID-timeline.png``, …)."""
+    pictures are in ``inputs/`` (``NAME.html``, ``NAME-timeline.png``, …; NAME the id made safe
+    for a file name, :func:`page_names`).
+
+    The report is written into ``OUT.partial`` beside ``out`` and put in place when whole: a
+    failure leaves ``out`` as it was. An ``out`` that exists must be empty or an earlier report
+    (which the new one replaces whole, no stale page left); anything else is refused."""
     if not inputs:
         raise InputError("nothing to report")
+    out = Path(out)
     private.check_writable(out, what="--out", folder=True)
-    private.make_dirs(out)
+    if out.is_dir() and any(out.iterdir()) and not _is_report(out):
+        raise InputError(f"{out} is not empty and holds no emodesk report: give a new or empty --out folder")
+    work = out.with_name(out.name + ".partial")
+    if work.exists():
+        shutil.rmtree(work)  # a killed earlier run's, never a finished report
+    private.make_dirs(work)
+    try:
+        _write_report_into(inputs, work, title=title, width=width)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(work, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out)
+    return out / "index.html"
+
+
+def _write_report_into(inputs: Sequence[ResultInput], out: Path, *, title: str | None, width: int) -> None:
     if len(inputs) == 1:
         loaded = inputs[0].load()
         rep = build_input_report(inputs[0], loaded)
@@ -341,18 +392,20 @@ def write_report(
         for name, data in pics.items():
             _write(out / f"{name}.png", data)
         _write(out / "index.html", input_html(rep, pics))
-        return out / "index.html"
+        return
     pages = private.make_dirs(out / "inputs")
+    names = page_names([i.id for i in inputs])
     reports: list[InputReport] = []
     links: dict[str, str] = {}
     for inp in inputs:
         loaded = inp.load()
         rep = build_input_report(inp, loaded)
         pics = _input_pictures(rep, loaded, width) if inp.has_records else {}
+        stem = names[inp.id]
         for name, data in pics.items():
-            _write(pages / f"{inp.id}-{name}.png", data)
-        _write(pages / f"{inp.id}.html", input_html(rep, pics, back="../index.html"))
-        links[inp.id] = f"inputs/{inp.id}.html"
+            _write(pages / f"{stem}-{name}.png", data)
+        _write(pages / f"{stem}.html", input_html(rep, pics, back="../index.html"))
+        links[inp.id] = href(f"inputs/{stem}.html")
         del loaded
         reports.append(rep)
     ok = [r for r in reports if r.inp.has_records]
@@ -378,4 +431,3 @@ def write_report(
     for name, data in pics.items():
         _write(out / f"{name}.png", data)
     _write(out / "index.html", run_html(reports, pics, links, title=title or f"{len(inputs)} inputs"))
-    return out / "index.html"
