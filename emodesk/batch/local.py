@@ -193,6 +193,58 @@ class BatchResult:
         return 1 if any(e["status"] in ("failed", "degraded") for e in self.entries) else 0
 
 
+class RunBook:
+    """What every engine's driver does around the work itself: the index of the output folder,
+    which inputs ``--resume`` finds done or cannot read (:meth:`plan`), and each finished input's
+    line (:meth:`record`), appended by the driver alone."""
+
+    def __init__(
+        self, out_dir: Path, *, asr_model: str | None, resume: bool, progress: Progress | None
+    ) -> None:
+        from emodesk import private
+
+        private.make_dirs(out_dir)
+        self.out_dir = out_dir
+        self.index = RunIndex(out_dir)
+        self.ident = model_set_identity(asr_model)
+        self.latest = self.index.latest() if resume else {}
+        self.resume = resume
+        self.bar = progress or _Quiet()
+        self.result = BatchResult()
+
+    def output(self, inp: BatchInput) -> Path:
+        return self.out_dir / f"{inp.id}.jsonl"
+
+    def plan(self, inputs: Sequence[BatchInput]) -> list[tuple[BatchInput, str]]:
+        """The inputs to run, with their sha256; the unreadable ones and those done before are
+        recorded here and left out."""
+        todo = []
+        key = self.ident["key"]
+        for inp in inputs:
+            out = self.output(inp)
+            sha = hash_or_none(inp)
+            if sha is None:
+                self._append(unreadable_entry(inp, out, self.ident), out)
+            elif self.resume and done_before(
+                self.latest.get(inp.id), input_sha256=sha, model_key=key, output=out
+            ):
+                self._append(skipped_entry(inp, out, sha, self.ident), out)
+            else:
+                todo.append((inp, sha))
+        return todo
+
+    def record(self, inp: BatchInput, entry: dict[str, Any], sha: str, engine: str) -> None:
+        """The line of an input that ran (on ``engine``)."""
+        entry["sha256"], entry["model_set"], entry["engine"] = sha, self.ident, engine
+        self._append(entry, self.output(inp))
+
+    def _append(self, entry: dict[str, Any], out: Path) -> None:
+        set_aside_stale(entry, out)
+        self.index.append(entry)
+        self.bar.end(entry)
+        self.result.entries.append(entry)
+
+
 def run_batch(
     inputs: Sequence[BatchInput],
     out_dir: Path,
@@ -206,29 +258,12 @@ def run_batch(
 ) -> BatchResult:
     """Every input into ``out_dir`` (``ID.jsonl`` each, ``runs.jsonl`` the index), one at a time,
     on models loaded once (``models``, or a new :class:`ModelCache`)."""
-    from emodesk import private
-
-    private.make_dirs(out_dir)
-    index = RunIndex(out_dir)
-    ident = model_set_identity(asr_model)
-    latest = index.latest() if resume else {}
-    bar = progress or _Quiet()
+    book = RunBook(out_dir, asr_model=asr_model, resume=resume, progress=progress)
     cache = models if models is not None else ModelCache(device=device, asr_model=asr_model)
-    result = BatchResult()
-    for inp in inputs:
-        out = out_dir / f"{inp.id}.jsonl"
-        sha = hash_or_none(inp)
-        if sha is None:
-            entry = unreadable_entry(inp, out, ident)
-        elif resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=ident["key"], output=out):
-            entry = skipped_entry(inp, out, sha, ident)
-        else:
-            bar.start(inp, media_length(inp))
-            entry = runner(inp, out, device=device, asr_model=asr_model, progress=bar.advance, models=cache)
-            entry["sha256"], entry["model_set"] = sha, ident
-            entry["engine"] = "local"
-        set_aside_stale(entry, out)
-        index.append(entry)
-        bar.end(entry)
-        result.entries.append(entry)
-    return result
+    for inp, sha in book.plan(inputs):
+        book.bar.start(inp, media_length(inp))
+        entry = runner(
+            inp, book.output(inp), device=device, asr_model=asr_model, progress=book.bar.advance, models=cache
+        )
+        book.record(inp, entry, sha, "local")
+    return book.result

@@ -33,20 +33,9 @@ from typing import Any
 
 from emodesk import private
 from emodesk.batch.inputs import BatchInput
-from emodesk.batch.local import (
-    BatchResult,
-    Progress,
-    _Quiet,
-    hash_or_none,
-    run_one,
-    set_aside_stale,
-    skipped_entry,
-    unreadable_entry,
-)
-from emodesk.batch.runs import model_set_identity
+from emodesk.batch.local import BatchResult, Progress, RunBook, run_one
 from emodesk.errors import InputError
 from emodesk.machine import Device
-from emodesk.results.runs import RunIndex, done_before
 
 #: environment a worker needs to see the same models and data as the driver
 PASSED_ENV = ("EMODESK_HOME", "EMODESK_MODELS", "EMODESK_DATA")
@@ -165,30 +154,8 @@ class RayEngine:
         progress: Progress | None = None,
     ) -> BatchResult:
         ray = self.ray
-        private.make_dirs(out_dir)
-        index = RunIndex(out_dir)
-        ident = model_set_identity(self.asr_model)
-        latest = index.latest() if resume else {}
-        key = ident["key"]
-        bar = progress or _Quiet()
-        result = BatchResult()
-        todo: list[tuple[BatchInput, str]] = []
-        for inp in inputs:
-            sha = hash_or_none(inp)
-            out = out_dir / f"{inp.id}.jsonl"
-            if sha is None or (
-                resume and done_before(latest.get(inp.id), input_sha256=sha, model_key=key, output=out)
-            ):
-                if sha is None:
-                    entry = unreadable_entry(inp, out, ident)
-                else:
-                    entry = skipped_entry(inp, out, sha, ident)
-                set_aside_stale(entry, out)
-                index.append(entry)
-                bar.end(entry)
-                result.entries.append(entry)
-            else:
-                todo.append((inp, sha))
+        book = RunBook(out_dir, asr_model=self.asr_model, resume=resume, progress=progress)
+        todo = book.plan(inputs)
         pending: dict[Any, tuple[int, BatchInput, str, float]] = {}  # ref -> (worker, input, sha, start)
         queue = list(reversed(todo))
         tries: dict[str, int] = {}
@@ -206,7 +173,7 @@ class RayEngine:
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
             k, inp, sha, t0 = pending.pop(ref)
-            out = out_dir / f"{inp.id}.jsonl"
+            out = book.output(inp)
             try:
                 entry, done, cut = ray.get(ref)
             except ray.exceptions.RayError as e:  # the worker died, or the task itself broke
@@ -235,16 +202,11 @@ class RayEngine:
             elif cut:
                 with private.open_private(out.with_name(out.name + ".partial"), "wb") as f:
                     f.write(cut)
-            entry["sha256"], entry["model_set"] = sha, ident
-            entry["engine"] = "ray"
             entry["tries"] = tries[inp.id]
-            set_aside_stale(entry, out)
-            index.append(entry)
-            bar.end(entry)
-            result.entries.append(entry)
+            book.record(inp, entry, sha, "ray")
             if queue:
                 submit(k)
-        return result
+        return book.result
 
 
 def run_batch_ray(
