@@ -66,6 +66,12 @@ def test_resume_needs_the_same_bytes_the_same_model_set_and_the_output(tmp_path:
     index = RunIndex(tmp_path / "out")
     ident = model_set_identity()
     assert ident["key"] == model_set_identity()["key"] and ident["key"] != model_set_identity("base")["key"]
+    # the code makes the records too: another emodesk version is another model set; so is CUDA
+    assert model_set_identity(device="cpu")["onnx_device"] == "cpu"
+    assert ident["onnx_device"] in ("cpu", "cuda")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("emodesk.__version__", "99.0")
+        assert model_set_identity()["key"] != ident["key"] and model_set_identity()["emodesk"] == "99.0"
     entry = {"id": "a", "status": "ok", "sha256": input_sha256(clip), "model_set": ident}
     index.append({**entry, "status": "failed"})
     index.append(entry)

@@ -199,14 +199,20 @@ class RunBook:
     line (:meth:`record`), appended by the driver alone."""
 
     def __init__(
-        self, out_dir: Path, *, asr_model: str | None, resume: bool, progress: Progress | None
+        self,
+        out_dir: Path,
+        *,
+        asr_model: str | None,
+        resume: bool,
+        progress: Progress | None,
+        device: Device = "auto",
     ) -> None:
         from emodesk import private
 
         private.make_dirs(out_dir)
         self.out_dir = out_dir
         self.index = RunIndex(out_dir)
-        self.ident = model_set_identity(asr_model)
+        self.ident = model_set_identity(asr_model, device)
         self.latest = self.index.latest() if resume else {}
         self.resume = resume
         self.bar = progress or _Quiet()
@@ -258,7 +264,7 @@ def run_batch(
 ) -> BatchResult:
     """Every input into ``out_dir`` (``ID.jsonl`` each, ``runs.jsonl`` the index), one at a time,
     on models loaded once (``models``, or a new :class:`ModelCache`)."""
-    book = RunBook(out_dir, asr_model=asr_model, resume=resume, progress=progress)
+    book = RunBook(out_dir, asr_model=asr_model, resume=resume, progress=progress, device=device)
     cache = models if models is not None else ModelCache(device=device, asr_model=asr_model)
     for inp, sha in book.plan(inputs):
         book.bar.start(inp, media_length(inp))

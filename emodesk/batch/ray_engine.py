@@ -154,7 +154,9 @@ class RayEngine:
         progress: Progress | None = None,
     ) -> BatchResult:
         ray = self.ray
-        book = RunBook(out_dir, asr_model=self.asr_model, resume=resume, progress=progress)
+        book = RunBook(
+            out_dir, asr_model=self.asr_model, resume=resume, progress=progress, device=self.device
+        )
         todo = book.plan(inputs)
         pending: dict[Any, tuple[int, BatchInput, str, float]] = {}  # ref -> (worker, input, sha, start)
         queue = list(reversed(todo))

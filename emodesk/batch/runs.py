@@ -13,10 +13,13 @@ from typing import Any
 from emodesk.resources import sha256_file
 
 
-def model_set_identity(asr_model: str | None = None) -> dict[str, Any]:
+def model_set_identity(asr_model: str | None = None, device: str = "auto") -> dict[str, Any]:
     """What decides the records besides the input: each model folder's lock (the sha256 of its
     ``lock.json``, which lists every file of the set) or, for a folder without one, its members'
-    sha256; the active ``fusion.json``; the recogniser asked for. ``key`` is their digest."""
+    sha256; the active ``fusion.json``; the recogniser asked for; the emodesk version (its code
+    makes the records too) and where the ONNX models run (``cpu`` or ``cuda``: float results differ
+    in their last digits). ``key`` is their digest."""
+    from emodesk import __version__
     from emodesk.fusion.config import find_fusion_config
     from emodesk.inference.lock import LOCK_FILE
     from emodesk.inference.registry import installed_manifests
@@ -33,9 +36,20 @@ def model_set_identity(asr_model: str | None = None) -> dict[str, Any]:
         "members": dict(sorted(members.items())),
         "fusion_sha256": sha256_file(fusion) if fusion is not None else None,
         "asr_model": asr_model or "default",
+        "emodesk": __version__,
+        "onnx_device": _onnx_device(device),
     }
     doc["key"] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
     return doc
+
+
+def _onnx_device(device: str) -> str:
+    from emodesk.machine import CUDA, choose_providers
+
+    try:
+        return "cuda" if choose_providers(device).providers[0] == CUDA else "cpu"  # type: ignore[arg-type]
+    except ImportError:  # no onnxruntime: nothing will run anyway
+        return device
 
 
 def input_sha256(path: Path) -> str:
