@@ -219,7 +219,9 @@ def test_the_sessions_browser_writes_and_opens_the_report(
     qtbot.addWidget(browser)
     browser.table.selectRow(0)
     browser.buttons["Report"].click()
-    assert browser.last_report is not None and opened == [str(browser.last_report)]
+    assert not browser.buttons["Report"].isEnabled()  # written on a thread, the window goes on
+    qtbot.waitUntil(lambda: browser.last_report is not None, timeout=20000)
+    assert browser.buttons["Report"].isEnabled() and opened == [str(browser.last_report)]
     assert browser.last_report.name == "index.html" and session.name in str(browser.last_report)
     page = browser.last_report.read_text(encoding="utf-8")
     assert "<h1>" in page and "Timeline" in page

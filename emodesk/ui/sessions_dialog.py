@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -43,6 +44,8 @@ def recent_folders(settings: QSettings | None) -> list[Path]:
 class SessionsDialog(QDialog):
     """Sessions of one folder (the default one, any folder opened here, or one recorded with --out);
     the folders opened are remembered in ``settings``."""
+
+    _report_finished = Signal(object, object)  # (index page or None, error or None)
 
     def __init__(
         self, parent_dir: Path, parent: QWidget | None = None, *, settings: QSettings | None = None
@@ -94,6 +97,8 @@ class SessionsDialog(QDialog):
         lay.addLayout(row)
         self.reports: list[SessionReport] = []
         self.last_report: Path | None = None
+        self._report_thread: threading.Thread | None = None
+        self._report_finished.connect(self._report_done)  # queued: from the report thread
         self.labels_dialog: LabelTimelineDialog | None = None
         self.open_folder(parent_dir)
 
@@ -211,29 +216,52 @@ class SessionsDialog(QDialog):
             f"{s.faces} face crops, {s.utterances} utterances, {s.paired} paired rows in {s.out}",
         )
 
-    def report(self) -> Path | None:
-        """Write the selected session's report (``emodesk report``) into the app's data folder and
-        open it in the browser; the index page's path (None when none was written)."""
+    def report(self) -> None:
+        """Write the selected session's report (``emodesk report``) into the app's data folder on a
+        thread (the live video never waits for it), then open it in the browser
+        (:meth:`_report_done`; ``last_report`` is its index page)."""
         rep = self.selected()
-        if rep is None:
-            return None
+        if rep is None or self._report_thread is not None:
+            return
+        from emodesk.resources import user_data_dir
+        from emodesk.ui.render.canvas import family
+
+        family()  # fonts are registered on the GUI thread, before any drawing elsewhere
+        out = user_data_dir() / "reports" / rep.path.name
+        self.buttons["Report"].setEnabled(False)
+        self.info.setText(f"Writing the report of {rep.path.name}…")
+
+        def work() -> None:
+            from emodesk.results.inputs import find_results
+            from emodesk.ui.render.report import write_report
+
+            try:
+                index = write_report(find_results([rep.path]), out)
+            except (EmodeskError, OSError, ValueError) as e:
+                self._report_finished.emit(None, str(e))
+            except Exception as e:  # noqa: BLE001 - shown, never a dead thread the user waits on
+                self._report_finished.emit(None, f"the report failed: {type(e).__name__}: {e}")
+            else:
+                self._report_finished.emit(index, None)
+
+        self._report_thread = threading.Thread(target=work, name="emodesk-report", daemon=True)
+        self._report_thread.start()
+
+    def _report_done(self, index: Path | None, error: str | None) -> None:
+        if self._report_thread is not None:
+            self._report_thread.join()
+            self._report_thread = None
+        self.buttons["Report"].setEnabled(True)
+        self.refresh()
+        if index is None:
+            QMessageBox.warning(self, "Report", error or "the report failed")
+            return
         from PySide6.QtCore import QUrl
         from PySide6.QtGui import QDesktopServices
 
-        from emodesk.resources import user_data_dir
-        from emodesk.results.inputs import find_results
-        from emodesk.ui.render.report import write_report
-
-        out = user_data_dir() / "reports" / rep.path.name
-        try:
-            index = write_report(find_results([rep.path]), out)
-        except (EmodeskError, OSError, ValueError) as e:
-            QMessageBox.warning(self, "Report", str(e))
-            return None
         self.last_report = index
         if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(index))):
             QMessageBox.information(self, "Report", f"The report is in {index} (no browser opened it).")
-        return index
 
     def delete(self) -> None:
         rep = self.selected()
