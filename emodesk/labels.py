@@ -62,6 +62,18 @@ def probs_dict(p: np.ndarray) -> dict[str, float]:
     return {lab: round(float(v), 6) for lab, v in zip(LABELS, p, strict=True)}
 
 
+def probs_vector(probs: object) -> np.ndarray | None:
+    """A record's ``{label: p}`` as a canonical-order vector; None when it is not one (a label
+    missing, a value that is not a finite number): what every reader of records skips."""
+    if not isinstance(probs, Mapping):
+        return None
+    try:
+        v = np.array([float(probs[lab]) for lab in LABELS])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return v if np.all(np.isfinite(v)) else None
+
+
 #: each label's colour wherever the app draws it (window, pictures, reports)
 LABEL_COLORS: dict[str, str] = {
     "angry": "#d64541",

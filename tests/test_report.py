@@ -179,6 +179,9 @@ def test_a_session_report_is_one_self_contained_page(tmp_path: Path) -> None:
     # labels happy then sad; fused happy, sad, angry per second: 2 of 3 labelled seconds agree
     assert "accuracy <b>66.7%</b>" in html and "UAR" in html
     assert "(doubted, not fused)" in html
+    # the label at each utterance's middle: "hello" (0.2-1.8 s) happy, the doubted one (2.0-2.6 s) sad
+    (inp,) = find_results([session])
+    assert [u["label"] for u in build_input_report(inp, inp.load()).utterances] == ["happy", "sad"]
     assert all(p.stat().st_mode & 0o077 == 0 for p in out.iterdir())
     picture = read_image(out / "confusion.png", gray=False)
     assert picture.shape[1] == cf.LEFT + 7 * cf.CELL + cf.RIGHT
@@ -263,3 +266,17 @@ def test_report_files_stay_inside_out_and_a_rerun_replaces_the_report(tmp_path: 
     (other / "thesis.tex").write_text("keep", encoding="utf-8")
     assert main(["report", str(run / "x.jsonl"), "--out", str(other)]) == 2
     assert [p.name for p in other.iterdir()] == ["thesis.tex"]
+
+
+def test_a_folder_of_labelled_sessions_gets_their_summed_agreement(tmp_path: Path) -> None:
+    parent = tmp_path / "sessions"
+    parent.mkdir()
+    for name in ("20261203-101010-aaaaaa", "20261203-111111-bbbbbb"):
+        _session(parent / name)
+    out = tmp_path / "report"
+    assert main(["report", str(parent), "--out", str(out)]) == 0
+    html = (out / "index.html").read_text(encoding="utf-8")
+    _no_network(html)
+    # each session: 3 labelled seconds, 2 agreeing (see the single-session test); summed over both
+    assert "6 labelled seconds in 2 sessions: accuracy <b>66.7%</b>" in html
+    assert (out / "confusion.png").is_file() and html.count('src="data:image/png;base64,') == 2

@@ -3,8 +3,9 @@
 :func:`run_one` is the unit of work every engine runs: one input to its ``ID.jsonl`` (streamed,
 ``ID.jsonl.partial`` until done) and the entry ``runs.jsonl`` gets for it. It never raises for a
 bad input: a file that cannot be decoded, or a run that crashes, is an entry with ``status``
-``failed`` and the error, and the next input goes on. :func:`run_batch` is the driver: it alone
-writes ``runs.jsonl``, skips what ``--resume`` finds done, and reports progress.
+``failed`` and the error, and the next input goes on. :class:`RunBook` is what every engine's
+driver does around it: it alone writes ``runs.jsonl``, skips what ``--resume`` finds done, and
+reports progress; :func:`run_batch` is the local driver.
 """
 
 from __future__ import annotations

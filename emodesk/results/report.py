@@ -26,7 +26,7 @@ from emodesk.evaluation.metrics import confusion_scores
 from emodesk.labels import LABEL_COLORS, LABELS
 from emodesk.results.inputs import LoadedInput, ResultInput
 from emodesk.results.summary import HOLD_S, emotion_summary
-from emodesk.results.tables import fused_rows, label_spans, timeline, utterances
+from emodesk.results.tables import LabelClock, fused_rows, label_spans, timeline, utterances
 
 MODALITIES = (("fused", "fused"), ("face", "face"), ("voice", "voice"), ("text", "words"))
 
@@ -71,6 +71,9 @@ def build_input_report(inp: ResultInput, loaded: LoadedInput) -> InputReport:
         u["fused_top"] = LABELS[int(np.argmax(fused[i][2]))] if ok else None
         rep.utterances.append(u)
     if loaded.labels is not None:
+        clock = LabelClock(loaded.labels)  # the label at the utterance's middle, as the table gives it
+        for u in rep.utterances:
+            u["label"] = clock.at((u["t0"] + u["t1"]) / 2)
         rep.label_spans = label_spans(loaded.labels, loaded.start, loaded.end)
         conf = np.zeros((len(LABELS), len(LABELS)), np.int64)
         for r in rows:
@@ -89,6 +92,13 @@ def aggregate_shares(reports: Sequence[InputReport], kind: str = "fused") -> tup
             secs += np.array([m["share"][lab] for lab in LABELS]) * m["seconds"]
     total = float(secs.sum())
     return ({lab: float(s / total) if total else 0.0 for lab, s in zip(LABELS, secs, strict=True)}, total)
+
+
+def aggregate_confusion(reports: Sequence[InputReport]) -> tuple[np.ndarray | None, int]:
+    """The summed confusion of the labelled inputs (None when no second is labelled), and how many."""
+    labelled = [r.confusion for r in reports if r.confusion is not None]
+    conf = sum(labelled, np.zeros((len(LABELS), len(LABELS)), np.int64))
+    return (conf if labelled and conf.sum() else None), len(labelled)
 
 
 # ------------------------------------------------------------------ HTML
@@ -222,9 +232,7 @@ def input_html(rep: InputReport, pictures: Mapping[str, bytes], *, back: str | N
                 said = f'<span class="doubt" title="{why}">{said} (doubted, not fused)</span>'
             label = ""
             if rep.label_spans is not None:
-                mid = (u["t0"] + u["t1"]) / 2
-                lab = next((lab for a, b, lab in rep.label_spans if a <= mid < b), None)
-                label = f"<td>{_label(lab)}</td>"
+                label = f"<td>{_label(u.get('label'))}</td>"
             rows.append(
                 f'<tr><td class="n">{u["t0"]:.1f}–{u["t1"]:.1f}</td><td>{said}</td><td>{vtop}</td>'
                 f"<td>{wtop}</td><td>{_label(u.get('fused_top'))}</td>{label}</tr>"
@@ -259,17 +267,15 @@ def run_html(
             f"({share[top]:.0%}).</p>"
         )
     body += ["<h2>Share of time per emotion</h2>", _img(pictures.get("shares"), "share of time per emotion")]
-    labelled = [r for r in ok if r.confusion is not None]
-    if labelled:
-        conf = sum((r.confusion for r in labelled if r.confusion is not None), np.zeros((7, 7), np.int64))
-        if conf.sum():
-            s = confusion_scores(conf)
-            body.append("<h2>Fused read-out against the labels, all labelled inputs</h2>")
-            body.append(
-                f"<p>{int(conf.sum())} labelled seconds in {len(labelled)} sessions: accuracy "
-                f"<b>{float(s['accuracy']):.1%}</b>, UAR <b>{float(s['uar']):.1%}</b>.</p>"
-            )
-            body.append(_img(pictures.get("confusion"), "confusion of fused read-out against labels"))
+    conf, n_labelled = aggregate_confusion(ok)
+    if conf is not None:
+        s = confusion_scores(conf)
+        body.append("<h2>Fused read-out against the labels, all labelled inputs</h2>")
+        body.append(
+            f"<p>{int(conf.sum())} labelled seconds in {n_labelled} sessions: accuracy "
+            f"<b>{float(s['accuracy']):.1%}</b>, UAR <b>{float(s['uar']):.1%}</b>.</p>"
+        )
+        body.append(_img(pictures.get("confusion"), "confusion of fused read-out against labels"))
     rows = []
     for r in reports:
         link = links.get(r.inp.id)

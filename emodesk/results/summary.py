@@ -21,19 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from emodesk.labels import LABELS
+from emodesk.labels import LABELS, probs_vector
 
 HOLD_S = 1.0
-
-
-def _vec(probs: Any) -> np.ndarray | None:
-    if not isinstance(probs, Mapping):
-        return None
-    try:
-        v = np.array([float(probs[lab]) for lab in LABELS])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return v if np.all(np.isfinite(v)) else None
 
 
 def _shares(seconds: np.ndarray) -> dict[str, Any]:
@@ -74,7 +64,7 @@ class EmotionTally:
         self._untrusted: set[tuple[float, float]] = set()
 
     def add(self, r: Mapping[str, Any]) -> None:
-        kind, v, t = r.get("kind"), _vec(r.get("probs")), r.get("t")
+        kind, v, t = r.get("kind"), probs_vector(r.get("probs")), r.get("t")
         if v is None or not isinstance(t, (int, float)) or isinstance(t, bool):
             return
         if kind == "fused":

@@ -29,7 +29,7 @@ import numpy as np
 
 from emodesk import private
 from emodesk.errors import InputError
-from emodesk.labels import LABELS
+from emodesk.labels import LABELS, probs_vector
 from emodesk.recording.writer import labels_at
 from emodesk.results.inputs import LoadedInput, ResultInput
 from emodesk.results.summary import HOLD_S, emotion_summary
@@ -95,16 +95,6 @@ SCHEMAS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 TABLES = ("faces", "utterances", "timeline", "inputs")
-
-
-def _vec(probs: Any) -> np.ndarray | None:
-    if not isinstance(probs, Mapping):
-        return None
-    try:
-        v = np.array([float(probs[lab]) for lab in LABELS])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return v if np.all(np.isfinite(v)) else None
 
 
 def _num(x: Any) -> float | None:
@@ -192,7 +182,7 @@ def utterances(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if r.get("trusted") is False:
             u["trusted"] = False
             u["reason"] = r.get("reason") if isinstance(r.get("reason"), str) else u["reason"]
-        v = _vec(r.get("probs"))
+        v = probs_vector(r.get("probs"))
         if v is not None and kind in ("voice", "text"):
             (voice if kind == "voice" else text)[span].append(v)
     out = []
@@ -220,7 +210,7 @@ def fused_rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[float, Any, n
     """``(t, track, probabilities)`` of every fused record, in time order."""
     out = []
     for r in records:
-        v, t = _vec(r.get("probs")), _num(r.get("t"))
+        v, t = probs_vector(r.get("probs")), _num(r.get("t"))
         if r.get("kind") == "fused" and v is not None and t is not None:
             out.append((t, r.get("track"), v))
     out.sort(key=lambda x: x[0])
@@ -237,7 +227,7 @@ def timeline(loaded: LoadedInput) -> list[dict[str, Any]]:
     fused_t = [f[0] for f in fused]
     faces: dict[int, dict[Any, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        v, t = _vec(r.get("probs")), _num(r.get("t"))
+        v, t = probs_vector(r.get("probs")), _num(r.get("t"))
         if r.get("kind") == "face" and v is not None and t is not None:
             faces[math.floor(t)][r.get("track")].append(v)
     utts = utterances(records)
@@ -274,7 +264,7 @@ def input_rows(inp: ResultInput, loaded: LoadedInput) -> dict[str, list[dict[str
     is_session = loaded.labels is not None
     faces = []
     for r in loaded.records:
-        v, t = _vec(r.get("probs")), _num(r.get("t"))
+        v, t = probs_vector(r.get("probs")), _num(r.get("t"))
         if r.get("kind") != "face" or v is None or t is None:
             continue
         got = r.get("box")

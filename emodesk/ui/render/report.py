@@ -24,11 +24,12 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
 from emodesk import private
 from emodesk.errors import InputError
-from emodesk.labels import LABELS, N_LABELS
+from emodesk.labels import LABELS, N_LABELS, probs_vector
 from emodesk.results.inputs import LoadedInput, ResultInput
 from emodesk.results.report import (
     MODALITIES,
     InputReport,
+    aggregate_confusion,
     aggregate_shares,
     build_input_report,
     href,
@@ -36,6 +37,7 @@ from emodesk.results.report import (
     page_names,
     run_html,
 )
+from emodesk.results.tables import fused_rows
 from emodesk.ui.render.canvas import font, new_image, painter, png_bytes
 from emodesk.ui.render.confusion import draw_confusion
 from emodesk.ui.render.strips import LABEL_COLORS, TimeMap, paint_axis, paint_span, paint_trace
@@ -59,16 +61,6 @@ class Series:
     @classmethod
     def empty(cls) -> Series:
         return cls(np.zeros(0), np.zeros((0, N_LABELS)))
-
-
-def _vec(probs: Any) -> np.ndarray | None:
-    if not isinstance(probs, Mapping):
-        return None
-    try:
-        v = np.array([float(probs[lab]) for lab in LABELS])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return v if np.all(np.isfinite(v)) else None
 
 
 def _with_gaps(points: Sequence[tuple[float, np.ndarray]], gap_s: float, hold_s: float) -> Series:
@@ -96,17 +88,7 @@ def series_from_records(
 ) -> dict[str, Series]:
     """The four panels' lines: fused rows; the most-scored face track's frames (its members'
     mean); each utterance's voice and (trusted) words scores held over its span."""
-    fused = sorted(
-        [
-            (float(r["t"]), v)
-            for r in records
-            if r.get("kind") == "fused"
-            and isinstance(r.get("t"), (int, float))
-            and not isinstance(r.get("t"), bool)
-            and (v := _vec(r.get("probs"))) is not None
-        ],
-        key=lambda x: x[0],
-    )
+    fused = [(t, v) for t, _track, v in fused_rows(records)]
     # members score faces by turns: each frame shows the mean of every member's latest score of
     # the track (fresh within a second), as the live fusion holds them, not a zigzag between members
     by_track: dict[Any, dict[float, np.ndarray]] = defaultdict(dict)
@@ -122,7 +104,7 @@ def series_from_records(
         key=lambda r: float(r["t"]),
     )
     for r in faces:
-        v = _vec(r.get("probs"))
+        v = probs_vector(r.get("probs"))
         if v is None:
             continue
         t, tr = float(r["t"]), r.get("track")
@@ -417,14 +399,13 @@ def _write_report_into(inputs: Sequence[ResultInput], out: Path, *, title: str |
     if len(ok) > RUN_SHARE_ROWS:
         rows.append((f"… {len(ok) - RUN_SHARE_ROWS} more in the table", {}, 0.0))
     pics = {"shares": png_bytes(draw_shares(rows, width=width))}
-    labelled = [r.confusion for r in ok if r.confusion is not None]
-    conf = sum(labelled, np.zeros((N_LABELS, N_LABELS), np.int64)) if labelled else None
-    if conf is not None and conf.sum():
+    conf, n_labelled = aggregate_confusion(ok)
+    if conf is not None:
         pics["confusion"] = png_bytes(
             draw_confusion(
                 conf,
                 title="fused read-out against the labels, all labelled inputs",
-                subtitle=f"{int(conf.sum())} labelled seconds in {len(labelled)} sessions",
+                subtitle=f"{int(conf.sum())} labelled seconds in {n_labelled} sessions",
                 note="one row per media second; colour and %: share of the label's seconds",
             )
         )
