@@ -127,6 +127,34 @@ def read_faces(paths: Sequence[str], size: int) -> np.ndarray:
     return out
 
 
+def ferplus_faces(
+    ferplus: Path, cache: Path, size: int
+) -> tuple[list[tuple[str, list[float]]], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """FER+ training votes and faces, val faces and majority labels (decoded once into ``cache``).
+
+    Returns ``(train, x_train, q_train, x_val, y_val)``: ``train`` the (path, votes) pairs of
+    ``ferplus_votes``, faces as (N, size, size) uint8, votes as (N, 7) float32.
+    """
+    train = ferplus_votes(ferplus, "train")
+    val = load_rows(ferplus, column="path", split="val")
+    if not train or not val:
+        raise InputError(f"{ferplus}: no FER+ train votes or val rows")
+    cache.mkdir(parents=True, exist_ok=True)
+    faces = cache / f"ferplus-faces-{size}.npz"
+    if faces.is_file():
+        with np.load(faces) as z:
+            x_tr, x_va = z["x_train"], z["x_val"]
+    else:
+        x_tr = read_faces([p for p, _ in train], size)
+        x_va = read_faces([r.x for r in val], size)
+        np.savez(faces, x_train=x_tr, x_val=x_va)
+    if len(x_tr) != len(train) or len(x_va) != len(val):
+        raise InputError(f"{faces} does not match {ferplus}'s rows: delete it to decode the faces again")
+    q_tr = np.asarray([v for _, v in train], np.float32)
+    y_va = np.asarray([r.label for r in val], np.int64)
+    return train, x_tr, q_tr, x_va, y_va
+
+
 def features(sess: ort.InferenceSession, head: Head, x: torch.Tensor) -> list[np.ndarray]:
     """Each branch's features (N, D) for inputs (N, 1, S, S) in [-1, 1]."""
     outs: list[list[np.ndarray]] = [[] for _ in head.features]
@@ -377,21 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = int(base.preprocessing["size"][0])
     sess = _session(with_feature_outputs(model, head.features), args.threads)
 
-    train = ferplus_votes(args.ferplus, "train")
-    val = load_rows(args.ferplus, column="path", split="val")
-    if not train or not val:
-        raise InputError(f"{args.ferplus}: no FER+ train votes or val rows")
-    args.cache.mkdir(parents=True, exist_ok=True)
-    faces = args.cache / f"ferplus-faces-{size}.npz"
-    if faces.is_file():
-        with np.load(faces) as z:
-            x_tr, x_va = z["x_train"], z["x_val"]
-    else:
-        x_tr = read_faces([p for p, _ in train], size)
-        x_va = read_faces([r.x for r in val], size)
-        np.savez(faces, x_train=x_tr, x_val=x_va)
-    q_tr = np.asarray([v for _, v in train], np.float32)
-    y_va = np.asarray([r.label for r in val], np.int64)
+    train, x_tr, q_tr, x_va, y_va = ferplus_faces(args.ferplus, args.cache, size)
     print(
         f"{len(x_tr)} training faces with FER+ votes, {len(x_va)} val faces ({size}×{size})", file=sys.stderr
     )

@@ -337,7 +337,7 @@ def _onnx_val_accuracy(path: Path, data: dict[str, np.ndarray]) -> float:
     return float((probs.argmax(axis=1) == data["y_val"]).mean())
 
 
-def _maybe_quantize(out: Path, data: dict[str, np.ndarray], *, skip: bool) -> dict[str, Any]:
+def maybe_quantize(out: Path, data: dict[str, np.ndarray], *, skip: bool) -> dict[str, Any]:
     """Replace ``out`` by its static int8 version when val accuracy drops by at most 0.5 points."""
     rule = (
         "int8 (static QDQ, per-channel 7-bit weights, calibrated on 512 val images) when val accuracy "
@@ -385,7 +385,7 @@ def export_face(
         ref = model(x).numpy()
     diff = check_agreement(ref, onnx_outputs(out, {"input": x.numpy()}), atol=1e-4, what=str(out))
     val = compute_metrics(data["y_val"], predict(net, data["x_val"], torch.device("cpu")))
-    quant = _maybe_quantize(out, data, skip=args.no_quantize)
+    quant = maybe_quantize(out, data, skip=args.no_quantize)
     fields = ManifestDraft(
         id=out.stem,
         modality="face",
