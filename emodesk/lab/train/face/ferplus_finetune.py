@@ -64,19 +64,14 @@ from emodesk.lab.train.common import (
     set_rng_state,
     write_manifest,
 )
-from emodesk.lab.train.face.ferplus_head import ferplus_faces
+from emodesk.lab.train.face.ferplus_head import ferplus_faces, to_input
 from emodesk.lab.train.face.from_onnx import rebuild
 from emodesk.lab.train.face.net import FaceNet, FlipAveragedProbs
-from emodesk.lab.train.face.train import augment, maybe_quantize, predict
+from emodesk.lab.train.face.train import SIZE, augment, maybe_quantize, predict
 from emodesk.lab.train.face.webcam import webcam
 from emodesk.labels import LABELS
 
-SIZE = 48
 CALIBRATION_FACES = 4096
-
-
-def _to_input(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(x).float().unsqueeze(1) / 127.5 - 1.0
 
 
 def soft_cross_entropy(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -86,7 +81,7 @@ def soft_cross_entropy(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def batch_inputs(x: torch.Tensor, gen: torch.Generator, webcam_share: float) -> torch.Tensor:
     """Augmented inputs: every face through ``augment``, a ``webcam_share`` of them through ``webcam``."""
-    xb = augment(_to_input(x), gen)
+    xb = augment(to_input(x), gen)
     if webcam_share <= 0:
         return xb
     pick = torch.rand(len(xb), generator=gen) < webcam_share
@@ -239,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep = np.sort(np.random.default_rng(args.seed).permutation(len(x_tr_np))[: args.limit])
         x_tr_np, q_tr_np = x_tr_np[keep], q_tr_np[keep]
     calib = np.random.default_rng(args.seed).permutation(len(x_tr_np))[:CALIBRATION_FACES]
-    net = rebuild(args.init, _to_input(x_tr_np[np.sort(calib)]).numpy())
+    net = rebuild(args.init, to_input(x_tr_np[np.sort(calib)]).numpy())
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     x_tr, q_tr = torch.as_tensor(x_tr_np), torch.as_tensor(q_tr_np)
     steps = math.ceil(len(x_tr) / args.batch_size)
@@ -346,13 +341,13 @@ def export(
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(
         model,
-        [_to_input(x_va[:8])],
+        [to_input(x_va[:8])],
         out,
         input_names=["input"],
         output_names=["probs"],
         dynamic_axes={"input": {0: "N"}, "probs": {0: "N"}},
     )
-    x = _to_input(x_va[:256])
+    x = to_input(x_va[:256])
     with torch.no_grad():
         ref = model(x).numpy()
     diff = check_agreement(ref, onnx_outputs(out, {"input": x.numpy()}), atol=1e-4, what=str(out))

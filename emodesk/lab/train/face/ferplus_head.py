@@ -243,12 +243,13 @@ def _live_features(
     sources = [str(Path(frames[int(i)][2]).resolve()) for i in keep]
     voted = np.asarray([s in votes for s in sources])
     q = np.asarray([votes[s] for s, v in zip(sources, voted, strict=True) if v], np.float32)
-    feats = [f.astype(np.float32) for f in features(sess, head, _to_input(crops[voted]))]
+    feats = [f.astype(np.float32) for f in features(sess, head, to_input(crops[voted]))]
     np.savez(cache, q=q, found=len(keep), **{f"f{k}": f for k, f in enumerate(feats)})  # type: ignore[arg-type]
     return feats, q, len(keep)
 
 
-def _to_input(x: np.ndarray) -> torch.Tensor:
+def to_input(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 faces (N, S, S) as the members' input (N, 1, S, S) in [-1, 1]."""
     return torch.as_tensor(x).float().unsqueeze(1) / 127.5 - 1.0
 
 
@@ -426,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         blocks, targets = [], []
         for copy in range(args.augment + 1):
             t0 = time.monotonic()
-            x = _to_input(x_tr)
+            x = to_input(x_tr)
             if copy:
                 x = torch.cat([webcam(augment(x[i : i + BATCH], gen), gen) for i in range(0, len(x), BATCH)])
             for f in features(sess, head, x):
@@ -434,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 targets.append(q_tr)
             print(f"features, copy {copy}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
         f_tr, qq = np.concatenate(blocks), np.concatenate(targets)
-        f_va = features(sess, head, _to_input(x_va))
+        f_va = features(sess, head, to_input(x_va))
         arrays = {"f_train": f_tr, "q_train": qq, **{f"f_val{k}": f for k, f in enumerate(f_va)}}
         np.savez(feats_cache, **arrays)  # type: ignore[arg-type]
 
@@ -456,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames_v = _frames(args.live_val)
         boxes = live_boxes(frames_v, args.cache / f"live-boxes-{_sha12(args.live_val)}.npz")
         crops, keep = live_crops(frames_v, boxes, args.model.with_suffix(".json"))
-        f_lv = features(sess, head, _to_input(crops))
+        f_lv = features(sess, head, to_input(crops))
         y_lv = np.asarray([frames_v[int(i)][1] for i in keep], np.int64)
         live["val"] = {"frames": len(frames_v), "faces_found": len(keep)}
 
@@ -484,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = rewrite(model, head, w, b)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(new, str(args.out))
-    x_check = _to_input(x_va[:512]).numpy()
+    x_check = to_input(x_va[:512]).numpy()
     got = np.concatenate(
         [
             _session(new.SerializeToString(), args.threads).run(
