@@ -15,6 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from emodesk.errors import InputError, ModelError  # noqa: E402
 from emodesk.lab.train.common import export_onnx, quantize_static_int8  # noqa: E402
+from emodesk.lab.train.face import ferplus_finetune  # noqa: E402
 from emodesk.lab.train.face.ferplus_finetune import (  # noqa: E402
     check_resumable,
     main,
@@ -151,6 +152,24 @@ def test_a_resume_with_other_settings_is_refused_naming_what_changed(tmp_path: P
         check_resumable(saved, {**saved, "epochs": 20, "init_sha256": "b"}, tmp_path / "last.pt")
     with pytest.raises(InputError, match="other settings"):
         check_resumable({}, saved, tmp_path / "last.pt")  # a checkpoint that recorded none
+
+
+@pytest.mark.parametrize(
+    ("argv", "native", "want"),
+    [
+        ([], True, True),
+        ([], False, False),  # emulated bf16 is several times slower than float32: auto picks float32
+        (["--precision", "bf16"], False, True),
+        (["--precision", "float32"], True, False),
+        (["--no-bf16"], True, False),
+    ],
+)
+def test_precision_auto_uses_bf16_only_where_the_cpu_runs_it(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], native: bool, want: bool
+) -> None:
+    monkeypatch.setattr(ferplus_finetune, "cpu_has_bf16", lambda: native)
+    args = ferplus_finetune.parse_args(["--init", "a.onnx", "--out", "b.onnx", *argv])
+    assert ferplus_finetune.use_bf16(args) is want
 
 
 def test_scope_names_give_the_module_and_the_branch() -> None:

