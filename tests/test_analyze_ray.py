@@ -80,6 +80,7 @@ def test_two_nodes_and_a_worker_killed_midway_lose_nothing(tmp_path: Path, local
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)  # a second raylet: another node of the same cluster
     cluster.wait_for_nodes()
+    engine: RayEngine | None = None
     try:
         engine = RayEngine(address=cluster.address, workers=2)
         pids = engine.pids()
@@ -101,9 +102,22 @@ def test_two_nodes_and_a_worker_killed_midway_lose_nothing(tmp_path: Path, local
         assert pids[0] not in {e["worker"]["pid"] for e in entries}
         assert sorted(e["tries"] for e in entries) == [1, 1, 1, 2]  # the killed input, once more
         assert not list(out.glob("*.partial"))
-        engine.shutdown()
     finally:
+        if engine is not None:
+            engine.shutdown()  # before the cluster: its head is the driver's node
         cluster.shutdown()
+
+
+def test_a_worker_runs_its_libraries_with_the_drivers_openmp_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emodesk.batch.ray_engine import worker_env
+
+    for name in ("EMODESK_HOME", "EMODESK_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EMODESK_MODELS", "/m")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_env() == {"EMODESK_MODELS": "/m", "OMP_NUM_THREADS": "3"}
+    monkeypatch.delenv("OMP_NUM_THREADS")  # unset: OpenMP's default, the CPUs this process may use
+    assert worker_env()["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0)))
 
 
 def test_the_local_engine_never_imports_ray_and_a_missing_ray_is_a_clear_error(tmp_path: Path) -> None:

@@ -23,8 +23,11 @@ pytestmark = [pytest.mark.needs_data, pytest.mark.slow]
 TEST_SETS = {
     "fer2013-test": ("faces/fer2013", 0.002),
     "ferplus-test": ("faces/ferplus", 0.002),
-    "ravdess-test-actors21-24": ("speech/ravdess", 0.0125),
-    "urdu-crosscorpus": ("speech/urdu", 0.0125),
+    # speech: the whisper encoder runs in CTranslate2, whose kernels differ by instruction set; the
+    # figures recorded on an AVX-512 CPU move by 3 of RAVDESS's 240 clips on an AVX2 one (URDU's
+    # macro-F1 by 1.3 points): 4 clips of 240
+    "ravdess-test-actors21-24": ("speech/ravdess", 0.0175),
+    "urdu-crosscorpus": ("speech/urdu", 0.0175),
     "goemotions-test": ("text/goemotions-ekman", 0.003),
     "meld-dev": ("text/meld", 0.005),
     "dair-ai-test": ("text/dair-ai-emotion", 0.003),

@@ -16,7 +16,9 @@ the local engine, spread over Ray actors that load the models once each.
   when whole) and appends ``runs.jsonl``. A killed run resumes like the local one (``--resume``).
 - **The same records as the local engine**: :func:`~emodesk.batch.local.run_one` on a
   :class:`~emodesk.pipeline.model_cache.ModelCache`, with ONNX Runtime and CTranslate2 pinned to one
-  thread each (Ray sets ``OMP_NUM_THREADS`` from ``num_cpus``; the models set their own counts).
+  thread each; a worker gets the driver's OpenMP thread count (:func:`worker_env`), since Ray would
+  set ``OMP_NUM_THREADS`` to 1 and CTranslate2's matrix products round differently with it (the
+  transcripts' log-probabilities and the voice scores moved in the third decimal on an AVX2 CPU).
 - **A worker that dies** (killed, out of memory) is replaced by a fresh one and its input retried
   once there; when that dies too the input is recorded as failed with the reason, and the run
   goes on (Ray restarts nothing itself: the retry is per input, whatever the worker's history).
@@ -52,17 +54,26 @@ def import_ray() -> Any:
     return ray
 
 
+def worker_env() -> dict[str, str]:
+    """What a worker's environment takes from the driver's: the model and data folders, and the OpenMP
+    thread count the driver's libraries run with (its ``OMP_NUM_THREADS``, or when unset the CPUs it
+    may use, OpenMP's own default)."""
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or str(cpus or 1)
+    return env
+
+
 def start_ray(address: str | None, workers: int | None) -> Any:
     """Join the cluster at ``address``, or start a private one on loopback with ``workers`` CPUs."""
     import logging
 
     ray = import_ray()
-    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     common: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
         "log_to_driver": False,
-        "runtime_env": {"env_vars": env} if env else None,
+        "runtime_env": {"env_vars": worker_env()},
     }
     if address:
         try:
@@ -70,7 +81,10 @@ def start_ray(address: str | None, workers: int | None) -> Any:
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise InputError(f"--address {address}: cannot join the Ray cluster there ({e})") from None
     else:
-        ray.init(num_cpus=workers or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **common)
+        # address "local": a new Ray of this run even where one is running already (`ray start`)
+        ray.init(
+            address="local", num_cpus=workers or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **common
+        )
     return ray
 
 
