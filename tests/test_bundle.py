@@ -54,7 +54,7 @@ def test_drop_keeps_what_the_window_needs() -> None:
         "PySide6/Qt/plugins/iconengines/libqsvgicon.so",
         "PySide6/Qt/lib/libQt6Widgets.so.6",
         "PySide6/plugins/platforms/qwindows.dll",
-        "models/face-fer-minixception.onnx",
+        "models/face-resnet-s-ferplus.onnx",
         "cv2/__init__.py",
     ]
     drop = [
@@ -66,6 +66,7 @@ def test_drop_keeps_what_the_window_needs() -> None:
         "PySide6\\plugins\\tls\\qopensslbackend.dll",
         "PySide6/Qt/plugins/imageformats/libqjpeg.so",
         "cv2/data/haarcascade_frontalface_default.xml",
+        "assets/baseline/face-fer-minixception.onnx",
     ]
     assert [p for p in keep if slim.drop(p)] == []
     assert [p for p in drop if not slim.drop(p)] == []
@@ -326,7 +327,7 @@ def test_bundle_contents_and_size(bundle: dict[str, Path]) -> None:
     internal = root / "_internal"
     for rel in (
         "models/face-detector-blazeface-short.onnx",
-        "models/face-fer-minixception.onnx",
+        "models/face-resnet-s-ferplus.onnx",
         "models/fusion.json",
         "assets/demo.mp4",
         "assets/face_astronaut.png",

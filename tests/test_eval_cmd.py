@@ -24,7 +24,8 @@ from emodesk.inference.manifest import ManifestDraft
 from emodesk.labels import LABELS
 from emodesk.resources import assets_dir, shipped_models_dir
 
-FACE_MODEL = shipped_models_dir() / "face-fer-minixception.onnx"
+FACE_ID = "face-resnet-s-ferplus"  # the smaller shipped face member
+FACE_MODEL = shipped_models_dir() / f"{FACE_ID}.onnx"
 CONTRACT_KEYS = {
     "n",
     "accuracy",
@@ -112,19 +113,19 @@ def test_eval_face_writes_metrics_scores_and_picture(
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     report = json.loads(out.read_text(encoding="utf-8"))
-    m = report["face-fer-minixception"]
+    m = report[FACE_ID]
     assert CONTRACT_KEYS <= set(m)
-    assert m["n"] == 6 and m["model"] == "face-fer-minixception"
+    assert m["n"] == 6 and m["model"] == FACE_ID
     assert m["source"] == str(manifest.resolve())
     assert sum(map(sum, m["confusion"])) == 6
     assert m["labels"] == ["angry", "happy", "neutral", "sad", "surprise"]
-    assert "accuracy" in captured.out and "face-fer-minixception" in captured.out
+    assert "accuracy" in captured.out and FACE_ID in captured.out
 
     # The saved scores are exactly what the scorer gives for the same files.
     scores = np.load(tmp_path / "s.npz")
     images = [read_image(face_dir / name) for name, _ in FACE_ROWS]
     want = FaceExpressionScorer.load(device="cpu").score_crops(images)
-    np.testing.assert_allclose(scores["probs__face-fer-minixception"], want, atol=1e-5)
+    np.testing.assert_allclose(scores[f"probs__{FACE_ID}"], want, atol=1e-5)
     assert scores["y_true"].tolist() == [3, 3, 4, 6, 5, 0]
     assert [Path(x).name for x in scores["x"]] == [n for n, _ in FACE_ROWS]
     correct = int((want.argmax(axis=1) == scores["y_true"]).sum())
@@ -166,10 +167,10 @@ def test_several_installed_models_get_one_picture_each(
     from emodesk.inference.registry import models_of
 
     installed = [m.id for m in models_of("face")]
-    assert "face-copy" in installed and "face-fer-minixception" in installed
+    assert "face-copy" in installed and FACE_ID in installed
     assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(f"c-{i}.png" for i in installed)
     s = np.load(tmp_path / "s.npz")
-    np.testing.assert_allclose(s["probs__face-copy"], s["probs__face-fer-minixception"])
+    np.testing.assert_allclose(s["probs__face-copy"], s[f"probs__{FACE_ID}"])
     # the modality as the live fusion sees it: every member, equal weights
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     fused = report["modality:face"]
@@ -188,7 +189,7 @@ def test_detect_scores_the_largest_face_and_counts_misses(
     rc = main(["face", "--manifest", str(manifest), "--detect", "--device", "cpu", "--json", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    m = json.loads(out.read_text(encoding="utf-8"))["face-fer-minixception"]
+    m = json.loads(out.read_text(encoding="utf-8"))[FACE_ID]
     assert m["no_face"] == 1 and m["n"] == 1
     assert m["labels"] == ["happy"]
     # the miss counted as an error: half the images read right at best
@@ -227,7 +228,7 @@ def test_unknown_label_names_the_row_unless_mapped_or_ignored(
 
     out = tmp_path / "m.json"
     assert main([*base, "--ignore-unknown", "--json", str(out)]) == 0
-    assert json.loads(out.read_text(encoding="utf-8"))["face-fer-minixception"]["n"] == 3
+    assert json.loads(out.read_text(encoding="utf-8"))[FACE_ID]["n"] == 3
 
     assert main([*base, "--label-map", "bored=neutral", "--save-scores", str(tmp_path / "s.npz")]) == 0
     assert np.load(tmp_path / "s.npz")["y_true"].tolist() == [3, 3, LABELS.index("neutral"), 6]

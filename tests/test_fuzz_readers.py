@@ -240,7 +240,7 @@ def test_a_manifest_cannot_point_its_checks_outside_its_folder(tmp_path: Path) -
     from emodesk.errors import ModelError
     from emodesk.inference.manifest import ModelManifest
 
-    doc = json.loads((SHIPPED / "face-fer-minixception.json").read_text(encoding="utf-8"))
+    doc = json.loads((SHIPPED / "face-resnet-s-ferplus.json").read_text(encoding="utf-8"))
     for key, value in [("file", "../../etc/passwd"), ("file", "/etc/passwd")]:
         p = tmp_path / "m.json"
         p.write_text(json.dumps({**doc, key: value}), encoding="utf-8")
@@ -253,10 +253,10 @@ def test_fuzzed_locks_refuse_the_set_with_a_message(tmp_path_factory: pytest.Tem
     from emodesk.inference.manifest import ModelManifest
 
     folder = tmp_path_factory.mktemp("locked")
-    for p in SHIPPED.glob("face-fer-minixception.*"):
+    for p in SHIPPED.glob("face-resnet-s-ferplus.*"):
         (folder / p.name).symlink_to(p)
     doc = json.loads((SHIPPED / "lock.json").read_text(encoding="utf-8"))
-    doc["files"] = {k: v for k, v in doc["files"].items() if k.startswith("face-fer-minixception")}
+    doc["files"] = {k: v for k, v in doc["files"].items() if k.startswith("face-resnet-s-ferplus")}
 
     @FUZZ
     @given(st.data())
@@ -264,7 +264,7 @@ def test_fuzzed_locks_refuse_the_set_with_a_message(tmp_path_factory: pytest.Tem
         (folder / "lock.json").write_bytes(mutated(data, doc))
         assert all(isinstance(line, str) for line in verify_folder(folder))
         try:
-            ModelManifest.load(folder / "face-fer-minixception.json")
+            ModelManifest.load(folder / "face-resnet-s-ferplus.json")
         except EmodeskError:
             pass
 
@@ -275,14 +275,14 @@ def test_a_manifest_size_that_disagrees_with_its_network_is_refused_at_load(tmp_
     from emodesk.errors import ModelError
     from emodesk.inference.manifest import ModelManifest
 
-    for p in SHIPPED.glob("face-fer-minixception.*"):
+    for p in SHIPPED.glob("face-resnet-s-ferplus.*"):
         (tmp_path / p.name).symlink_to(p)
-    jp = tmp_path / "face-fer-minixception.json"
+    jp = tmp_path / "face-resnet-s-ferplus.json"
     doc = json.loads(jp.read_text(encoding="utf-8"))
-    doc["preprocessing"]["size"] = [48, 48]
+    doc["preprocessing"]["size"] = [64, 64]  # the network takes 48 x 48
     jp.unlink()
     jp.write_text(json.dumps(doc), encoding="utf-8")
-    with pytest.raises(ModelError, match=r"give inputs of shape \['N', 1, 48, 48\], but .* takes"):
+    with pytest.raises(ModelError, match=r"give inputs of shape \['N', 1, 64, 64\], but .* takes"):
         _exercise_member(ModelManifest.load(jp))
 
 

@@ -14,7 +14,7 @@ import pytest
 from emodesk.evaluation.datasets import load_rows
 from emodesk.evaluation.evaluate import evaluate_model, load_scorer
 from emodesk.inference.registry import installed_manifests
-from emodesk.resources import datasets_dir, shipped_models_dir
+from emodesk.resources import baseline_models_dir, datasets_dir, shipped_models_dir
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.slow]
 
@@ -34,10 +34,14 @@ TEST_SETS = {
 }
 
 
+def _sets() -> list[Path]:
+    """The shipped members, and the bench's fer-style baseline whose figures the README compares with."""
+    return [shipped_models_dir(), baseline_models_dir()]
+
+
 def _shipped() -> list[tuple[str, str]]:
-    shipped = shipped_models_dir()
     out = []
-    for m in installed_manifests([shipped]).values():
+    for m in installed_manifests(_sets()).values():
         out += [(m.id, name) for name in m.metrics if name in TEST_SETS]
     return sorted(out)
 
@@ -59,7 +63,7 @@ def test_shipped_model_matches_its_manifest(model_id: str, test_set: str) -> Non
     data: Path = datasets_dir() / folder
     if not data.is_dir():
         pytest.skip(f"{folder} not found at {data} (set EMODESK_DATA)")
-    manifest = installed_manifests([shipped_models_dir()])[model_id]
+    manifest = installed_manifests(_sets())[model_id]
     claimed = manifest.metrics[test_set]
     modality = manifest.modality
     rows = load_rows(data, column="text" if modality == "text" else "path", split="test")

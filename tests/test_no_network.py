@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "face-fer-minixception.onnx"
+MODEL = ROOT / "models" / "face-resnet-s-ferplus.onnx"
 WAIT_S = 15  # the uploader's first lookup came 9 s after start on this project's machines
 
 pytestmark = [
@@ -32,7 +32,7 @@ import time
 import numpy as np
 from emodesk.inference.registry import find_model
 from emodesk.inference.runtime import OnnxModel
-m = OnnxModel(find_model("face-fer-minixception"), device="cpu")
+m = OnnxModel(find_model("face-resnet-s-ferplus"), device="cpu")
 shape = [d if isinstance(d, int) else 1 for d in m.session.get_inputs()[0].shape]
 m.session.run(None, {{m.input_names[0]: np.zeros(shape, np.float32)}})
 time.sleep({WAIT_S})

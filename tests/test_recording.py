@@ -60,7 +60,7 @@ def test_a_headless_recording_reads_back_in_sync(sync_clip: Path, tmp_path: Path
     assert rep.ok, rep.problems
     doc = read_session_json(session)
     assert doc["state"] == "complete" and doc["schema"] == 1 and doc["labels"]["changes"] == 1
-    assert {m["id"] for m in doc["models"]} >= {"face-fer-minixception", "text-minilm"}
+    assert {m["id"] for m in doc["models"]} >= {"face-resnet-s-ferplus", "text-minilm"}
     frames = list(iter_video(session))
     assert 85 <= len(frames) <= 90, len(frames)
     audio, a_start = read_audio(session)
@@ -316,11 +316,11 @@ def test_export_gives_manifests_that_eval_and_fusion_accept(
     assert row["label"] == "happy"
     assert "happy" in (out / "text.csv").read_text().lower()
     capsys.readouterr()
-    model = REPO / "models" / "face-fer-minixception.onnx"
+    model = REPO / "models" / "face-resnet-s-ferplus.onnx"
     assert cli(["eval", "face", "--manifest", str(out / "faces.csv"), "--model", str(model)]) == 0
     assert cli(["eval", "voice", "--manifest", str(out / "voice.csv")]) == 0
     assert cli(["eval", "text", "--manifest", str(out / "text.csv")]) == 0
-    members = "face-fer-minixception,text-minilm,voice-tinyen-ravdess-aug"
+    members = "face-resnet-s-ferplus,text-minilm,voice-tinyen-ravdess-aug"
     args = ["--manifest", str(out / "paired.csv"), "--members", members, "--cache", "none"]
     assert cli(["fusion", "eval", *args]) == 0
     assert "fused" in capsys.readouterr().out

@@ -92,7 +92,6 @@ def test_retrain_runs_end_to_end_and_installs_only_beyond_the_noise(
         p.split(":")[0]: int(p.split("fitted on ")[1].split()[0]) for p in parts[2:] if "fitted on" in p
     }
     assert sorted(adapted) == [
-        "face-fer-minixception",
         "face-resnet-m-ferplus",
         "face-resnet-s-ferplus",
         "text-minilm",
@@ -281,6 +280,7 @@ def test_output_adaptation_starts_at_the_member_and_learns_a_bias(tmp_path: Path
     from emodesk.inference.registry import installed_manifests
     from emodesk.inference.runtime import OnnxModel
     from emodesk.lab.retrain.adapt import adapted, choose_lambda, fit_layer, write_adapted_member
+    from emodesk.resources import baseline_models_dir
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 300)
@@ -296,7 +296,8 @@ def test_output_adaptation_starts_at_the_member_and_learns_a_bias(tmp_path: Path
     after = float((adapted(p, a, c).argmax(1) == y).mean())
     assert before < 0.2 and after > 0.6, (before, after)
     # the layer appended to a real member's graph computes exactly the fitted map (label order handled)
-    member = installed_manifests()["face-fer-minixception"]  # its own label order differs from canonical
+    # the bench's fer baseline: its own label order differs from canonical
+    member = installed_manifests([baseline_models_dir()])["face-fer-minixception"]
     new = write_adapted_member(member, a, c, tmp_path, fitted={"rows": 300})
     assert new.id == member.id and new.sha256 != member.sha256
     crops = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(5)]

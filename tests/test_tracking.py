@@ -119,6 +119,22 @@ def test_cheapest_member_scores_every_frame_and_the_others_take_turns_carried_fo
     assert len(r.scored()) == 3
 
 
+def test_with_two_members_the_dearer_one_scores_every_other_frame() -> None:
+    from emodesk.pipeline.face_path import FacePipeline
+    from emodesk.types import Frame
+
+    a, b = _Scorer("a", 3), _Scorer("b", 5)
+    pipe = FacePipeline(_Det(), [b, a])  # type: ignore[list-item]
+    img = np.zeros((480, 640, 3), np.uint8)
+    results = [pipe.process(Frame(t=i / 30, image=img, index=i)) for i in range(30)]
+    assert a.calls == 30 and b.calls == 15
+    for i, r in enumerate(results):
+        assert sorted(s.model for s in r.faces) == ["a", "b"]  # b carried forward on odd frames
+        assert dict(zip((s.model for s in r.faces), r.fresh, strict=True)) == {"a": True, "b": i % 2 == 0}
+    both = FacePipeline(_Det(), [a, b], rotate=False)  # type: ignore[list-item]
+    assert len(both.process(Frame(t=0.0, image=img, index=0)).scored()) == 2
+
+
 def test_a_held_score_expires_after_hold_s() -> None:
     from emodesk.pipeline.face_path import FacePipeline
     from emodesk.types import Frame

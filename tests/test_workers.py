@@ -26,7 +26,7 @@ from emodesk.workers.stats import LatencyWindow, RateMeter
 from tests.support.live_fakes import FailingAudio, FakeSpeech, SlowFace, VideoThatDies, fake_speech_loader
 
 FACE_PNG = Path(__file__).resolve().parents[1] / "assets" / "face_astronaut.png"
-FACE_MODEL = "face-fer-minixception"
+FACE_MODEL = "face-resnet-s-ferplus"
 
 
 @pytest.fixture(scope="module")

