@@ -68,6 +68,10 @@ def test_short_bench_on_the_demo_clip_writes_the_contract_json(
     assert any(k.startswith("face:") for k in providers) and "CPUExecutionProvider" in providers.values()
     assert set(r["budgets"]) == {b[0] for b in BUDGETS}
     assert r["budgets"]["face.fps"]["value"] == r["face"]["fps"]
+    fusion = r["fusion"]  # the active fusion.json's rule over every member, timed per row
+    assert fusion["rule"] in ("weighted-sum", "log-linear") and fusion["members"] >= 2
+    assert 0 < fusion["row_us"]["p50"] <= fusion["row_us"]["p95"]
+    assert r["budgets"]["fusion.row_us.p95"]["value"] == fusion["row_us"]["p95"]
     assert r["machine"]["cpus"] >= 1 and r["settings"]["seconds"] == 8
     stages = r["stages"]["cpu"]
     assert stages["providers"]["face detector"] == "CPUExecutionProvider" and stages["face_detect_ms"] > 0

@@ -69,6 +69,13 @@ def test_fusion_json_drops_uninstalled_members_and_sha_mismatch(tmp_path):
     "bad",
     [
         "not json",
+        json.dumps({**_cfg({"a": 1.0}), "version": 3}),  # newer than this emodesk
+        json.dumps({**_cfg({"a": 1.0}), "version": 2}),  # version 2 without its rule
+        json.dumps({**_cfg({"a": 1.0}), "version": 2, "rule": {"name": "max"}}),
+        json.dumps({**_cfg({"a": 1.0}), "version": 2, "rule": {"name": "log-linear", "bias": [0.0] * 6}}),
+        json.dumps(
+            {**_cfg({"a": 1.0}), "version": 2, "rule": {"name": "log-linear", "bias": [0] * 7, "epsilon": 0}}
+        ),
         json.dumps([1, 2]),
         json.dumps({"members": []}),
         json.dumps(_cfg({"a": -1.0})),
@@ -151,3 +158,60 @@ def test_a_doubted_transcript_s_words_are_never_fused():
     st.update_score(ModalityScores(kind="voice", model="v", t=3.0, probs=B, t0=2.0, t1=3.0))
     f = st.fused(3.0)
     assert f is not None and f.members == ("v",) and np.allclose(f.probs, B)
+
+
+# ---- the log-linear rule (fusion.json version 2) ---------------------------------------------------
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_log_linear_is_a_weighted_product_with_a_class_bias():
+    from emodesk.fusion.fuse import Rule
+
+    bias = np.array([0.5, 0, 0, -0.5, 0, 0.2, 0])
+    rule = Rule.log_linear(bias, 1e-4)
+    p = fuse({"a": A, "b": B}, {"a": 2.0, "b": 0.5}, rule)
+    want = _softmax(2.0 * np.log(A + 1e-4) + 0.5 * np.log(B + 1e-4) + bias)
+    assert np.allclose(p, want) and np.isclose(p.sum(), 1.0)
+    # a product favours the class both members allow (neutral), where the weighted sum follows the
+    # heavier member's favourite (angry)
+    assert LABELS[int(np.argmax(p))] == "neutral"
+    assert LABELS[int(np.argmax(fuse({"a": A, "b": B}, {"a": 2.0, "b": 0.5})))] == "angry"
+    # an absent member adds nothing; all-zero weights are one weight per member, the bias kept
+    assert np.allclose(fuse({"a": A}, {"a": 2.0, "b": 0.5}, rule), _softmax(2.0 * np.log(A + 1e-4) + bias))
+    both = _softmax(np.log(A + 1e-4) + np.log(B + 1e-4) + bias)
+    assert np.allclose(fuse({"a": A, "b": B}, {"a": 0.0, "b": 0.0}, rule), both)
+    with pytest.raises(ValueError, match="bias"):
+        Rule.log_linear([0.0] * 6)
+    with pytest.raises(ValueError, match="no class bias"):
+        Rule("weighted-sum", (1.0,) * 7)
+
+
+def test_version_2_round_trips_its_rule_and_version_1_reads_as_a_weighted_sum(tmp_path):
+    from emodesk.fusion.config import fusion_json_document, write_fusion_json
+    from emodesk.fusion.fuse import WEIGHTED_SUM, Rule
+
+    rule = Rule.log_linear([0.1, -0.2, 0.3, 0, 0, 0, -1.5])
+    doc = fusion_json_document(
+        [("a", "aa", "face"), ("b", "bb", "voice")],
+        {"a": 1.7, "b": [0.5] * 7},
+        optimizer={"name": "ao"},
+        objective={"name": "x"},
+        data={"rows": 0},
+        rule=rule,
+    )
+    assert doc["version"] == 2 and doc["rule"]["name"] == "log-linear"
+    p = tmp_path / "fusion.json"
+    write_fusion_json(p, doc)
+    cfg = parse_fusion_json(p, {"a": "aa", "b": "bb"})
+    assert cfg.rule == rule
+    assert np.allclose(cfg.fuse({"a": A, "b": B}), fuse({"a": A, "b": B}, {"a": 1.7, "b": 0.5}, rule))
+    st = FusionState(cfg)  # the live window and analyze fuse through the config's rule
+    st.update_score(ModalityScores(kind="voice", model="b", t=1.0, probs=B, t0=0.0, t1=1.0))
+    f = st.fused(1.0)
+    assert f is not None and np.allclose(f.probs, fuse({"b": B}, {"b": 0.5}, rule))
+    old = parse_fusion_json(_write(tmp_path, _cfg({"a": 2.0, "b": 1.0})), {"a": "aa", "b": "aa"})
+    assert old.rule == WEIGHTED_SUM and np.allclose(old.fuse({"a": A, "b": B}), (2 * A + B) / 3)

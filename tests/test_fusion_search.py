@@ -62,11 +62,14 @@ def test_batched_rule_is_the_live_rule_row_by_row() -> None:
         {"good": 1.0},  # the others missing from the map weigh 0
         None,
     ]
-    for weights in weight_sets:
-        batch = fused_probs(s, weights)
-        for i in range(len(s.y)):
-            probs = {m: s.P[k, i] for k, m in enumerate(IDS) if not np.isnan(s.P[k, i]).any()}
-            assert np.allclose(batch[i], fuse(probs, weights)), (weights, i)
+    from emodesk.fusion.fuse import WEIGHTED_SUM, Rule
+
+    for rule in (WEIGHTED_SUM, Rule.log_linear(rng.normal(size=7))):  # fuse() has a one-row fast path
+        for weights in weight_sets:
+            batch = fused_probs(s, weights, rule)
+            for i in range(len(s.y)):
+                probs = {m: s.P[k, i] for k, m in enumerate(IDS) if not np.isnan(s.P[k, i]).any()}
+                assert np.allclose(batch[i], fuse(probs, weights, rule)), (rule, weights, i)
 
 
 def test_zero_weighted_sum_falls_back_to_the_plain_mean_and_no_member_gives_nan() -> None:
@@ -97,6 +100,47 @@ def test_the_search_objective_is_the_metric_of_the_live_fusion() -> None:
                 ]
             )
             assert fx == pytest.approx(1 - compute_metrics(s.y, live, bootstrap=0)["macro_f1"], abs=1e-9)
+
+
+def test_the_log_linear_search_scores_exactly_what_its_fusion_json_fuses(tmp_path: Path) -> None:
+    from emodesk.fusion.config import parse_fusion_json, write_fusion_json
+    from emodesk.fusion.search import fusion_document
+
+    s = synthetic(300, 2)
+    for per_class in (False, True):
+        problem = FusionProblem(s, per_class=per_class, penalty=0.0, rule="log-linear")
+        assert problem.n_var == problem.n_weights + len(LABELS)
+        assert problem.xu[0] == 3.0 and problem.xl[-1] == -3.0
+        res, weights = optimize_weights(problem, optimizer="ao", agents=8, iterations=5, seed=0)
+        out = tmp_path / f"fusion-{per_class}.json"
+        doc = fusion_document(problem, res, weights, optimizer="ao", manifest=None, rows=300)
+        write_fusion_json(out, doc)
+        cfg = parse_fusion_json(out, dict(zip(IDS, s.sha256, strict=True)))
+        assert cfg.rule.name == "log-linear" and cfg.rule == problem.rule_of(res.x)
+        live = np.stack(
+            [
+                cfg.fuse({m: s.P[k, i] for k, m in enumerate(IDS) if not np.isnan(s.P[k, i]).any()})
+                for i in range(len(s.y))
+            ]
+        )
+        assert np.allclose(live, problem.fused(res.x[None])[0], atol=1e-5)  # stored to 6 decimals
+        assert np.allclose(live, fused_probs(s, cfg.weights, cfg.rule))
+
+
+def test_log_linear_weights_and_biases_beat_the_weighted_sum_where_a_class_is_under_called() -> None:
+    s = synthetic(600, 7)
+    P = s.P.copy()
+    P[:, :, 0] *= 0.25  # every member under-calls "angry": only a class bias can put it back
+    P /= P.sum(axis=2, keepdims=True)
+    s = MemberScores(s.ids, s.modalities, s.sha256, P, s.y)
+    best = {}
+    for rule in ("weighted-sum", "log-linear"):
+        problem = FusionProblem(s, penalty=0.0, rule=rule)
+        res, _ = optimize_weights(problem, optimizer="ao-levy-ls", agents=20, iterations=40, seed=0)
+        best[rule] = float(problem.metric(res.x[None])[0])
+        if rule == "log-linear":
+            assert problem.rule_of(res.x).bias[0] > 0.3, problem.rule_of(res.x)
+    assert best["log-linear"] > best["weighted-sum"] + 0.02, best
 
 
 def test_penalty_is_zero_at_equal_weights_and_grows_away_from_them() -> None:
@@ -296,8 +340,30 @@ def test_pair_optimize_eval_end_to_end(
     assert [m["id"] for m in doc["members"]] == MEMBERS.split(",")
     assert doc["optimizer"]["name"] == "ao" and doc["optimizer"]["evaluations"] == 36
     assert doc["data"]["rows"] == 6 and len(doc["data"]["sha256"]) == 64
-    assert sum(doc["weights"].values()) == pytest.approx(1, abs=1e-5)
+    assert doc["version"] == 2 and doc["rule"]["name"] == "log-linear" and len(doc["rule"]["bias"]) == 7
+    assert all(0 <= w <= 3 for w in doc["weights"].values())  # log-linear weights are not shares
     assert cache.is_file()
+    shares = tmp_path / "shares.json"
+    assert (
+        main(
+            [
+                "optimize",
+                *common,
+                "--out",
+                str(shares),
+                "--agents",
+                "6",
+                "--iterations",
+                "5",
+                "--rule",
+                "weighted-sum",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(shares.read_text())
+    assert doc["rule"] == {"name": "weighted-sum"}
+    assert sum(doc["weights"].values()) == pytest.approx(1, abs=1e-5)
     out = tmp_path / "report.json"
     capsys.readouterr()
     assert main(["eval", *common, "--weights", str(fusion), "--json", str(out)]) == 0

@@ -73,7 +73,17 @@ def test_the_weights_come_from_the_fusion_rows_or_a_stated_rule(emodesk_home: Pa
     with pytest.raises(ValueError, match="overlap"):
         _compare_and_install(s, s, held, None, "ao", 0, [], is_fusion=fusion | held)
     r = _compare_and_install(s, s, held, {"f1": 1.0, "f2": 1.0, "v": 1.0}, "ao", 0, [], is_fusion=fusion)
-    assert r.fusion_rule.startswith("ao search on 100 fusion-side utterances"), r.fusion_rule
+    assert r.fusion_rule.startswith("ao search (weighted-sum rule) on 100 fusion-side utterances"), (
+        r.fusion_rule
+    )
+    # an active log-linear set is judged by its own rule and searched with it
+    from emodesk.fusion.fuse import Rule
+
+    active = Rule.log_linear([0.0] * 7)
+    r = _compare_and_install(
+        s, s, held, {"f1": 1.0, "f2": 1.0, "v": 1.0}, "ao", 0, [], is_fusion=fusion, old_rule=active
+    )
+    assert r.fusion_rule.startswith("ao search (log-linear rule) on 100"), r.fusion_rule
     few = np.arange(300) < MIN_FUSION_ROWS - 1
     r = _compare_and_install(s, s, held, None, "ao", 0, [], is_fusion=few)
     assert r.fusion_rule.startswith(f"balanced weights (each modality an equal share): {MIN_FUSION_ROWS - 1}")

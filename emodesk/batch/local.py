@@ -127,6 +127,7 @@ def run_one(
             "fusion": {
                 "path": str(fusion.path) if fusion is not None and fusion.path is not None else None,
                 "weights": {m: round(fusion.scalar_weight(m), 6) for m in fusion.members} if fusion else {},
+                "rule": fusion.rule.name if fusion else None,
             },
             "emotions": tally.result(summary.media_seconds),
         }

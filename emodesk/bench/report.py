@@ -16,6 +16,7 @@ BUDGETS: tuple[tuple[str, str, float, str, str], ...] = (
     ("rss_mb.peak", "peak resident memory", 1000.0, "max", "MB"),
     ("rss_mb.growth_pct", "RSS growth from the first quarter of the run to its end", 5.0, "max", "%"),
     ("first_frame_s", "bench start → first scored frame (models warm; headless)", 3.0, "max", "s"),
+    ("fusion.row_us.p95", "one fused row (the active rule, every member present), p95", 100.0, "max", "µs"),
 )
 
 
@@ -43,6 +44,7 @@ def build_report(
     baseline: Mapping[str, Any],
     machine: Mapping[str, Any],
     settings: Mapping[str, Any],
+    fusion: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     ours = unpaced.get("fps")
     base = baseline.get("fps")
@@ -79,6 +81,7 @@ def build_report(
         "settings": dict(settings),
         "rss_samples": paced["rss_samples"],
         "failed": list(paced.get("failed", [])),
+        "fusion": dict(fusion) if fusion is not None else None,
     }
     report["budgets"] = budgets(report)
     return report
@@ -139,6 +142,12 @@ def markdown(report: Mapping[str, Any], *, command: str, extra: str = "") -> str
         (
             "bench start → models loaded / → first scored frame",
             f"{_fmt(report['startup_s'], 's')} / {_fmt(report['first_frame_s'], 's')}",
+        ),
+        (
+            f"one fused row ({get(report, 'fusion.rule') or '?'} rule, "
+            f"{get(report, 'fusion.members') or 0} members present)",
+            f"p50 {_fmt(get(report, 'fusion.row_us.p50'), 'µs')}, "
+            f"p95 {_fmt(get(report, 'fusion.row_us.p95'), 'µs')}",
         ),
     ]
     providers = ", ".join(f"`{k}` {v}" for k, v in sorted(report["providers"].items()))

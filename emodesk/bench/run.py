@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emodesk.machine import Device, cpu_name
 
 Log = Callable[[str], None]
@@ -194,3 +196,29 @@ def stage_timings(
     if log:
         log(f"stage timings on {device}: done")
     return out
+
+
+def fusion_timing(rows: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Microseconds to fuse one row with the active ``fusion.json`` (its rule and every member present),
+    as the live window does it (:meth:`FusionConfig.fuse`), over ``rows`` random score rows."""
+    from emodesk.fusion.config import load_active_fusion
+    from emodesk.labels import N_LABELS
+
+    cfg = load_active_fusion()
+    if not cfg.members:
+        return {"rule": cfg.rule.name, "members": 0, "row_us": None}
+    rng = np.random.default_rng(seed)
+    data = [{m: rng.dirichlet(np.ones(N_LABELS)) for m in cfg.members} for _ in range(rows + 100)]
+    for probs in data[:100]:  # warm-up
+        cfg.fuse(probs)
+    times = []
+    for probs in data[100:]:
+        t0 = time.perf_counter()
+        cfg.fuse(probs)
+        times.append((time.perf_counter() - t0) * 1e6)
+    return {
+        "rule": cfg.rule.name,
+        "members": len(cfg.members),
+        "rows": rows,
+        "row_us": {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))},
+    }

@@ -139,7 +139,14 @@ def _scores(args: argparse.Namespace) -> tuple[object, list[object]]:
 
 
 def _optimize_parser() -> Parser:
-    from emodesk.fusion.search import DEFAULT_AGENTS, DEFAULT_ITERATIONS, DEFAULT_PENALTY, FUSION_OPTIMIZERS
+    from emodesk.fusion.fuse import RULES
+    from emodesk.fusion.search import (
+        DEFAULT_AGENTS,
+        DEFAULT_ITERATIONS,
+        DEFAULT_PENALTY,
+        DEFAULT_RULE,
+        FUSION_OPTIMIZERS,
+    )
 
     p = Parser(
         prog="emodesk fusion optimize",
@@ -168,6 +175,13 @@ def _optimize_parser() -> Parser:
         help=f"pull toward equal weights (default {DEFAULT_PENALTY})",
     )
     p.add_argument("--per-class", action="store_true", help="one weight per member and class")
+    p.add_argument(
+        "--rule",
+        choices=RULES,
+        default=DEFAULT_RULE,
+        help=f"the fusion rule searched (docs/formats.md, 'Fusion'; default {DEFAULT_RULE}: weights and "
+        "class biases of a weighted product of the members' probabilities)",
+    )
     return p
 
 
@@ -191,7 +205,13 @@ def cmd_optimize(argv: Sequence[str]) -> int:
         raise UsageError(f"--penalty must be non-negative, got {args.penalty}")
     out = _out_file("--out", args.out)
     scores, rows = _scores(args)
-    problem = FusionProblem(scores, objective=args.objective, per_class=args.per_class, penalty=args.penalty)  # type: ignore[arg-type]
+    problem = FusionProblem(
+        scores,  # type: ignore[arg-type]
+        objective=args.objective,
+        per_class=args.per_class,
+        penalty=args.penalty,
+        rule=args.rule,
+    )
     res, weights = optimize_weights(
         problem, optimizer=args.optimizer, agents=args.agents, iterations=args.iterations, seed=args.seed
     )
@@ -199,12 +219,14 @@ def cmd_optimize(argv: Sequence[str]) -> int:
         problem, res, weights, optimizer=args.optimizer, manifest=Path(args.manifest), rows=len(rows)
     )
     write_fusion_json(out, doc)
-    report = evaluate_fusion(scores, weights, bootstrap=0)  # type: ignore[arg-type]
+    rule = problem.rule_of(res.x)
+    report = evaluate_fusion(scores, weights, rule=rule, bootstrap=0)  # type: ignore[arg-type]
     print(_table({k: report[k] for k in ("fused", "equal_weights")}))
     print(
         f"{args.optimizer}: objective {res.f:.4f} after {res.n_evals} evaluations in {res.seconds:.2f} s "
-        f"(seed {args.seed}); weights "
+        f"(seed {args.seed}), rule {rule.name}; weights "
         + ", ".join(f"{m} {w if isinstance(w, float) else '[…]'}" for m, w in weights.items())
+        + ("; class biases " + ", ".join(f"{b:+.3f}" for b in rule.bias) if rule.name == "log-linear" else "")
     )
     print(f"wrote {out}")
     return 0
@@ -274,8 +296,11 @@ def cmd_eval(argv: Sequence[str]) -> int:
     if args.members is None:
         args.members = sorted(cfg.weights) or None
     scores, _ = _scores(args)
-    report = evaluate_fusion(scores, cfg.weights)  # type: ignore[arg-type]
-    print(f"weights: {wpath}" + (f" (dropped: {', '.join(cfg.dropped)})" if cfg.dropped else ""))
+    report = evaluate_fusion(scores, cfg.weights, rule=cfg.rule)  # type: ignore[arg-type]
+    print(
+        f"weights: {wpath}, rule {cfg.rule.name}"
+        + (f" (dropped: {', '.join(cfg.dropped)})" if cfg.dropped else "")
+    )
     print(_table(report))
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import ConfigError
-from emodesk.fusion.fuse import Weight, weight_vector
+from emodesk.fusion.fuse import RULES, WEIGHTED_SUM, Rule, Weight, fuse, weight_vector
 from emodesk.inference.lock import check_locked, refresh_if_locked
 from emodesk.inference.members import MEMBER_MODALITIES
 from emodesk.inference.registry import installed_manifests
@@ -29,6 +29,8 @@ from emodesk.readers import Fields, read_json
 from emodesk.resources import model_search_dirs
 
 log = logging.getLogger(__name__)
+
+VERSION = 2  # 2 added "rule" (docs/formats.md, "Fusion"); version 1 files are read as weighted sums
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class FusionConfig:
     dropped: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    rule: Rule = WEIGHTED_SUM
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -48,6 +51,10 @@ class FusionConfig:
     @classmethod
     def equal(cls, member_ids: list[str], *, warnings: tuple[str, ...] = ()) -> FusionConfig:
         return cls({m: 1.0 for m in member_ids}, warnings=warnings)
+
+    def fuse(self, probs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """This config's rule over the members given in ``probs`` (one row)."""
+        return fuse(probs, self.weights, self.rule)
 
     def scalar_weight(self, member: str) -> float:
         """A one-number summary for display (mean of a per-class vector)."""
@@ -61,6 +68,12 @@ def parse_fusion_json(path: Path, installed: Mapping[str, str]) -> FusionConfig:
         check_locked(path, error=ConfigError)
     f = read_json(path, what="fusion file", error=ConfigError)
     d = f.data
+    version = f.integer("version", 1, lo=1)
+    if version > VERSION:
+        raise ConfigError(
+            f"{path}: version {version} is newer than this emodesk reads ({VERSION}); update emodesk"
+        )
+    rule = _read_rule(f) if version >= 2 else WEIGHTED_SUM
     classes = f.texts("classes", list(LABELS))
     if list(classes) != list(LABELS):
         raise ConfigError(f"{path}: classes {classes[:10]} differ from the canonical {list(LABELS)}")
@@ -95,7 +108,23 @@ def parse_fusion_json(path: Path, installed: Mapping[str, str]) -> FusionConfig:
         weights[mid] = float(w) if not isinstance(w, list) else vec
     for w_msg in warnings:
         log.warning(w_msg)
-    return FusionConfig(weights, path, tuple(dropped), tuple(warnings), d)
+    return FusionConfig(weights, path, tuple(dropped), tuple(warnings), d, rule)
+
+
+def _read_rule(f: Fields) -> Rule:
+    r = f.obj("rule")
+    name = r.text("name", choices=RULES)
+    if name == "weighted-sum":
+        return WEIGHTED_SUM
+    bias = r.numbers("bias", length=len(LABELS), lo=-100.0, hi=100.0)
+    return Rule.log_linear(bias, r.number("epsilon", lo=1e-12, hi=0.1))
+
+
+def rule_document(rule: Rule) -> dict[str, Any]:
+    """``fusion.json``'s ``rule`` object."""
+    if rule.name == "weighted-sum":
+        return {"name": rule.name}
+    return {"name": rule.name, "bias": [round(b, 6) for b in rule.bias], "epsilon": rule.epsilon}
 
 
 def load_fusion_config(
@@ -123,7 +152,7 @@ def load_fusion_config(
     if extra:
         msg = f"installed models {extra} are not members of {path.name}; they are shown but not fused"
         log.info(msg)
-        cfg = FusionConfig(cfg.weights, cfg.path, cfg.dropped, (*cfg.warnings, msg), cfg.raw)
+        cfg = FusionConfig(cfg.weights, cfg.path, cfg.dropped, (*cfg.warnings, msg), cfg.raw, cfg.rule)
     return cfg
 
 
@@ -171,13 +200,15 @@ def fusion_json_document(
     optimizer: Mapping[str, Any],
     objective: Mapping[str, Any],
     data: Mapping[str, Any],
+    rule: Rule = WEIGHTED_SUM,
 ) -> dict[str, Any]:
     """A ``fusion.json`` document: the one place its keys are written. ``members``: (id, sha256,
-    modality) of each member, in weight order; ``optimizer``/``objective``/``data`` say how the
-    weights were found and on what."""
+    modality) of each member, in weight order; ``rule`` how their weighted scores combine;
+    ``optimizer``/``objective``/``data`` say how the weights were found and on what."""
     return {
-        "version": 1,
+        "version": VERSION,
         "classes": list(LABELS),
+        "rule": rule_document(rule),
         "members": [{"id": m, "sha256": sha, "modality": mod} for m, sha, mod in members],
         "weights": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in weights.items()},
         "optimizer": dict(optimizer),

@@ -9,6 +9,10 @@
   probabilities come from :func:`~emodesk.fusion.fuse.fuse_population`, the
   very rule the live app applies (members absent from a row are renormalised
   away), for the whole population in one call.
+- **Rules.** ``weighted-sum`` searches one share per member (or member × class) in [0, 1];
+  ``log-linear`` searches one weight per member (or member × class) in [0, 3] — its scale is the
+  member's temperature, so it is not normalised — and the seven class biases in [−3, 3], as one
+  problem (``fusion.json`` version 2 stores both).
 - **Objective** (the documented choice): ``1 − macro-F1`` (or ``1 − UAR``) on
   the validation rows, plus a penalty toward equal weights,
   ``penalty × TV(ŵ, uniform)``, the total-variation distance between the
@@ -35,7 +39,7 @@ from emodesk.errors import InputError
 from emodesk.evaluation.datasets import Row
 from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
 from emodesk.fusion.config import fusion_json_document
-from emodesk.fusion.fuse import Weight, fuse_population, weight_vector
+from emodesk.fusion.fuse import RULES, WEIGHTED_SUM, Rule, Weight, fuse_population, weight_vector
 from emodesk.fusion.optimize import AquilaLevySearch, AquilaOptimizer, Problem, Result, minimize
 from emodesk.fusion.optimize.baselines import DifferentialEvolution, ParticleSwarm, RandomSearch
 from emodesk.fusion.paired import PairedRow
@@ -53,6 +57,9 @@ OBJECTIVES = ("macro_f1", "uar")
 DEFAULT_PENALTY = 0.01
 DEFAULT_AGENTS = 30
 DEFAULT_ITERATIONS = 100
+DEFAULT_RULE = "log-linear"
+LOG_LINEAR_MAX_WEIGHT = 3.0  # a member's weight (its inverse temperature) in [0, 3]
+LOG_LINEAR_MAX_BIAS = 3.0  # a class bias in [-3, 3]: e^3 = 20 times the odds at most
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,8 @@ def score_paired(
 
 
 class FusionProblem(Problem):
-    """Find fusion weights: minimise ``1 − metric(fused) + penalty · TV(ŵ, equal)`` (module docstring)."""
+    """Find fusion weights (and, for ``log-linear``, class biases): minimise
+    ``1 − metric(fused) + penalty · TV(ŵ, equal)`` (module docstring)."""
 
     def __init__(
         self,
@@ -218,15 +226,24 @@ class FusionProblem(Problem):
         objective: str = "macro_f1",
         per_class: bool = False,
         penalty: float = DEFAULT_PENALTY,
+        rule: str = "weighted-sum",
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if penalty < 0:
             raise ValueError(f"penalty must be non-negative, got {penalty}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         m = len(scores.ids)
         if m < 2:
             raise InputError(f"fusion needs at least two members, got {list(scores.ids)}")
-        super().__init__(m * N_LABELS if per_class else m, 0.0, 1.0)
+        self.n_weights = m * N_LABELS if per_class else m
+        if rule == "log-linear":
+            xl = np.r_[np.zeros(self.n_weights), np.full(N_LABELS, -LOG_LINEAR_MAX_BIAS)]
+            xu = np.r_[np.full(self.n_weights, LOG_LINEAR_MAX_WEIGHT), np.full(N_LABELS, LOG_LINEAR_MAX_BIAS)]
+            super().__init__(self.n_weights + N_LABELS, xl, xu)
+        else:
+            super().__init__(self.n_weights, 0.0, 1.0)
         keep = scores.present.any(axis=0)
         if not keep.any():
             raise InputError("no row has any member's score")
@@ -234,23 +251,40 @@ class FusionProblem(Problem):
         self.P = scores.P[:, keep]
         self.y = scores.y[keep]
         self.objective, self.per_class, self.penalty = objective, per_class, float(penalty)
+        self.rule = rule
         self.m = m
+
+    def _weight_part(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64)[:, : self.n_weights].reshape(len(X), self.m, -1)
 
     def shares(self, X: np.ndarray) -> np.ndarray:
         """``(k, m)`` or ``(k, m, 7)`` normalised weights summing to 1 per candidate (all-zero → equal)."""
-        X = np.asarray(X, dtype=np.float64).reshape(len(X), self.m, -1)
+        X = self._weight_part(X)
         total = X.sum(axis=(1, 2), keepdims=True)
         share = np.where(total > 0, X / np.where(total > 0, total, 1), 1.0 / X[0].size)
         return share if self.per_class else share[:, :, 0]
 
     def weights(self, X: np.ndarray) -> np.ndarray:
-        """``(k, m, 7)`` weights for :func:`fuse_population` (scale is irrelevant to the fused result)."""
+        """``(k, m, 7)`` weights for :func:`fuse_population`: shares for the weighted sum (its scale
+        is irrelevant to the fused result), the raw weights for the log-linear rule (whose scale is
+        the members' temperature)."""
+        if self.rule == "log-linear":
+            return np.broadcast_to(self._weight_part(X), (len(X), self.m, N_LABELS))
         s = self.shares(X)
         return s * N_LABELS if self.per_class else np.repeat(s[:, :, None], N_LABELS, axis=2)
 
+    def biases(self, X: np.ndarray) -> np.ndarray | None:
+        """``(k, 7)`` class biases of the log-linear rule (None for the weighted sum)."""
+        return np.asarray(X, dtype=np.float64)[:, self.n_weights :] if self.rule == "log-linear" else None
+
+    def fused(self, X: np.ndarray) -> np.ndarray:
+        """``(k, n, 7)`` fused probabilities of the search rows under each candidate."""
+        template = Rule.log_linear(np.zeros(N_LABELS)) if self.rule == "log-linear" else WEIGHTED_SUM
+        return fuse_population(self.P, self.weights(X), template, self.biases(X))
+
     def metric(self, X: np.ndarray) -> np.ndarray:
         """The objective's metric (macro-F1 or UAR) of each candidate's fused predictions."""
-        fused = fuse_population(self.P, self.weights(X))
+        fused = self.fused(X)
         return confusion_scores(batch_confusions(self.y, np.argmax(fused, axis=2)))[self.objective]
 
     def distance_from_equal(self, X: np.ndarray) -> np.ndarray:
@@ -261,11 +295,23 @@ class FusionProblem(Problem):
         return 1.0 - self.metric(X) + self.penalty * self.distance_from_equal(X)
 
     def weight_dict(self, x: np.ndarray) -> dict[str, float | list[float]]:
-        """The member → weight map of one solution, normalised, as ``fusion.json`` stores it."""
-        s = self.shares(np.asarray(x)[None])[0]
+        """The member → weight map of one solution as ``fusion.json`` stores it: normalised shares for
+        the weighted sum, the weights themselves for the log-linear rule."""
+        x = np.asarray(x, dtype=np.float64)[None]
+        if self.rule == "log-linear":
+            w = self._weight_part(x)[0]
+            if self.per_class:
+                return {m: [round(float(v), 6) for v in w[i]] for i, m in enumerate(self.scores.ids)}
+            return {m: round(float(w[i, 0]), 6) for i, m in enumerate(self.scores.ids)}
+        s = self.shares(x)[0]
         if self.per_class:
             return {m: [round(float(v) * N_LABELS, 6) for v in s[i]] for i, m in enumerate(self.scores.ids)}
         return {m: round(float(s[i]), 6) for i, m in enumerate(self.scores.ids)}
+
+    def rule_of(self, x: np.ndarray) -> Rule:
+        """The :class:`Rule` of one solution (its class biases, for the log-linear rule)."""
+        b = self.biases(np.asarray(x, dtype=np.float64)[None])
+        return WEIGHTED_SUM if b is None else Rule.log_linear(np.round(b[0], 6))
 
 
 def make_fusion_optimizer(name: str, agents: int = DEFAULT_AGENTS) -> Any:
@@ -304,6 +350,7 @@ def fusion_document(
     return fusion_json_document(
         list(zip(s.ids, s.sha256, s.modalities, strict=True)),
         weights,
+        rule=problem.rule_of(result.x),
         optimizer={
             "name": optimizer,
             "params": {**dict(result.params), "iterations": result.n_iter},
@@ -324,20 +371,27 @@ def fusion_document(
     )
 
 
-def fused_probs(scores: MemberScores, weights: Mapping[str, Any] | None) -> np.ndarray:
-    """``(n, 7)`` fused probabilities of every row under ``weights`` (None: equal per member)."""
-    return fuse_population(scores.P, scores.weight_array(weights)[None])[0]
+def fused_probs(
+    scores: MemberScores, weights: Mapping[str, Any] | None, rule: Rule = WEIGHTED_SUM
+) -> np.ndarray:
+    """``(n, 7)`` fused probabilities of every row under ``weights`` (None: equal per member) and
+    ``rule``."""
+    return fuse_population(scores.P, scores.weight_array(weights)[None], rule)[0]
 
 
 def evaluate_fusion(
-    scores: MemberScores, weights: Mapping[str, Weight] | None, *, bootstrap: int = 1000
+    scores: MemberScores,
+    weights: Mapping[str, Weight] | None,
+    *,
+    rule: Rule = WEIGHTED_SUM,
+    bootstrap: int = 1000,
 ) -> dict[str, Any]:
-    """The ``fusion eval`` report (docs/formats.md, "`fusion eval --json` output"): fused, equal
-    weights, each member, each modality."""
+    """The ``fusion eval`` report (docs/formats.md, "`fusion eval --json` output"): fused under
+    ``rule``, equal weights (the weighted sum), each member, each modality."""
     out: dict[str, Any] = {}
     rows = scores.present.any(axis=0)
     y = scores.y[rows]
-    out["fused"] = compute_metrics(y, fused_probs(scores, weights)[rows], bootstrap=bootstrap)
+    out["fused"] = compute_metrics(y, fused_probs(scores, weights, rule)[rows], bootstrap=bootstrap)
     out["equal_weights"] = compute_metrics(y, fused_probs(scores, None)[rows], bootstrap=bootstrap)
     present = scores.present
     for i, m in enumerate(scores.ids):

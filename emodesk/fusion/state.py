@@ -12,7 +12,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from emodesk.fusion.config import FusionConfig
-from emodesk.fusion.fuse import fuse
 from emodesk.types import FaceFrameResult, FusedScores, ModalityScores
 
 DEFAULT_CUTOFFS: Mapping[str, float] = {"face": 1.0, "voice": 10.0, "text": 10.0}
@@ -62,7 +61,7 @@ class FusionState:
         probs, track = self.fresh(t)
         if not probs:
             return None
-        p = fuse(probs, self.config.weights)
+        p = self.config.fuse(probs)
         return FusedScores(
             t=t,
             probs=p,

@@ -54,6 +54,7 @@ def live_session_meta(
         fusion={
             "file": str(fusion.path) if fusion is not None and fusion.path else None,
             "weights": {k: fusion.scalar_weight(k) for k in fusion.weights} if fusion is not None else {},
+            "rule": fusion.rule.name if fusion is not None else None,
         },
         notes=notes,
         privacy=privacy,

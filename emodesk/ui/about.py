@@ -87,7 +87,8 @@ def about_html(
         rows.append("<p>none yet (the models are loading)</p>")
     else:
         where = str(fusion.path) if fusion.path is not None else "equal weights (no fusion.json)"
-        rows.append(f"<p>{e(where)}</p><ul>")
+        how = {"weighted-sum": "weighted sum", "log-linear": "weighted product with class biases"}
+        rows.append(f"<p>{e(where)}; rule: {e(how[fusion.rule.name])}</p><ul>")
         rows += [f"<li>{e(m)}: {fusion.scalar_weight(m):.3f}</li>" for m in fusion.members]
         rows.append("</ul>")
         origin = _fusion_origin(fusion.raw)

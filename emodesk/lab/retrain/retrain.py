@@ -48,6 +48,7 @@ import numpy as np
 
 from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confusion_scores
+from emodesk.fusion.fuse import WEIGHTED_SUM, Rule
 from emodesk.fusion.model_sets import install_set, models_root, rollback  # noqa: F401  (re-exported)
 from emodesk.fusion.paired import PairedRow, load_paired_manifest
 from emodesk.fusion.search import FusionProblem, MemberScores, fused_probs, fusion_document, optimize_weights
@@ -374,15 +375,17 @@ def retrain(
             )
             new_files += adapted_files
             tuned = "; ".join([tuned, *adapted_what])
+        active = load_active_fusion()
         result = _compare_and_install(
             scores,
             new_scores,
             is_verdict,
-            load_active_fusion().weights,
+            active.weights,
             optimizer,
             seed,
             new_files,
             is_fusion=is_fusion,
+            old_rule=active.rule,
             data={
                 "sessions": parts,
                 "rows_by_side": {
@@ -415,9 +418,10 @@ def balanced_weights(scores: MemberScores) -> dict[str, float]:
 
 
 def _fusion_weights(
-    scores: MemberScores, is_fusion: np.ndarray, optimizer: str, seed: int
-) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """(weights, the rule in words, the ``fusion.json`` document) from the fusion-side rows only."""
+    scores: MemberScores, is_fusion: np.ndarray, optimizer: str, seed: int, rule_name: str = "weighted-sum"
+) -> tuple[dict[str, Any], Rule, str, dict[str, Any]]:
+    """(weights, their fusion rule, how they were chosen in words, the ``fusion.json`` document)
+    from the fusion-side rows only; ``rule_name`` is the rule searched (the active set's)."""
     from emodesk.fusion.config import fusion_json_document
 
     fus = scores.rows(np.flatnonzero(is_fusion))
@@ -426,7 +430,7 @@ def _fusion_weights(
     labels = len(set(fus.y.tolist()))
     bal_f1 = _macro_f1(fus.y, fused_probs(fus, balanced)) if len(fus.y) else float("nan")
 
-    def fallback(why: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    def fallback(why: str) -> tuple[dict[str, Any], Rule, str, dict[str, Any]]:
         rule = f"balanced weights (each modality an equal share): {why}"
         doc = fusion_json_document(
             members,
@@ -439,14 +443,14 @@ def _fusion_weights(
             },
             data={"manifest": None, "sha256": None, "rows": len(fus.y)},
         )
-        return balanced, rule, doc
+        return balanced, WEIGHTED_SUM, rule, doc
 
     if len(fus.y) < MIN_FUSION_ROWS or labels < 2:
         return fallback(
             f"{len(fus.y)} fusion-side utterance(s) with {labels} label(s), too few to search on "
             f"(need {MIN_FUSION_ROWS} with at least 2 labels)"
         )
-    problem = FusionProblem(fus)
+    problem = FusionProblem(fus, rule=rule_name)
     res, weights = optimize_weights(problem, optimizer=optimizer, seed=seed)
     best = float(problem.metric(res.x[None])[0])
     if best <= bal_f1 + 1e-9:
@@ -456,10 +460,10 @@ def _fusion_weights(
         )
     doc = fusion_document(problem, res, weights, optimizer=optimizer, manifest=None, rows=len(fus.y))
     rule = (
-        f"{optimizer} search on {len(fus.y)} fusion-side utterances the adapted members never saw: "
-        f"macro-F1 {best:.3f} there (balanced weights {bal_f1:.3f})"
+        f"{optimizer} search ({rule_name} rule) on {len(fus.y)} fusion-side utterances the adapted "
+        f"members never saw: macro-F1 {best:.3f} there (balanced weights {bal_f1:.3f})"
     )
-    return weights, rule, doc
+    return weights, problem.rule_of(res.x), rule, doc
 
 
 def _compare_and_install(
@@ -473,16 +477,18 @@ def _compare_and_install(
     *,
     is_fusion: np.ndarray,
     data: dict[str, Any] | None = None,
+    old_rule: Rule = WEIGHTED_SUM,
 ) -> RetrainResult:
-    """Weights searched on the ``is_fusion`` rows, the verdict on the ``is_held`` rows (disjoint)."""
+    """Weights searched on the ``is_fusion`` rows, the verdict on the ``is_held`` rows (disjoint).
+    ``old_weights`` and ``old_rule`` are the active set's; the search uses its rule too."""
     if (is_fusion & is_held).any():
         raise ValueError("the fusion rows and the held-out rows overlap")
-    weights, rule, doc = _fusion_weights(new_scores, is_fusion, optimizer, seed)
+    weights, new_rule, rule, doc = _fusion_weights(new_scores, is_fusion, optimizer, seed, old_rule.name)
     te_old, te_new = (
         old_scores.rows(np.flatnonzero(is_held)),
         new_scores.rows(np.flatnonzero(is_held)),
     )
-    old_p, new_p = fused_probs(te_old, old_weights), fused_probs(te_new, weights)
+    old_p, new_p = fused_probs(te_old, old_weights, old_rule), fused_probs(te_new, weights, new_rule)
     y = te_old.y
     result = RetrainResult(
         installed=False,
