@@ -80,6 +80,8 @@ def test_zero_weighted_sum_falls_back_to_the_plain_mean_and_no_member_gives_nan(
     W[0, 0, 1] = 1.0  # member 0 only weighs class 1, where it put nothing; member 1 weighs nothing
     out = fuse_population(P, W)
     assert np.allclose(out[0, 0], (np.eye(7)[0] + np.eye(7)[1]) / 2)
+    one_row = fuse({"a": np.eye(7)[0], "b": np.eye(7)[1]}, {"a": W[0, 0], "b": 0.0})  # fuse()'s own path
+    assert np.allclose(one_row, out[0, 0])
     assert np.isnan(out[0, 1]).all()
 
 

@@ -96,7 +96,7 @@ def run(argv: Sequence[str]) -> int:
     require_device(args.device)
     allow_asr_download(args.download_asr)
     from emodesk.bench import report as rep
-    from emodesk.bench.run import machine_info, unpaced_pass
+    from emodesk.bench.run import fusion_timing, machine_info, unpaced_pass
     from emodesk.capture.sources import demo_clip_path, parse_camera
     from emodesk.pipeline.face_path import REUSE_BOXES_S
 
@@ -174,8 +174,6 @@ def run(argv: Sequence[str]) -> int:
         else f"boxes reused for {REUSE_BOXES_S * 1000:.0f} ms of media time"
     )
     settings["command"] = command
-    from emodesk.bench.run import fusion_timing
-
     _log("fusion: timing the active rule on 2,000 rows")
     report = rep.build_report(paced, unpaced, baseline, machine_info(), settings, fusion_timing())
     if stages:

@@ -147,13 +147,23 @@ def fuse(
     ids = list(ps)
     W = np.stack([weight_vector(weights.get(m, 0.0)) if weights else np.ones(N_LABELS) for m in ids])
     P = np.stack([ps[m] for m in ids])
-    if rule.name == "log-linear" and not np.isnan(P).any():
-        # one row, every member present: fuse_population's arithmetic without its batch overhead
-        # (the window fuses a row per frame; tests check the two agree)
-        if not W.any():
-            W = np.ones_like(W)
+    if np.isnan(P).any():  # a member without a score: the batch rule treats it as absent
+        return fuse_population(P[:, None, :], W[None], rule)[0, 0]
+    return _one_row(P, W, rule)
+
+
+def _one_row(P: np.ndarray, W: np.ndarray, rule: Rule) -> np.ndarray:
+    """:func:`fuse_population`'s arithmetic for one row with every member present, without its batch
+    machinery: the window fuses a row per frame (tests check that the two agree)."""
+    if not W.any():  # every member weighs 0: one weight each
+        W = np.ones_like(W)
+    if rule.name == "log-linear":
         z = (W * np.log(P + rule.epsilon)).sum(axis=0) + np.asarray(rule.bias)
         e = np.exp(z - z.max())
-        out: np.ndarray = e / e.sum()
-        return out
-    return fuse_population(P[:, None, :], W[None], rule)[0, 0]
+        return np.asarray(e / e.sum())
+    q = (W * P).sum(axis=0)
+    total = q.sum()
+    if not np.isfinite(total) or total <= 0:  # the weights zero out every voted class: the plain mean
+        q = P.sum(axis=0)
+        total = q.sum()
+    return np.asarray(q / total)

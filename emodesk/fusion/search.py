@@ -252,6 +252,8 @@ class FusionProblem(Problem):
         self.y = scores.y[keep]
         self.objective, self.per_class, self.penalty = objective, per_class, float(penalty)
         self.rule = rule
+        # the rule whose biases the search supplies per candidate (fuse_population's B)
+        self._template = Rule.log_linear(np.zeros(N_LABELS)) if rule == "log-linear" else WEIGHTED_SUM
         self.m = m
 
     def _weight_part(self, X: np.ndarray) -> np.ndarray:
@@ -279,8 +281,7 @@ class FusionProblem(Problem):
 
     def fused(self, X: np.ndarray) -> np.ndarray:
         """``(k, n, 7)`` fused probabilities of the search rows under each candidate."""
-        template = Rule.log_linear(np.zeros(N_LABELS)) if self.rule == "log-linear" else WEIGHTED_SUM
-        return fuse_population(self.P, self.weights(X), template, self.biases(X))
+        return fuse_population(self.P, self.weights(X), self._template, self.biases(X))
 
     def metric(self, X: np.ndarray) -> np.ndarray:
         """The objective's metric (macro-F1 or UAR) of each candidate's fused predictions."""

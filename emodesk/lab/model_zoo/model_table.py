@@ -18,6 +18,12 @@ from typing import Any
 
 from emodesk.lab.paths import REPO
 
+TABLE_HEAD = (
+    "| modality | model | size | test set | accuracy | UAR | macro-F1 | weighted-F1 "
+    "| neutral read as angry |",
+    "|---|---|---|---|---|---|---|---|---|",
+)
+
 
 def _pct(v: Any) -> str:
     return f"{100 * v:.1f}%" if isinstance(v, int | float) else "—"
@@ -105,9 +111,7 @@ def render(models: Path, baseline: Path | None = None) -> str:
         "Wilson interval): *neutral read as angry* is the share of the test set's neutral (and",
         "calm) rows whose top label is angry — what a calm person at a desk would see.",
         "",
-        "| modality | model | size | test set | accuracy | UAR | macro-F1 | weighted-F1 "
-        "| neutral read as angry |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *TABLE_HEAD,
     ]
     notes = [
         "",
@@ -137,8 +141,7 @@ def render(models: Path, baseline: Path | None = None) -> str:
             "`emodesk bench` runs against the face path, and the start of the study candidate in",
             "`emodesk/lab/studies/face_ferplus/`. The app does not load it.",
             "",
-            head[-2],
-            head[-1],
+            *TABLE_HEAD,
             *base_rows,
         ]
     return "\n".join(
