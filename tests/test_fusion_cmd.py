@@ -109,6 +109,12 @@ def test_missing_mealpy_is_skipped_with_a_reason_or_refused_when_asked_for(tmp_p
         (["benchmark-ao", "--json", "x.json", "--variants", "magic"], "unknown variant 'magic'"),
         (["benchmark-ao", "--json", "x.json", "--optimizers", "pso"], "unknown comparison optimizer 'pso'"),
         (["benchmark-ao", "--json", "/no/such/folder/x.json"], "does not exist"),
+        (
+            ["optimize", "--manifest", "m.csv", "--out", "f.json", "--nll-weight", "-0.1"],
+            "--nll-weight must be non-negative",
+        ),
+        (["pair", "--face", "f", "--voice", "v", "--out", "p.csv", "--mix", "face=0.5,tail=0.5"], "'tail'"),
+        (["pair", "--face", "f", "--voice", "v", "--out", "p.csv", "--mix", "lively"], "all or live"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(argv, needle, capsys):

@@ -67,6 +67,13 @@ def _pair_parser() -> Parser:
     )
     p.add_argument("--per-label", type=int, metavar="N", help="rows per label (default: smallest pool)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument(
+        "--mix",
+        default="all",
+        metavar="all|live|PATTERN=F,…",
+        help="presence patterns of the rows: 'all' (every row has every input; the default), 'live' "
+        "(the assumed live proportions of docs/formats.md) or e.g. face+voice+text=0.6,face+voice=0.4",
+    )
     p.add_argument("--out", required=True, metavar="PAIRED.csv", help="the paired manifest to write")
     _label_args(p)
     return p
@@ -75,9 +82,17 @@ def _pair_parser() -> Parser:
 def cmd_pair(argv: Sequence[str]) -> int:
     args = _pair_parser().parse_args(argv)
     from emodesk.evaluation.datasets import parse_label_map
-    from emodesk.fusion.paired import load_unimodal, make_pairs, write_paired_manifest
+    from emodesk.fusion.paired import (
+        apply_mix,
+        load_unimodal,
+        make_pairs,
+        parse_mix,
+        pattern_of,
+        write_paired_manifest,
+    )
     from emodesk.labels import LABELS
 
+    mix = parse_mix(args.mix)  # a bad mix is a usage error before any data is read
     given = {m: getattr(args, m) for m in ("face", "voice", "text") if getattr(args, m)}
     if len(given) < 2:
         raise UsageError("fusion pair needs at least two of --face, --voice, --text")
@@ -88,10 +103,19 @@ def cmd_pair(argv: Sequence[str]) -> int:
         for m, src in given.items()
     }
     rows = make_pairs(inputs, per_label=args.per_label, seed=args.seed)
+    if args.mix != "all":
+        rows = apply_mix(rows, mix, seed=args.seed)
     write_paired_manifest(rows, out)
     counts = {LABELS[y]: sum(r.label == y for r in rows) for y in sorted({r.label for r in rows})}
     pools = ", ".join(f"{m} {len(r)}" for m, r in inputs.items())
     print(f"{out}: {len(rows)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())}) from {pools}")
+    if args.mix != "all":
+        patterns: dict[str, int] = {}
+        for r in rows:
+            patterns[pattern_of(r)] = patterns.get(pattern_of(r), 0) + 1
+        print(
+            "presence: " + ", ".join(f"{k} {v}" for k, v in sorted(patterns.items(), key=lambda kv: -kv[1]))
+        )
     return 0
 
 
@@ -143,6 +167,7 @@ def _optimize_parser() -> Parser:
     from emodesk.fusion.search import (
         DEFAULT_AGENTS,
         DEFAULT_ITERATIONS,
+        DEFAULT_NLL_WEIGHT,
         DEFAULT_PENALTY,
         DEFAULT_RULE,
         FUSION_OPTIMIZERS,
@@ -174,6 +199,13 @@ def _optimize_parser() -> Parser:
         default=DEFAULT_PENALTY,
         help=f"pull toward equal weights (default {DEFAULT_PENALTY})",
     )
+    p.add_argument(
+        "--nll-weight",
+        type=float,
+        default=DEFAULT_NLL_WEIGHT,
+        help="weight of the fused probabilities' negative log-likelihood in the objective, a smooth "
+        f"tie-breaker for macro-F1 (default {DEFAULT_NLL_WEIGHT}; 0: macro-F1 and the penalty alone)",
+    )
     p.add_argument("--per-class", action="store_true", help="one weight per member and class")
     p.add_argument(
         "--rule",
@@ -182,7 +214,32 @@ def _optimize_parser() -> Parser:
         help=f"the fusion rule searched (docs/formats.md, 'Fusion'; default {DEFAULT_RULE}: weights and "
         "class biases of a weighted product of the members' probabilities)",
     )
+    p.add_argument(
+        "--curve",
+        metavar="CURVE.csv",
+        help="write the best-so-far objective after each iteration (iteration,evaluations,best)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
+
+
+def _progress(iterations: int, optimizer: str) -> object:
+    """A callback printing the best objective about ten times over the search (on stderr)."""
+    import numpy as np
+
+    step = max(1, iterations // 10)
+    best = [float("inf")]
+
+    def callback(t: int, X: object, F: object) -> None:
+        best[0] = min(best[0], float(np.min(F)))  # type: ignore[call-overload]
+        if t % step == 0 or t == iterations:
+            print(
+                f"emodesk: {optimizer} iteration {t}/{iterations}: best objective {best[0]:.4f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return callback
 
 
 def _table(report: dict[str, dict[str, object]]) -> str:
@@ -197,13 +254,23 @@ def _table(report: dict[str, dict[str, object]]) -> str:
 def cmd_optimize(argv: Sequence[str]) -> int:
     args = _optimize_parser().parse_args(argv)
     from emodesk.fusion.config import write_fusion_json
-    from emodesk.fusion.search import FusionProblem, evaluate_fusion, fusion_document, optimize_weights
+    from emodesk.fusion.search import (
+        FusionProblem,
+        convergence_curve,
+        evaluate_fusion,
+        fusion_document,
+        optimize_weights,
+        write_curve,
+    )
 
     if args.agents < 2 or args.iterations < 1:
         raise UsageError("--agents must be at least 2 and --iterations at least 1")
     if args.penalty < 0:
         raise UsageError(f"--penalty must be non-negative, got {args.penalty}")
+    if not args.nll_weight >= 0:
+        raise UsageError(f"--nll-weight must be non-negative, got {args.nll_weight}")
     out = _out_file("--out", args.out)
+    curve_out = _out_file("--curve", args.curve) if args.curve else None
     scores, rows = _scores(args)
     problem = FusionProblem(
         scores,  # type: ignore[arg-type]
@@ -211,10 +278,18 @@ def cmd_optimize(argv: Sequence[str]) -> int:
         per_class=args.per_class,
         penalty=args.penalty,
         rule=args.rule,
+        nll_weight=args.nll_weight,
     )
     res, weights = optimize_weights(
-        problem, optimizer=args.optimizer, agents=args.agents, iterations=args.iterations, seed=args.seed
+        problem,
+        optimizer=args.optimizer,
+        agents=args.agents,
+        iterations=args.iterations,
+        seed=args.seed,
+        callback=None if args.quiet else _progress(args.iterations, args.optimizer),  # type: ignore[arg-type]
     )
+    if curve_out is not None:
+        write_curve(curve_out, convergence_curve(res))
     doc = fusion_document(
         problem, res, weights, optimizer=args.optimizer, manifest=Path(args.manifest), rows=len(rows)
     )
@@ -228,7 +303,7 @@ def cmd_optimize(argv: Sequence[str]) -> int:
         + ", ".join(f"{m} {w if isinstance(w, float) else '[…]'}" for m, w in weights.items())
         + ("; class biases " + ", ".join(f"{b:+.3f}" for b in rule.bias) if rule.name == "log-linear" else "")
     )
-    print(f"wrote {out}")
+    print(f"wrote {out}" + (f" and {curve_out}" if curve_out is not None else ""))
     return 0
 
 

@@ -9,7 +9,9 @@ them together, as the live app runs it over one recording.
 
 Until users record sessions, the only paired data is *pseudo*-paired:
 :func:`make_pairs` draws, per label, one face, one utterance and one sentence
-with that label from unimodal data (``emodesk fusion pair``).
+with that label from unimodal data (``emodesk fusion pair``), and
+:func:`apply_mix` then blanks modalities so rows have the presence patterns of
+live moments in given proportions (:data:`LIVE_MIX`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,96 @@ class PairedRow:
 
     def get(self, modality: str) -> str | None:
         return {"face": self.face, "voice": self.audio, "text": self.text}[modality]
+
+
+LIVE_MIX: dict[str, float] = {
+    "face+voice+text": 0.50,
+    "face+voice": 0.10,
+    "voice+text": 0.15,
+    "face": 0.20,
+    "voice": 0.05,
+}
+"""The presence patterns of a live moment, in assumed proportions (docs/formats.md, "Manifests
+(data)"): all three; speech whose transcript is untrusted or empty (face and voice); speech with no
+face found (turned away, out of frame, occluded); silence (the face alone); speech with neither a
+face nor a trusted transcript. Text comes from the voice's transcript, so face with text but no
+voice does not occur live. The proportions are a stated assumption, not a measurement; per-pattern
+results are reported beside the mix so any other mix can be weighed from them."""
+MIXES = {"all": {"face+voice+text": 1.0}, "live": LIVE_MIX}
+
+
+def parse_mix(value: str | Mapping[str, float]) -> dict[str, float]:
+    """A presence mix: a name of :data:`MIXES` or ``PATTERN=FRACTION,…`` (patterns like ``face+voice``),
+    fractions non-negative and summing to 1."""
+    if isinstance(value, str):
+        if value in MIXES:
+            return dict(MIXES[value])
+        mix: dict[str, float] = {}
+        for part in value.split(","):
+            pattern, eq, number = part.partition("=")
+            if not eq:
+                raise InputError(
+                    f"--mix {value!r}: expected {' or '.join(MIXES)} or PATTERN=FRACTION,… "
+                    "(for example face+voice+text=0.6,face=0.4)"
+                )
+            try:
+                mix[pattern.strip()] = float(number)
+            except ValueError:
+                raise InputError(f"--mix: {number!r} is not a number") from None
+    else:
+        mix = dict(value)
+    out: dict[str, float] = {}
+    for pattern, frac in mix.items():
+        mods = [m.strip() for m in pattern.split("+")]
+        if not mods or any(m not in INPUTS for m in mods) or len(set(mods)) != len(mods):
+            raise InputError(f"--mix: {pattern!r} is not a '+'-joined set of {', '.join(INPUTS)}")
+        if not (frac >= 0 and np.isfinite(frac)):
+            raise InputError(f"--mix: the fraction of {pattern} must be a non-negative number, got {frac}")
+        key = "+".join(m for m in INPUTS if m in mods)
+        if key in out:
+            raise InputError(f"--mix names {key} twice")
+        out[key] = float(frac)
+    if abs(sum(out.values()) - 1.0) > 1e-6:
+        raise InputError(f"--mix fractions must sum to 1, they sum to {sum(out.values()):g}")
+    return out
+
+
+def pattern_of(row: PairedRow) -> str:
+    """The row's presence pattern, ``face+voice+text`` or a part of it."""
+    return "+".join(m for m in INPUTS if row.get(m) is not None)
+
+
+def apply_mix(rows: Sequence[PairedRow], mix: Mapping[str, float], *, seed: int = 0) -> list[PairedRow]:
+    """``rows`` with modalities blanked so their presence patterns follow ``mix``, label by label.
+
+    Within each label, the rows (in their order) are dealt to the patterns by largest remainder,
+    in a seeded random order, so every label gets the mix's proportions; a row keeps only the
+    modalities of its pattern. A pattern needing a modality that no row of the label has is an error.
+    """
+    mix = parse_mix(mix)
+    rng = np.random.default_rng(seed)
+    patterns = [p for p, f in mix.items() if f > 0]
+    fracs = np.array([mix[p] for p in patterns])
+    out = list(rows)
+    for y in sorted({r.label for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r.label == y]
+        want = fracs * len(idx)
+        counts = np.floor(want).astype(int)
+        for k in np.argsort(-(want - counts), kind="stable")[: len(idx) - counts.sum()]:
+            counts[k] += 1
+        assigned = np.repeat(np.arange(len(patterns)), counts)[rng.permutation(len(idx))]
+        for i, k in zip(idx, assigned, strict=True):
+            keep = set(patterns[k].split("+"))
+            r = rows[i]
+            if any(r.get(m) is None for m in keep):
+                raise InputError(f"--mix: pattern {patterns[k]} needs a modality the {LABELS[y]} rows lack")
+            out[i] = PairedRow(
+                r.face if "face" in keep else None,
+                r.audio if "voice" in keep else None,
+                r.text if "text" in keep else None,
+                r.label,
+            )
+    return out
 
 
 def load_paired_manifest(

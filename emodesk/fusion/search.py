@@ -21,6 +21,11 @@
   without the penalty an optimizer happily trades a member away for one more
   correct row. The default penalty 0.01 makes abandoning equal weights
   entirely cost about one macro-F1 point: a change must buy more than that.
+  With ``nll_weight`` λ > 0 the objective also adds ``λ × NLL``, the mean negative log-likelihood
+  of the true labels under the fused probabilities: macro-F1 counts argmax decisions, so it is
+  flat between them; the likelihood is smooth, breaks its ties toward confident right answers and
+  keeps the rule's temperature honest (emodesk/lab/studies/fusion_rule chose λ by cross-validation
+  inside the validation rows).
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from emodesk.evaluation.metrics import batch_confusions, compute_metrics, confus
 from emodesk.fusion.config import fusion_json_document
 from emodesk.fusion.fuse import RULES, WEIGHTED_SUM, Rule, Weight, fuse_population, weight_vector
 from emodesk.fusion.optimize import AquilaLevySearch, AquilaOptimizer, Problem, Result, minimize
-from emodesk.fusion.optimize.baselines import DifferentialEvolution, ParticleSwarm, RandomSearch
+from emodesk.fusion.optimize.baselines import CMAES, DifferentialEvolution, ParticleSwarm, RandomSearch
+from emodesk.fusion.optimize.problem import Callback
 from emodesk.fusion.paired import PairedRow
 from emodesk.inference.manifest import ModelManifest
 from emodesk.labels import N_LABELS
@@ -52,9 +58,11 @@ FUSION_OPTIMIZERS: dict[str, Any] = {
     "de": DifferentialEvolution,
     "pso": ParticleSwarm,
     "random": RandomSearch,
+    "cmaes": CMAES,
 }
 OBJECTIVES = ("macro_f1", "uar")
 DEFAULT_PENALTY = 0.01
+DEFAULT_NLL_WEIGHT = 0.1  # chosen by 5-fold CV inside the validation rows (fusion_rule/choice.json)
 DEFAULT_AGENTS = 30
 DEFAULT_ITERATIONS = 100
 DEFAULT_RULE = "log-linear"
@@ -217,7 +225,7 @@ def score_paired(
 
 class FusionProblem(Problem):
     """Find fusion weights (and, for ``log-linear``, class biases): minimise
-    ``1 − metric(fused) + penalty · TV(ŵ, equal)`` (module docstring)."""
+    ``1 − metric(fused) + penalty · TV(ŵ, equal) + nll_weight · NLL(fused)`` (module docstring)."""
 
     def __init__(
         self,
@@ -227,11 +235,14 @@ class FusionProblem(Problem):
         per_class: bool = False,
         penalty: float = DEFAULT_PENALTY,
         rule: str = "weighted-sum",
+        nll_weight: float = DEFAULT_NLL_WEIGHT,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if penalty < 0:
             raise ValueError(f"penalty must be non-negative, got {penalty}")
+        if not nll_weight >= 0:
+            raise ValueError(f"nll_weight must be non-negative, got {nll_weight}")
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         m = len(scores.ids)
@@ -251,6 +262,7 @@ class FusionProblem(Problem):
         self.P = scores.P[:, keep]
         self.y = scores.y[keep]
         self.objective, self.per_class, self.penalty = objective, per_class, float(penalty)
+        self.nll_weight = float(nll_weight)
         self.rule = rule
         # the rule whose biases the search supplies per candidate (fuse_population's B)
         self._template = Rule.log_linear(np.zeros(N_LABELS)) if rule == "log-linear" else WEIGHTED_SUM
@@ -285,15 +297,27 @@ class FusionProblem(Problem):
 
     def metric(self, X: np.ndarray) -> np.ndarray:
         """The objective's metric (macro-F1 or UAR) of each candidate's fused predictions."""
-        fused = self.fused(X)
+        return self._metric(self.fused(X))
+
+    def _metric(self, fused: np.ndarray) -> np.ndarray:
         return confusion_scores(batch_confusions(self.y, np.argmax(fused, axis=2)))[self.objective]
+
+    def nll(self, X: np.ndarray) -> np.ndarray:
+        """Mean negative log-likelihood of the true labels under each candidate's fused probabilities."""
+        return self._nll(self.fused(X))
+
+    def _nll(self, fused: np.ndarray) -> np.ndarray:
+        p = np.take_along_axis(fused, self.y[None, :, None], axis=2)[..., 0]
+        return -np.log(np.maximum(p, 1e-12)).mean(axis=1)
 
     def distance_from_equal(self, X: np.ndarray) -> np.ndarray:
         s = self.shares(X).reshape(len(X), -1)
         return 0.5 * np.abs(s - 1.0 / s.shape[1]).sum(axis=1)
 
     def _evaluate(self, X: np.ndarray) -> np.ndarray:
-        return 1.0 - self.metric(X) + self.penalty * self.distance_from_equal(X)
+        fused = self.fused(X)
+        f = 1.0 - self._metric(fused) + self.penalty * self.distance_from_equal(X)
+        return f + self.nll_weight * self._nll(fused) if self.nll_weight else f
 
     def weight_dict(self, x: np.ndarray) -> dict[str, float | list[float]]:
         """The member → weight map of one solution as ``fusion.json`` stores it: normalised shares for
@@ -329,10 +353,35 @@ def optimize_weights(
     agents: int = DEFAULT_AGENTS,
     iterations: int = DEFAULT_ITERATIONS,
     seed: int = 0,
+    callback: Callback | None = None,
 ) -> tuple[Result, dict[str, float | list[float]]]:
-    """Run one optimizer on the weight search; the result and its normalised weights."""
-    res = minimize(problem, make_fusion_optimizer(optimizer, agents), n_iter=iterations, seed=seed)
+    """Run one optimizer on the weight search; the result and its normalised weights.
+    ``callback(t, X, F)`` sees the population after each iteration (:func:`minimize`)."""
+    res = minimize(
+        problem, make_fusion_optimizer(optimizer, agents), n_iter=iterations, seed=seed, callback=callback
+    )
     return res, problem.weight_dict(res.x)
+
+
+def convergence_curve(result: Result) -> list[dict[str, float]]:
+    """The best-so-far objective after each iteration, with the evaluations spent by then: every
+    optimizer here spends ``pop_size`` evaluations per iteration, the initial population included."""
+    per_iteration = result.n_evals / len(result.history)
+    return [
+        {"iteration": t, "evaluations": round(per_iteration * (t + 1)), "best": float(f)}
+        for t, f in enumerate(result.history)
+    ]
+
+
+def write_curve(path: Path, curve: Sequence[Mapping[str, float]]) -> Path:
+    """``iteration,evaluations,best`` rows of :func:`convergence_curve`, written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write("iteration,evaluations,best\n")
+        for c in curve:
+            fh.write(f"{int(c['iteration'])},{int(c['evaluations'])},{c['best']:.6f}\n")
+    os.replace(tmp, path)
+    return path
 
 
 def fusion_document(
@@ -359,7 +408,8 @@ def fusion_document(
             "evaluations": result.n_evals,
         },
         objective={
-            "name": f"1 - {problem.objective} + {problem.penalty:g} * TV(weights, equal)",
+            "name": f"1 - {problem.objective} + {problem.penalty:g} * TV(weights, equal)"
+            + (f" + {problem.nll_weight:g} * NLL" if problem.nll_weight else ""),
             "value": round(float(result.f), 6),
             problem.objective: round(metric, 6),
             "per_class": problem.per_class,

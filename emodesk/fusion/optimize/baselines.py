@@ -8,7 +8,14 @@ evaluations it really spent are counted and reported), so "AO vs the rest" compa
   (w = 0.7298, c1 = c2 = 1.49618), velocities clamped to the box width.
 - :class:`RandomSearch`: uniform samples in the box; the floor any optimizer must beat.
 - :class:`DifferentialEvolution`: scipy's ``differential_evolution`` (a dev
-  dependency), vectorised, deferred updating, no polishing.
+  dependency), vectorised, deferred updating, no polishing, started from ``pop_size`` uniform
+  agents (scipy's own rule, ``popsize × n_var`` agents, would spend more evaluations than AO
+  on a problem with more variables than agents).
+- :class:`CMAES`: the (μ/μ_w, λ) covariance matrix adaptation evolution strategy (Hansen's
+  standard parameter settings, "The CMA Evolution Strategy: A Tutorial", 2016), λ = ``pop_size``,
+  searched in the box scaled to the unit cube from a uniform random mean with σ₀ = 0.3; a sample
+  outside the box is evaluated at its projection onto the box and ranked with the squared
+  distance of the projection added, so the search is pulled back inside.
 """
 
 from __future__ import annotations
@@ -106,8 +113,8 @@ class DifferentialEvolution:
             from scipy.optimize import differential_evolution
         except ImportError:
             raise EmodeskError("the 'de' optimizer needs scipy: pip install scipy") from None
-        # scipy's population is popsize × n_var agents: pick popsize so it matches ours (at least 5 agents)
-        popsize = max(1, round(self.pop_size / problem.n_var))
+        if self.pop_size < 5:
+            raise ValueError(f"differential evolution needs at least 5 agents, got {self.pop_size}")
         history: list[float] = []
         evals = [0]
 
@@ -120,7 +127,7 @@ class DifferentialEvolution:
         res = differential_evolution(
             f,
             list(zip(problem.xl, problem.xu, strict=True)),
-            popsize=popsize,
+            init=init_population(problem, self.pop_size, rng),  # our population size, not scipy's
             maxiter=n_iter,
             polish=False,
             tol=0,
@@ -130,3 +137,70 @@ class DifferentialEvolution:
             updating="deferred",
         )
         return RunOutput(np.asarray(res.x, dtype=np.float64), float(res.fun), evals[0], np.asarray(history))
+
+
+class CMAES:
+    name = "cmaes"
+
+    def __init__(self, pop_size: int = 50, sigma0: float = 0.3) -> None:
+        if int(pop_size) < 4:
+            raise ValueError(f"CMA-ES needs at least 4 samples a generation, got {pop_size!r}")
+        if not 0 < sigma0 <= 1:
+            raise ValueError(f"sigma0 is a fraction of the box, in (0, 1], got {sigma0!r}")
+        self.pop_size, self.sigma0 = int(pop_size), float(sigma0)
+
+    def params(self) -> dict[str, Any]:
+        return {"pop_size": self.pop_size, "sigma0": self.sigma0, "mu": self.pop_size // 2}
+
+    def run(
+        self, problem: Problem, n_iter: int, rng: np.random.Generator, callback: Callback | None = None
+    ) -> RunOutput:
+        d, lam = problem.n_var, self.pop_size
+        mu = lam // 2
+        w = np.log(mu + 0.5) - np.log(np.arange(1, mu + 1))
+        w /= w.sum()
+        mueff = 1.0 / float((w**2).sum())
+        cc = (4 + mueff / d) / (d + 4 + 2 * mueff / d)
+        cs = (mueff + 2) / (d + mueff + 5)
+        c1 = 2 / ((d + 1.3) ** 2 + mueff)
+        cmu = min(1 - c1, 2 * (mueff - 2 + 1 / mueff) / ((d + 2) ** 2 + mueff))
+        damps = 1 + 2 * max(0.0, np.sqrt((mueff - 1) / (d + 1)) - 1) + cs
+        chi_n = np.sqrt(d) * (1 - 1 / (4 * d) + 1 / (21 * d * d))
+        span = problem.xu - problem.xl
+        mean, sigma = rng.random(d), self.sigma0
+        C, B, D = np.eye(d), np.eye(d), np.ones(d)
+        pc, ps = np.zeros(d), np.zeros(d)
+        best_x, best_f = np.empty(d), np.inf
+        history = np.empty(n_iter + 1)
+        for t in range(n_iter + 1):
+            Y = (rng.standard_normal((lam, d)) * D) @ B.T  # y ~ N(0, C)
+            U = mean + sigma * Y
+            inside = np.clip(U, 0.0, 1.0)
+            X = problem.xl + inside * span
+            F = problem.evaluate(X)
+            i = int(np.argmin(F))
+            if F[i] < best_f:
+                best_x, best_f = X[i].copy(), float(F[i])
+            history[t] = best_f
+            if callback:
+                callback(t, X, F)
+            order = np.argsort(F + ((U - inside) ** 2).sum(axis=1), kind="stable")[:mu]
+            y_w = w @ Y[order]
+            mean = mean + sigma * y_w
+            ps = (1 - cs) * ps + np.sqrt(cs * (2 - cs) * mueff) * (B @ ((B.T @ y_w) / D))
+            hsig = float(
+                np.linalg.norm(ps) / np.sqrt(1 - (1 - cs) ** (2 * (t + 1))) / chi_n < 1.4 + 2 / (d + 1)
+            )
+            pc = (1 - cc) * pc + hsig * np.sqrt(cc * (2 - cc) * mueff) * y_w
+            Yo = Y[order]
+            C = (
+                (1 - c1 - cmu) * C
+                + c1 * (np.outer(pc, pc) + (1 - hsig) * cc * (2 - cc) * C)
+                + cmu * (Yo.T * w) @ Yo
+            )
+            sigma *= float(np.exp((cs / damps) * (np.linalg.norm(ps) / chi_n - 1)))
+            sigma = min(sigma, 1.0)  # never wider than the box
+            C = (C + C.T) / 2
+            ev, B = np.linalg.eigh(C)
+            D = np.sqrt(np.maximum(ev, 1e-20))
+        return RunOutput(best_x, best_f, lam * (n_iter + 1), history)

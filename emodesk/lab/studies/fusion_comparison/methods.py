@@ -1,23 +1,23 @@
 """Does AO-tuned fusion pay? Every fusion method fitted on validation rows, measured on test rows.
 
-Methods, all fitted on the validation rows only and scored on the test rows:
+Methods, all fitted on the validation rows only and scored on every test set given:
 
-- ``best-single``: the member with the best validation macro-F1, alone;
-- ``equal-weights``: one weight per member (docs/formats.md's equal weights);
-- ``equal-per-modality``: each modality weighs the same, shared by its members;
-- ``ao`` (the faithful Aquila Optimizer), ``ao-levy-ls`` (its improved variant),
-  ``de`` (scipy's differential evolution), ``pso``, ``random``: the same
-  :class:`~emodesk.fusion.search.FusionProblem` at the same evaluation budget;
-- ``ao-per-class``: AO on one weight per member and class (same budget);
+- ``best-single``: the member with the best validation macro-F1, alone (scored where it is present);
+- ``equal-weights``: one weight per member, the weighted sum (docs/formats.md's equal weights);
+- ``ao`` (the faithful Aquila Optimizer), ``ao-levy-ls`` (its variant with a Lévy local search),
+  ``de`` (scipy's differential evolution), ``pso``, ``random``, ``cmaes``: the same
+  :class:`~emodesk.fusion.search.FusionProblem` — the shipped rule (log-linear, a weight per member
+  and class, seven class biases) — at the same evaluation budget;
+- ``ao-weighted-sum``: AO on one weight per member of the weighted sum (the rule shipped before);
 - ``stacking``: multinomial logistic regression on the concatenated member
   probabilities and presence flags, its L2 strength picked by 5-fold
-  cross-validation on the validation rows.
+  cross-validation on the validation rows (the upper reference).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,19 +25,22 @@ import numpy as np
 
 from emodesk.errors import EmodeskError
 from emodesk.evaluation.metrics import compute_metrics
+from emodesk.fusion.fuse import WEIGHTED_SUM, Rule
 from emodesk.fusion.search import (
     DEFAULT_AGENTS,
     DEFAULT_ITERATIONS,
+    DEFAULT_NLL_WEIGHT,
     DEFAULT_PENALTY,
     FusionProblem,
     MemberScores,
+    convergence_curve,
     fused_probs,
     optimize_weights,
 )
 from emodesk.labels import N_LABELS
 
-SEARCHERS = ("ao", "ao-levy-ls", "de", "pso", "random")
-METHODS = ("best-single", "equal-weights", "equal-per-modality", *SEARCHERS, "ao-per-class", "stacking")
+SEARCHERS = ("ao", "ao-levy-ls", "de", "pso", "random", "cmaes")
+METHODS = ("best-single", "equal-weights", *SEARCHERS, "ao-weighted-sum", "stacking")
 STACKING_C = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
@@ -108,99 +111,141 @@ def _metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return {k: float(m[k]) for k in ("accuracy", "uar", "macro_f1", "weighted_f1")}
 
 
-def equal_per_modality(s: MemberScores) -> dict[str, float]:
-    counts = {mod: s.modalities.count(mod) for mod in set(s.modalities)}
-    return {m: 1.0 / counts[mod] for m, mod in zip(s.ids, s.modalities, strict=True)}
+def without(s: MemberScores, modality: str) -> MemberScores:
+    """Every row of ``s`` with ``modality``'s members absent (their scores NaN)."""
+    P = s.P.copy()
+    P[[i for i, m in enumerate(s.modalities) if m == modality]] = np.nan
+    return MemberScores(s.ids, s.modalities, s.sha256, P, s.y)
+
+
+def validation_f1(val: MemberScores) -> list[float]:
+    """Each member's validation macro-F1 over the rows it scored (−1 if none)."""
+    pres = val.present
+    return [
+        compute_metrics(val.y[pres[i]], val.P[i, pres[i]], bootstrap=0)["macro_f1"] if pres[i].any() else -1.0
+        for i in range(len(val.ids))
+    ]
+
+
+Predictor = Callable[[MemberScores], np.ndarray]
 
 
 def compare_methods(
     val: MemberScores,
-    test: MemberScores,
+    tests: Mapping[str, MemberScores],
     *,
     seed: int = 0,
     agents: int = DEFAULT_AGENTS,
     iterations: int = DEFAULT_ITERATIONS,
     penalty: float = DEFAULT_PENALTY,
+    nll_weight: float = DEFAULT_NLL_WEIGHT,
     objective: str = "macro_f1",
+    rule: str = "log-linear",
+    per_class: bool = True,
     methods: Sequence[str] = METHODS,
+    one_missing_on: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``{method: {"test": metrics, "val": metrics, "evaluations", "seconds", "weights"}}`` for one seed."""
-    if val.ids != test.ids:
-        raise ValueError(f"validation members {val.ids} differ from test members {test.ids}")
+    """``{method: {"val": metrics, <test name>: metrics, …, "evaluations", "seconds", …}}`` for one
+    seed; searchers also carry their best-so-far ``curve`` (:func:`convergence_curve`). With
+    ``one_missing_on`` (a name in ``tests``), each method also gets ``one_missing``
+    (:func:`one_missing` on that test set)."""
+    for name, t in tests.items():
+        if val.ids != t.ids:
+            raise ValueError(f"validation members {val.ids} differ from {name} members {t.ids}")
     if unknown := [m for m in methods if m not in METHODS]:
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
     out: dict[str, dict[str, Any]] = {}
+    predictors: dict[str, Predictor] = {}
 
-    def record(name: str, weights: Mapping[str, Any] | None, seconds: float = 0.0, evals: int = 0) -> None:
-        out[name] = {
-            "val": _metrics(val.y, fused_probs(val, weights)),
-            "test": _metrics(test.y, fused_probs(test, weights)),
-            "weights": None if weights is None else dict(weights),
-            "seconds": seconds,
-            "evaluations": evals,
-        }
+    def record(name: str, predict: Predictor, **extra: Any) -> None:
+        predictors[name] = predict
+        out[name] = {"val": _metrics(val.y, predict(val))}
+        out[name].update({t: _metrics(s.y, predict(s)) for t, s in tests.items()})
+        out[name].update({"seconds": 0.0, "evaluations": 0, **extra})
+
+    def fused(weights: Mapping[str, Any] | None, r: Rule = WEIGHTED_SUM) -> Predictor:
+        return lambda s: fused_probs(s, weights, r)
 
     if "best-single" in methods:
-        pres = val.present
-        val_f1 = [
-            compute_metrics(val.y[pres[i]], val.P[i, pres[i]], bootstrap=0)["macro_f1"]
-            if pres[i].any()
-            else -1
-            for i in range(len(val.ids))
-        ]
-        bi = int(np.argmax(val_f1))
-        record("best-single", {val.ids[bi]: 1.0})
-        # measured where the member is present (elsewhere the fusion would fall back to the others)
-        keep = test.present[bi]
-        out["best-single"]["test"] = _metrics(test.y[keep], test.P[bi, keep])
-        best = val.ids[bi]
-        out["best-single"]["member"] = best
+        bi = int(np.argmax(validation_f1(val)))
+        # scored where the member is present (elsewhere there is nothing to score)
+        record("best-single", lambda s: s.P[bi], member=val.ids[bi])
     if "equal-weights" in methods:
-        record("equal-weights", None)
-    if "equal-per-modality" in methods:
-        record("equal-per-modality", equal_per_modality(val))
-    problem = FusionProblem(val, objective=objective, penalty=penalty)
-    for name in SEARCHERS:
-        if name not in methods:
-            continue
-        res, weights = optimize_weights(
-            problem, optimizer=name, agents=agents, iterations=iterations, seed=seed
+        record("equal-weights", fused(None))
+    searches = [(n, rule, per_class, n) for n in SEARCHERS if n in methods]
+    if "ao-weighted-sum" in methods:
+        searches.append(("ao-weighted-sum", "weighted-sum", False, "ao"))
+    for name, r, pc, optimizer in searches:
+        problem = FusionProblem(
+            val, objective=objective, penalty=penalty, rule=r, per_class=pc, nll_weight=nll_weight
         )
-        record(name, weights, res.seconds, res.n_evals)
-        out[name]["val_objective"] = float(res.f)
-    if "ao-per-class" in methods:
-        pc = FusionProblem(val, objective=objective, penalty=penalty, per_class=True)
-        res, weights = optimize_weights(pc, optimizer="ao", agents=agents, iterations=iterations, seed=seed)
-        record("ao-per-class", weights, res.seconds, res.n_evals)
-        out["ao-per-class"]["val_objective"] = float(res.f)
+        res, weights = optimize_weights(
+            problem, optimizer=optimizer, agents=agents, iterations=iterations, seed=seed
+        )
+        record(
+            name,
+            fused(weights, problem.rule_of(res.x)),
+            seconds=res.seconds,
+            evaluations=res.n_evals,
+            val_objective=float(res.f),
+            curve=[c["best"] for c in convergence_curve(res)],
+            curve_evaluations=[c["evaluations"] for c in convergence_curve(res)],
+        )
     if "stacking" in methods:
         t0 = time.perf_counter()
         model = fit_stacking(val, seed=seed)
-        seconds = time.perf_counter() - t0
-        out["stacking"] = {
-            "val": _metrics(val.y, model.predict(val)),
-            "test": _metrics(test.y, model.predict(test)),
-            "weights": None,
-            "C": model.C,
-            "seconds": seconds,
-            "evaluations": 0,
+        record("stacking", model.predict, seconds=time.perf_counter() - t0, C=model.C)
+    if one_missing_on is not None:
+        table = one_missing(val, tests[one_missing_on], predictors)
+        for name in out:
+            out[name]["one_missing"] = {
+                k: {"macro_f1": v[name], **{x: v[x] for x in ("best_member", "best_member_macro_f1", "rows")}}
+                for k, v in table.items()
+            }
+    return out
+
+
+def one_missing(
+    val: MemberScores, test: MemberScores, predictors: Mapping[str, Predictor]
+) -> dict[str, dict[str, Any]]:
+    """Every test row with one modality taken away, per missing modality: each predictor's
+    macro-F1, and that of the best member among those left (chosen by validation macro-F1)."""
+    f1 = validation_f1(val)
+    out: dict[str, dict[str, Any]] = {}
+    for mod in sorted(set(test.modalities)):
+        s = without(test, mod)
+        left = [i for i, m in enumerate(s.modalities) if m != mod]
+        bi = max(left, key=lambda i: f1[i])
+        keep = s.present[bi]
+        entry: dict[str, Any] = {
+            "best_member": s.ids[bi],
+            "best_member_macro_f1": _metrics(s.y[keep], s.P[bi, keep])["macro_f1"],
+            "rows": int(keep.sum()),
         }
+        for name, predict in predictors.items():
+            p = predict(s)[keep]
+            # a predictor with nothing left on these rows (the best single member, when its modality is
+            # the one taken away) has no score here
+            entry[name] = None if np.isnan(p).any(axis=1).all() else _metrics(s.y[keep], p)["macro_f1"]
+        out[f"no {mod}"] = entry
     return out
 
 
 def summarise(runs: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Mean and standard deviation over seeds of each method's test metrics."""
+    """Mean and standard deviation over seeds of each method's metrics on every row set."""
     out: dict[str, dict[str, Any]] = {}
+
+    def ms(v: np.ndarray) -> dict[str, float]:
+        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+    sets = [k for k, v in runs[0][next(iter(runs[0]))].items() if isinstance(v, dict) and "macro_f1" in v]
     for method in runs[0]:
         entry: dict[str, Any] = {"seeds": len(runs)}
-        for key in ("macro_f1", "accuracy", "uar", "weighted_f1"):
-            v = np.array([r[method]["test"][key] for r in runs])
-            entry[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
-        vf = np.array([r[method]["val"]["macro_f1"] for r in runs])
-        entry["val_macro_f1"] = {
-            "mean": float(vf.mean()),
-            "std": float(vf.std(ddof=1)) if len(vf) > 1 else 0.0,
-        }
+        for name in sets:
+            entry[name] = {
+                key: ms(np.array([r[method][name][key] for r in runs]))
+                for key in ("macro_f1", "accuracy", "uar", "weighted_f1")
+            }
         entry["evaluations"] = int(np.median([r[method]["evaluations"] for r in runs]))
         entry["seconds"] = float(np.median([r[method]["seconds"] for r in runs]))
         out[method] = entry

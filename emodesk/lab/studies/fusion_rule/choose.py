@@ -41,6 +41,7 @@ from emodesk.inference.registry import installed_manifests
 
 FORMS = (("weighted-sum", False), ("weighted-sum", True), ("log-linear", False), ("log-linear", True))
 OPTIMIZERS = ("ao", "ao-levy-ls")
+NLL_WEIGHTS = (0.0, 0.03, 0.1, 0.3)  # the objective's likelihood term (emodesk/fusion/search.py)
 
 
 def folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -53,13 +54,16 @@ def folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
     return out
 
 
-def cv_score(s: MemberScores, rule: str, per_class: bool, optimizer: str, k: int, seed: int) -> list[float]:
+def cv_score(
+    s: MemberScores, rule: str, per_class: bool, optimizer: str, k: int, seed: int, nll_weight: float = 0.0
+) -> list[float]:
     """Held-out macro-F1 of each fold."""
     fold = folds(s.y, k, seed)
     scores = []
     for f in range(k):
         train, held = s.rows(np.flatnonzero(fold != f)), s.rows(np.flatnonzero(fold == f))
-        res, _ = optimize_weights(FusionProblem(train, rule=rule, per_class=per_class), optimizer=optimizer)
+        problem = FusionProblem(train, rule=rule, per_class=per_class, nll_weight=nll_weight)
+        res, _ = optimize_weights(problem, optimizer=optimizer)
         test = FusionProblem(held, rule=rule, per_class=per_class)
         pred = np.argmax(test.fused(res.x[None]), axis=2)
         scores.append(float(confusion_scores(batch_confusions(test.y, pred))["macro_f1"][0]))
@@ -104,24 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     for rule, per_class in FORMS:
         for opt in OPTIMIZERS:
-            f1 = cv_score(s, rule, per_class, opt, args.folds, args.seed)
-            results.append(
-                {
-                    "rule": rule,
-                    "per_class": per_class,
-                    "optimizer": opt,
-                    "folds": f1,
-                    "mean": float(np.mean(f1)),
-                }
-            )
-            print(
-                f"{rule:13s} per-class={per_class!s:5s} {opt:11s} CV macro-F1 {np.mean(f1):.4f} "
-                f"± {np.std(f1):.4f}",
-                file=sys.stderr,
-                flush=True,
-            )
+            for lam in NLL_WEIGHTS:
+                f1 = cv_score(s, rule, per_class, opt, args.folds, args.seed, lam)
+                results.append(
+                    {
+                        "rule": rule,
+                        "per_class": per_class,
+                        "optimizer": opt,
+                        "nll_weight": lam,
+                        "folds": f1,
+                        "mean": float(np.mean(f1)),
+                    }
+                )
+                print(
+                    f"{rule:13s} per-class={per_class!s:5s} {opt:11s} nll {lam:<4g} CV macro-F1 "
+                    f"{np.mean(f1):.4f} ± {np.std(f1):.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     best = max(results, key=lambda r: r["mean"])
-    problem = FusionProblem(s, rule=best["rule"], per_class=best["per_class"])
+    problem = FusionProblem(s, rule=best["rule"], per_class=best["per_class"], nll_weight=best["nll_weight"])
     res, weights = optimize_weights(problem, optimizer=best["optimizer"], seed=args.seed)
     doc = fusion_document(
         problem, res, weights, optimizer=best["optimizer"], manifest=args.manifest, rows=len(rows)
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 "folds": args.folds,
                 "seed": args.seed,
                 "candidates": results,
-                "chosen": {k: best[k] for k in ("rule", "per_class", "optimizer", "mean")},
+                "chosen": {k: best[k] for k in ("rule", "per_class", "optimizer", "nll_weight", "mean")},
                 "fit_on_all_val": {
                     "objective": float(res.f),
                     "macro_f1": float(problem.metric(res.x[None])[0]),
@@ -157,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         + "\n",
         encoding="utf-8",
     )
-    print(f"chose {best['rule']} (per-class {best['per_class']}) by {best['optimizer']}; wrote {args.out}")
+    print(
+        f"chose {best['rule']} (per-class {best['per_class']}, NLL weight {best['nll_weight']:g}) by "
+        f"{best['optimizer']}; wrote {args.out}"
+    )
     return 0
 
 
