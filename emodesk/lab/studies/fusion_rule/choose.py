@@ -1,17 +1,18 @@
-"""Which fusion rule and which Aquila variant to ship, chosen on validation rows only (issue 21 step).
+"""Which fusion rule and which Aquila variant to ship, chosen on validation rows only (issue 21).
 
-Every candidate — the rule (``weighted-sum`` or ``log-linear``), scalar or per-class weights, and
-the optimizer (the faithful ``ao`` or ``ao-levy-ls``) — is judged by 5-fold cross-validation *inside*
-the paired validation rows (stratified by label, seeded): searched on four folds at the default
-budget (30 agents, 100 iterations, penalty 0.01), scored by macro-F1 on the fifth. The best mean is
-then searched once more on all validation rows, and that ``fusion.json`` is written. Only after
-that, with ``--test``, the test rows are read once: the written fusion, equal weights and a stacking
-logistic regression fitted on the validation rows (the comparison study's reference) are scored
-on them (``emodesk fusion eval`` measures the file alone).
+Every candidate — the rule (``weighted-sum`` or ``log-linear``), scalar or per-class weights, the
+optimizer (the faithful ``ao`` or ``ao-levy-ls``) and the objective's likelihood weight
+(:data:`NLL_WEIGHTS`) — is judged by 5-fold cross-validation *inside* the paired validation rows
+(stratified by label, seeded): searched on four folds at the default budget (30 agents, 100
+iterations, penalty 0.01), scored by macro-F1 on the fifth. The best mean is then searched once
+more on all validation rows, and that ``fusion.json`` is written. Only after that, with ``--test``,
+the test rows are read once: the written fusion, equal weights and a stacking logistic regression
+fitted on the validation rows (the comparison study's reference) are scored on them (``emodesk
+fusion eval`` measures the file alone).
 
-    python -m emodesk.lab.studies.fusion_rule.choose --manifest build/fusion/val.csv \\
+    python -m emodesk.lab.studies.fusion_rule.choose --manifest build/fusion/val-live.csv \\
         --cache build/fusion/scores.npz --out models/fusion.json \\
-        --json emodesk/lab/studies/fusion_rule/choice.json --test build/fusion/test.csv
+        --json emodesk/lab/studies/fusion_rule/choice.json --test build/fusion/test-live.csv
 """
 
 from __future__ import annotations
