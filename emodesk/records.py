@@ -37,6 +37,8 @@ def score_record(s: ModalityScores) -> Record:
         rec["t0"], rec["t1"] = _r(s.t0), _r(s.t1)
     if not s.trusted:
         rec["trusted"], rec["reason"] = False, s.reason
+    if s.context:
+        rec["context"] = [_r(t) for t in s.context]
     return rec
 
 

@@ -99,6 +99,8 @@ class ModalityScores:
     trusted: bool = True
     """False for a text score of a transcript the recogniser doubts: recorded, never fused."""
     reason: str = ""
+    context: tuple[float, ...] = ()
+    """A text score: the ``t0`` of each earlier transcript the member read as context, most recent first."""
 
     def __post_init__(self) -> None:
         _check_probs(self.probs, f"{self.kind} score of {self.model}")

@@ -174,9 +174,16 @@ def score_rows(
 def _score_text(
     rows: Sequence[Row], scorer: TextMember, _boxes: object, progress: Progress | None
 ) -> np.ndarray:
+    """A member that reads context (``scorer.context`` > 0) gets the earlier rows of the same group
+    (a MELD dialogue), most recent first, as a live session gives it the earlier transcripts."""
     probs = np.empty((len(rows), N_LABELS), np.float32)
+    n_context = int(getattr(scorer, "context", 0))
+    earlier: dict[str, list[str]] = {}
     for i, row in enumerate(rows):
-        probs[i] = scorer.score(row.x)
+        said = earlier.setdefault(row.group, []) if row.group else []
+        probs[i] = scorer.score(row.x, said[::-1][:n_context]) if n_context and said else scorer.score(row.x)
+        if n_context and row.group:
+            said.append(row.x)
         if progress is not None:
             progress(i + 1)
     return probs

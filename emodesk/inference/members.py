@@ -72,7 +72,10 @@ class VoiceMember(MemberModel, Protocol):
 class TextMember(MemberModel, Protocol):
     """Scores one transcript line."""
 
-    def score(self, text: str) -> np.ndarray: ...
+    def score(self, text: str, context: Sequence[str] = ()) -> np.ndarray:
+        """``context``: earlier utterances of the same stream, most recent first; a member reads
+        at most ``getattr(member, "context", 0)`` of them."""
+        ...
 
 
 Member = FaceMember | VoiceMember | TextMember

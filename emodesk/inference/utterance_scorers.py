@@ -6,6 +6,7 @@ Until trained models are installed, these slots stay empty and the app says
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from emodesk.labels import LABELS, reorder_indices
 from emodesk.machine import CUDA, Device
 from emodesk.readers import Fields, check_number
 from emodesk.resources import sha256_file
+
+MAX_CONTEXT = 4  # earlier utterances a text model may read (manifest preprocessing "context")
 
 
 def _softmax_if_needed(x: np.ndarray, already: bool) -> np.ndarray:
@@ -272,21 +275,55 @@ class TextScorer(_OnnxMember):
         self.max_length = pre.integer("max_length", 128, lo=2, hi=8192)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
+        # earlier utterances of the same stream the model reads after the current one (token type 1)
+        self.context = pre.integer("context", 0, lo=0, hi=MAX_CONTEXT)
+        self.max_current = pre.integer("max_current", self.max_length, lo=2, hi=self.max_length)
+        if self.context and "token_type_ids" not in model.input_names:
+            raise ModelError(
+                f"text model {self.id}: its manifest asks for {self.context} utterances of context, but the "
+                "model has no token_type_ids input to tell them from the current one"
+            )
 
     @classmethod
     def load(cls, manifest: ModelManifest, *, device: Device = "auto") -> TextScorer:
         return cls(OnnxModel(manifest, device=device))
 
-    def score(self, text: str) -> np.ndarray:
+    def encode(self, text: str, context: Sequence[str] = ()) -> tuple[list[int], list[int]]:
+        """Token ids and token types of ``text`` and, for a model that reads context, the first
+        ``self.context`` of ``context`` (earlier utterances, most recent first): ``[CLS] current
+        [SEP] previous [SEP] the one before [SEP]``, types 0 then 1, the current utterance cut to
+        ``max_current`` tokens and the whole to ``max_length`` (the oldest context goes first)."""
         enc = self.tokenizer.encode(text)
+        ids = list(enc.ids)
+        if not self.context or not context:
+            return ids, list(enc.type_ids)
+        if len(ids) > self.max_current:
+            ids = [*ids[: self.max_current - 1], ids[-1]]
+        types = [0] * len(ids)
+        sep = ids[-1]
+        for previous in list(context)[: self.context]:
+            seg = [*self.tokenizer.encode(previous).ids[1:]]  # … [SEP], its [CLS] dropped
+            if len(ids) + len(seg) > self.max_length:
+                room = self.max_length - len(ids)
+                if room < 2:
+                    break
+                seg = [*seg[: room - 1], sep]
+            ids += seg
+            types += [1] * len(seg)
+        return ids, types
+
+    def score(self, text: str, context: Sequence[str] = ()) -> np.ndarray:
+        """Probabilities of one transcript; ``context``: earlier utterances of the same stream, most
+        recent first (read only by a model whose manifest asks for context)."""
+        ids, types = self.encode(text, context)
         feeds: dict[str, np.ndarray] = {}
         for name in self.model.input_names:
             if name == "input_ids":
-                feeds[name] = np.asarray([enc.ids], dtype=np.int64)
+                feeds[name] = np.asarray([ids], dtype=np.int64)
             elif name == "attention_mask":
-                feeds[name] = np.asarray([enc.attention_mask], dtype=np.int64)
+                feeds[name] = np.ones((1, len(ids)), dtype=np.int64)
             elif name == "token_type_ids":
-                feeds[name] = np.asarray([enc.type_ids], dtype=np.int64)
+                feeds[name] = np.asarray([types], dtype=np.int64)
             else:
                 raise ModelError(f"text model {self.id} has an input {name!r} this version cannot fill")
         return self._finish(self.model.run(feeds)[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+#: an earlier transcript is context for a text member only if it ended at most this long before
+#: the current utterance began: after a longer pause the conversation has likely moved on
+CONTEXT_GAP_S = 30.0
 
 
 @dataclass
@@ -50,6 +55,10 @@ class UtterancePipeline:
     ) -> None:
         self.speech = speech
         self.text = list(text)
+        # the stream's trusted final transcripts (t0, t1, words), as many as a text member reads
+        self._said: deque[tuple[float, float, str]] = deque(
+            maxlen=max((int(getattr(m, "context", 0)) for m in self.text), default=0)
+        )
         self.disabled: list[str] = []
         """Why a voice member was left out (it needs an encoder that cannot be loaded)."""
         # members built on the ASR's own encoder reuse its pass over each utterance
@@ -122,15 +131,47 @@ class UtterancePipeline:
             if tr.text.strip():
                 # a transcript the recogniser doubts is still scored and recorded, marked, and
                 # left out of the fusion (FusionState.fresh)
-                out.scores += [
-                    _score("text", m.id, utt, m.score(tr.text), trusted=tr.trusted, reason=tr.reason)
-                    for m in self.text
-                ]
+                before = self._context(utt.t0)
+                for m in self.text:
+                    used = before[: int(getattr(m, "context", 0))]
+                    probs = m.score(tr.text, [w for _, w in used]) if used else m.score(tr.text)
+                    out.scores.append(
+                        _score(
+                            "text",
+                            m.id,
+                            utt,
+                            probs,
+                            trusted=tr.trusted,
+                            reason=tr.reason,
+                            context=tuple(t0 for t0, _ in used),
+                        )
+                    )
+                if tr.trusted and self._said.maxlen:
+                    self._said.append((utt.t0, utt.t1, tr.text))
+        return out
+
+    def _context(self, t0: float) -> list[tuple[float, str]]:
+        """Earlier trusted transcripts, most recent first, while each ended within
+        :data:`CONTEXT_GAP_S` of the utterance after it: ``(t0, words)``."""
+        out: list[tuple[float, str]] = []
+        start = t0
+        for s0, s1, words in reversed(self._said):
+            if start - s1 > CONTEXT_GAP_S:
+                break
+            out.append((s0, words))
+            start = s0
         return out
 
 
 def _score(
-    kind: Kind, model: str, utt: Utterance, probs: np.ndarray, *, trusted: bool = True, reason: str = ""
+    kind: Kind,
+    model: str,
+    utt: Utterance,
+    probs: np.ndarray,
+    *,
+    trusted: bool = True,
+    reason: str = "",
+    context: tuple[float, ...] = (),
 ) -> ModalityScores:
     """An utterance-level member score: ``t`` is the utterance's end (docs/formats.md, "Score records")."""
     return ModalityScores(
@@ -143,4 +184,5 @@ def _score(
         wall=time.monotonic(),
         trusted=trusted,
         reason=reason,
+        context=context,
     )
