@@ -35,6 +35,7 @@ from emodesk.fusion.search import (
     convergence_curve,
     evaluate_fusion,
     fused_probs,
+    make_fusion_optimizer,
     optimize_weights,
 )
 from emodesk.inference.face_detector import FaceDetector
@@ -199,6 +200,22 @@ def test_each_optimizer_beats_equal_weights_on_validation_and_stays_in_bounds(na
     assert [c["evaluations"] for c in curve] == [20 * (t + 1) for t in range(31)]
     best = [c["best"] for c in curve]
     assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(res.f)
+
+
+@pytest.mark.parametrize("name", ["ao", "ao-levy-ls", "de", "pso", "random", "cmaes"])
+def test_every_optimizer_reports_each_iteration_and_a_flat_objective_still_spends_the_budget(
+    name: str,
+) -> None:
+    """``fusion optimize`` prints its progress from the callback; differential evolution used to stop
+    early on a flat objective ("converged") and never called it."""
+    pytest.importorskip("scipy") if name == "de" else None
+    flat = FunctionProblem(lambda X: np.zeros(len(X)), n_var=3, xl=np.zeros(3), xu=np.ones(3))
+    seen: list[int] = []
+    res = minimize(
+        flat, make_fusion_optimizer(name, 10), n_iter=7, seed=0, callback=lambda t, X, F: seen.append(t)
+    )
+    assert res.n_evals == 10 * 8 and len(res.history) == 8
+    assert seen[-1] == 7 and seen == sorted(seen) and len(seen) >= 7, seen
 
 
 def test_every_optimizer_keeps_the_budget_on_more_variables_than_agents() -> None:

@@ -206,3 +206,28 @@ def test_eval_gives_a_context_member_the_earlier_rows_of_the_same_dialogue() -> 
     probs = score_rows("text", rows, rec)  # type: ignore[arg-type]
     assert probs.shape == (5, 7)
     assert rec.seen == [[], [], ["a"], ["b", "a"], []]
+
+
+def test_the_record_names_only_the_context_that_fitted(tmp_path: Path) -> None:
+    s = TextScorer.load(ModelManifest.load(context_model(tmp_path, max_length=20)), device="cpu")
+    path = UtterancePipeline(Speech(), (), (s,))  # type: ignore[arg-type]
+    long = " ".join(["word"] * 30)
+    out = path._score([event(0.0, 1.0, "older"), event(1.5, 2.0, long), event(2.5, 3.0, "now then")])
+    # "now then" reads the long utterance (cut to fit) and has no room left for "older"
+    assert [sc.context for sc in out.scores] == [(), (0.0,), (1.5,)]
+    ids, types = s.encode("now then", [long, "older"])
+    assert len(ids) == 20 and types.count(1) == 20 - len(s.tokenizer.encode("now then").ids)
+
+
+def test_eval_refuses_a_row_sample_for_a_member_that_reads_context(tmp_path: Path, capsys) -> None:
+    from emodesk.cli.eval_cmd import main
+
+    context_model(tmp_path / "m")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text,label\nhello,happy\n", encoding="utf-8")
+    code = main(
+        ["text", "--model", str(tmp_path / "m" / "text-ctx.onnx"), "--manifest", str(rows), "--limit", "1"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "text-ctx reads the earlier utterances" in err and "Traceback" not in err

@@ -300,6 +300,13 @@ def run(argv: Sequence[str]) -> int:
             f"{source} is a {_DATASET_MODALITY[kind]} dataset ({kind}); use eval {_DATASET_MODALITY[kind]}"
         )
     manifests = _model_manifests(modality, args.model)
+    if modality == "text" and args.limit is not None:
+        reading = [m.id for m in manifests if m.fields("preprocessing").integer("context", 0, lo=0, hi=4)]
+        if reading:
+            raise UsageError(
+                f"--limit takes rows out of their dialogues, and {', '.join(reading)} reads the earlier "
+                "utterances of a row's dialogue as context: evaluate the whole test split"
+            )
     rows = load_rows(
         source,
         column="text" if modality == "text" else "path",

@@ -114,12 +114,16 @@ def apply_mix(rows: Sequence[PairedRow], mix: Mapping[str, float], *, seed: int 
     rng = np.random.default_rng(seed)
     patterns = [p for p, f in mix.items() if f > 0]
     fracs = np.array([mix[p] for p in patterns])
+    fracs = fracs / fracs.sum()  # parse_mix allows 1 ± 1e-6; the counts below must add up exactly
     out = list(rows)
     for y in sorted({r.label for r in rows}):
         idx = [i for i, r in enumerate(rows) if r.label == y]
         want = fracs * len(idx)
-        counts = np.floor(want).astype(int)
-        for k in np.argsort(-(want - counts), kind="stable")[: len(idx) - counts.sum()]:
+        counts = np.minimum(np.floor(want).astype(int), len(idx))
+        # equal remainders are broken at random (a generator of their own, so the dealing below is
+        # the same whatever the ties), not always toward the first pattern of the mix
+        ties = np.random.default_rng([seed, y, 1]).random(len(patterns))
+        for k in np.lexsort((ties, -(want - counts)))[: len(idx) - counts.sum()]:
             counts[k] += 1
         assigned = np.repeat(np.arange(len(patterns)), counts)[rng.permutation(len(idx))]
         for i, k in zip(idx, assigned, strict=True):

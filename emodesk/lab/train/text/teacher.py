@@ -4,9 +4,10 @@ and MELD with the dialogue's previous utterances as context, in steps a 2-core m
 Why adapters: the teacher must survive between sessions whose processes die, and only what is
 committed survives. A fine-tuned copy of MPNet is 438 MB; its LoRA adapters (rank 8 on every
 layer's query, value and attention-output projections and its feed-forward input) and the
-classification head are 0.8 M numbers, 3 MB — a state file the repository can hold. The state also
-keeps AdamW's moments (bfloat16) and the step reached, so ``train`` resumes where the last session
-stopped and ends on exactly the schedule of one uninterrupted run.
+classification head are 0.8 M numbers (3.2 MB); with AdamW's moments (bfloat16) and the step reached
+the state is 6.6 MB, a file the repository can hold, and ``train`` resumes where the last session
+stopped. The moments are kept in bfloat16 precision after every step (:func:`round_moments`), so a
+resumed run takes exactly the steps of an uninterrupted one.
 
 Input: ``<s> current </s></s> previous </s></s> the one before </s>`` (MPNet's pair format, extended;
 the most recent context first, so truncation drops the oldest), mean-pooled over the *current*
@@ -207,6 +208,15 @@ def from_bf16_bits(a: np.ndarray) -> np.ndarray:
     return (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
+def round_moments(opt: torch.optim.AdamW) -> None:
+    """Keep AdamW's moments in bfloat16 precision after every step: the state file holds them so,
+    and a run resumed from it then takes exactly the steps of an uninterrupted one."""
+    with torch.no_grad():
+        for st in opt.state.values():
+            for moment in ("exp_avg", "exp_avg_sq"):
+                st[moment].copy_(torch.from_numpy(from_bf16_bits(to_bf16_bits(st[moment].numpy()))))
+
+
 def save_state(path: Path, model: Teacher, opt: torch.optim.AdamW | None, meta: dict[str, Any]) -> None:
     """Adapters and head (float32), AdamW moments (bfloat16) and ``meta`` (JSON), atomically."""
     tensors = {f"param/{n}": p.detach().numpy().astype(np.float32) for n, p in model.trainable().items()}
@@ -305,13 +315,16 @@ def train(args: argparse.Namespace) -> int:
         for k in ("context", "epochs", "batch", "lr", "head_lr", "rank", "alpha", "goemotions_rows", "seed")
     }
     meta: dict[str, Any] = {"step": 0, "settings": settings, "best": None}
+    if args.restart and log_path.is_file():
+        log_path.unlink()  # a fresh run, a fresh log
     if state_path.is_file() and not args.restart:
-        meta = load_state(state_path, model, opt)
-        if meta.get("settings") != settings:
+        saved = json.loads(safetensors_header(state_path).get("__metadata__", {}).get("meta", "{}"))
+        if saved.get("settings") != settings:  # before loading: another rank has other shapes
             raise InputError(
-                f"{state_path} was trained with {meta.get('settings')}; these options are {settings} "
+                f"{state_path} was trained with {saved.get('settings')}; these options are {settings} "
                 "(--restart starts over)"
             )
+        meta = load_state(state_path, model, opt)
         print(f"resuming at step {meta['step']} of {total}", flush=True)
     y_all = np.concatenate(
         [[i.label for i in sets["meld-train"]], [i.label for i in sets["goemotions-train"]]]
@@ -353,6 +366,7 @@ def train(args: argparse.Namespace) -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_([*lora, *head], 1.0)
             opt.step()
+            round_moments(opt)
             step += 1
             if step % 50 == 0:
                 print(
