@@ -71,6 +71,23 @@ class ParticleSwarm:
         return RunOutput(pbest[ib].copy(), float(pf[ib]), self.pop_size * (n_iter + 1), history)
 
 
+class _BestSoFar:
+    """The best point any generation evaluated, and the best value after each generation."""
+
+    def __init__(self, n_var: int, n_iter: int) -> None:
+        self.x, self.f = np.empty(n_var), np.inf
+        self.history = np.empty(n_iter + 1)
+
+    def record(self, t: int, X: np.ndarray, F: np.ndarray) -> None:
+        i = int(np.argmin(F))
+        if F[i] < self.f:
+            self.x, self.f = X[i].copy(), float(F[i])
+        self.history[t] = self.f
+
+    def output(self, evaluations: int) -> RunOutput:
+        return RunOutput(self.x, self.f, evaluations, self.history)
+
+
 class RandomSearch:
     name = "random"
 
@@ -83,18 +100,14 @@ class RandomSearch:
     def run(
         self, problem: Problem, n_iter: int, rng: np.random.Generator, callback: Callback | None = None
     ) -> RunOutput:
-        best_x, best_f = np.empty(problem.n_var), np.inf
-        history = np.empty(n_iter + 1)
+        best = _BestSoFar(problem.n_var, n_iter)
         for t in range(n_iter + 1):
             X = init_population(problem, self.pop_size, rng)
             F = problem.evaluate(X)
-            i = int(np.argmin(F))
-            if F[i] < best_f:
-                best_x, best_f = X[i].copy(), float(F[i])
-            history[t] = best_f
+            best.record(t, X, F)
             if callback:
                 callback(t, X, F)
-        return RunOutput(best_x, best_f, self.pop_size * (n_iter + 1), history)
+        return best.output(self.pop_size * (n_iter + 1))
 
 
 class DifferentialEvolution:
@@ -172,18 +185,14 @@ class CMAES:
         mean, sigma = rng.random(d), self.sigma0
         C, B, D = np.eye(d), np.eye(d), np.ones(d)
         pc, ps = np.zeros(d), np.zeros(d)
-        best_x, best_f = np.empty(d), np.inf
-        history = np.empty(n_iter + 1)
+        best = _BestSoFar(d, n_iter)
         for t in range(n_iter + 1):
             Y = (rng.standard_normal((lam, d)) * D) @ B.T  # y ~ N(0, C)
             U = mean + sigma * Y
             inside = np.clip(U, 0.0, 1.0)
             X = problem.xl + inside * span
             F = problem.evaluate(X)
-            i = int(np.argmin(F))
-            if F[i] < best_f:
-                best_x, best_f = X[i].copy(), float(F[i])
-            history[t] = best_f
+            best.record(t, X, F)
             if callback:
                 callback(t, X, F)
             order = np.argsort(F + ((U - inside) ** 2).sum(axis=1), kind="stable")[:mu]
@@ -205,4 +214,4 @@ class CMAES:
             C = (C + C.T) / 2
             ev, B = np.linalg.eigh(C)
             D = np.sqrt(np.maximum(ev, 1e-20))
-        return RunOutput(best_x, best_f, lam * (n_iter + 1), history)
+        return best.output(lam * (n_iter + 1))
