@@ -310,8 +310,13 @@ def test_export_gives_manifests_that_eval_and_fusion_accept(
     paired = (out / "paired.csv").read_text().splitlines()
     assert faces[0] == "path,label,group" and len(faces) > 5 and faces[1].endswith(f",happy,{session.name}")
     assert voice[0] == "path,label,group" and len(voice) >= 2  # the clip's first sentence ends at 2.9 s
-    assert paired[0] == "face_path,audio_path,text,label" and len(paired) >= 2
-    row = next(csv.DictReader((out / "paired.csv").open()))
+    assert paired[0] == "face_path,audio_path,text,label,text_context" and len(paired) >= 2
+    rows = list(csv.DictReader((out / "paired.csv").open()))
+    row = rows[0]
+    # each text row's context is the trusted words said before it (a context member reads them)
+    said = [r["text"] for r in rows if r["text"]]
+    for r, k in zip((r for r in rows if r["text"]), range(len(said)), strict=True):
+        assert r["text_context"] == (_json.dumps(said[:k][::-1][:4], ensure_ascii=False) if k else "")
     assert row["face_path"].startswith("faces/") and row["audio_path"].startswith("voice/") and row["text"]
     assert row["label"] == "happy"
     assert "happy" in (out / "text.csv").read_text().lower()

@@ -18,8 +18,8 @@ from emodesk.errors import ModelError
 from emodesk.evaluation.datasets import Row
 from emodesk.evaluation.evaluate import score_rows
 from emodesk.inference.manifest import ModelManifest
-from emodesk.inference.utterance_scorers import TextScorer
-from emodesk.pipeline.utterance_path import CONTEXT_GAP_S, UtterancePipeline
+from emodesk.inference.utterance_scorers import CONTEXT_GAP_S, TextScorer
+from emodesk.pipeline.utterance_path import UtterancePipeline
 from emodesk.records import score_record
 from emodesk.speech.processor import SpeechEvent
 from emodesk.types import Transcript, Utterance
@@ -231,3 +231,54 @@ def test_eval_refuses_a_row_sample_for_a_member_that_reads_context(tmp_path: Pat
     assert code == 2
     err = capsys.readouterr().err
     assert "text-ctx reads the earlier utterances" in err and "Traceback" not in err
+
+
+def test_pseudo_pairs_carry_the_dialogue_before_a_text_and_round_trip(tmp_path: Path) -> None:
+    from emodesk.errors import InputError
+    from emodesk.fusion.paired import apply_mix, load_paired_manifest, make_pairs, write_paired_manifest
+
+    said = ["hi", "you broke it", "i did not", "you did", "fine", "whatever"]
+    text = [Row(t, i % 2 * 3, "dialogue1") for i, t in enumerate(said)]  # angry, happy, angry, …
+    text.append(Row("alone", 0))  # no dialogue: no context
+    faces = [Row(str(tmp_path / f"f{i}.png"), y) for i, y in enumerate([0, 3] * 4)]
+    for r in faces:
+        Path(r.x).write_bytes(b"x")
+    rows = make_pairs({"face": faces, "text": text}, per_label=4, seed=1)
+    by_text = {r.text: r.text_context for r in rows}
+    assert by_text["hi"] == () and by_text["alone"] == ()
+    assert by_text["i did not"] == ("you broke it", "hi")
+    assert by_text["whatever"] == ("fine", "you did", "i did not", "you broke it")  # at most 4
+    out = write_paired_manifest(rows, tmp_path / "paired.csv")
+    assert out.read_text(encoding="utf-8").splitlines()[0] == "face_path,audio_path,text,label,text_context"
+    assert load_paired_manifest(out) == rows
+    blanked = apply_mix(rows, {"face": 1.0})
+    assert all(r.text is None and r.text_context == () for r in blanked)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        'face_path,audio_path,text,label,text_context\n,,hi,happy,"{""a"": 1}"\n', encoding="utf-8"
+    )
+    with pytest.raises(InputError, match="text_context must be a JSON list of strings"):
+        load_paired_manifest(bad)
+
+
+def test_fusion_scores_a_context_member_with_each_rows_context(tmp_path: Path) -> None:
+    from emodesk.fusion.paired import PairedRow
+    from emodesk.fusion.search import ScoreCache, score_paired
+
+    man = ModelManifest.load(context_model(tmp_path / "m"))
+    scorer = TextScorer.load(man, device="cpu")
+    rows = [
+        PairedRow(None, None, "i am so happy", 3),
+        PairedRow(None, None, "i am so happy", 3, ("you failed the exam",)),
+        PairedRow(None, None, "i am so happy", 3, ("you failed the exam", "hello", "a third it never reads")),
+    ]
+    cache = ScoreCache(tmp_path / "cache.npz")
+    P = score_paired(rows, [man], cache=cache).P[0]
+    assert np.allclose(P[0], scorer.score("i am so happy"))
+    assert np.allclose(P[1], expected(scorer, "i am so happy", ["you failed the exam"]))
+    assert not np.allclose(P[0], P[1])
+    assert np.allclose(P[2], expected(scorer, "i am so happy", ["you failed the exam", "hello"]))
+    # cached per (text, the context the member reads): a second pass scores nothing and agrees
+    logs: list[str] = []
+    again = score_paired(rows, [man], cache=ScoreCache(tmp_path / "cache.npz"), log=logs.append).P[0]
+    assert logs == [] and np.allclose(again, P)

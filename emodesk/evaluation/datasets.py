@@ -40,7 +40,7 @@ from __future__ import annotations
 import csv
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,6 +84,20 @@ class Row:
     x: str
     label: int
     group: str = ""
+
+
+def earlier_in_group(rows: Sequence[Row], n: int) -> list[list[str]]:
+    """For each row, the texts of at most ``n`` earlier rows of its group, most recent first: the
+    dialogue so far, as a live session gives a text member the earlier transcripts of its stream.
+    ``rows`` are in dialogue order; a row without a group has none."""
+    out: list[list[str]] = []
+    said: dict[str, list[str]] = {}
+    for r in rows:
+        before = said.setdefault(r.group, []) if r.group else []
+        out.append(before[::-1][:n] if n > 0 else [])
+        if r.group:
+            before.append(r.x)
+    return out
 
 
 def parse_label_map(spec: str | None) -> dict[str, str]:

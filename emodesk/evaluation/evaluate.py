@@ -20,7 +20,7 @@ import numpy as np
 
 from emodesk import imaging
 from emodesk.errors import InputError, ModelError
-from emodesk.evaluation.datasets import Row
+from emodesk.evaluation.datasets import Row, earlier_in_group
 from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.face_detector import FaceDetector
 from emodesk.inference.manifest import ModelManifest
@@ -178,12 +178,9 @@ def _score_text(
     (a MELD dialogue), most recent first, as a live session gives it the earlier transcripts."""
     probs = np.empty((len(rows), N_LABELS), np.float32)
     n_context = int(getattr(scorer, "context", 0))
-    earlier: dict[str, list[str]] = {}
+    before = earlier_in_group(rows, n_context)
     for i, row in enumerate(rows):
-        said = earlier.setdefault(row.group, []) if row.group else []
-        probs[i] = scorer.score(row.x, said[::-1][:n_context]) if n_context and said else scorer.score(row.x)
-        if n_context and row.group:
-            said.append(row.x)
+        probs[i] = scorer.score(row.x, before[i]) if before[i] else scorer.score(row.x)
         if progress is not None:
             progress(i + 1)
     return probs

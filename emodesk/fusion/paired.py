@@ -17,6 +17,7 @@ live moments in given proportions (:data:`LIVE_MIX`).
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,22 +26,27 @@ from pathlib import Path
 import numpy as np
 
 from emodesk.errors import InputError, LabelError
-from emodesk.evaluation.datasets import Row, _Labeler, load_rows, resolve_row_path
+from emodesk.evaluation.datasets import Row, _Labeler, earlier_in_group, load_rows, resolve_row_path
 from emodesk.labels import LABELS
 from emodesk.readers import open_csv
 
 COLUMNS = ("face_path", "audio_path", "text", "label")
+CONTEXT_COLUMN = "text_context"  # optional: JSON list of the earlier utterances, most recent first
+MAX_TEXT_CONTEXT = 4  # earlier utterances kept per row (what a text member may read: MAX_CONTEXT)
 INPUTS = ("face", "voice", "text")
 
 
 @dataclass(frozen=True)
 class PairedRow:
-    """One labeled row; ``face`` and ``audio`` are absolute paths, None where missing."""
+    """One labeled row; ``face`` and ``audio`` are absolute paths, None where missing.
+    ``text_context``: the utterances said before ``text`` in the same stream (dialogue), most recent
+    first, for a text member that reads context."""
 
     face: str | None
     audio: str | None
     text: str | None
     label: int
+    text_context: tuple[str, ...] = ()
 
     def get(self, modality: str) -> str | None:
         return {"face": self.face, "voice": self.audio, "text": self.text}[modality]
@@ -136,6 +142,7 @@ def apply_mix(rows: Sequence[PairedRow], mix: Mapping[str, float], *, seed: int 
                 r.audio if "voice" in keep else None,
                 r.text if "text" in keep else None,
                 r.label,
+                r.text_context if "text" in keep else (),
             )
     return out
 
@@ -169,13 +176,27 @@ def load_paired_manifest(
                 if not rec["label"].strip():
                     raise InputError(f"{p}:{i}: empty label")
                 y = lab(rec["label"], f"{p}:{i}")
+                context = _read_context(rec.get(CONTEXT_COLUMN) or "", f"{p}:{i}") if text else ()
                 if y is not None:
-                    rows.append(PairedRow(paths["face_path"], paths["audio_path"], text, y))
+                    rows.append(PairedRow(paths["face_path"], paths["audio_path"], text, y, context))
         except LabelError as e:
             raise InputError(str(e)) from None
     if not rows:
         raise InputError(f"paired manifest {p} has no usable rows")
     return rows
+
+
+def _read_context(cell: str, where: str) -> tuple[str, ...]:
+    """A ``text_context`` cell: empty, or a JSON list of strings (most recent first)."""
+    if not cell.strip():
+        return ()
+    try:
+        value = json.loads(cell)
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise InputError(f"{where}: {CONTEXT_COLUMN} must be a JSON list of strings, got {cell[:60]!r}")
+    return tuple(value[:MAX_TEXT_CONTEXT])
 
 
 def make_pairs(
@@ -186,7 +207,9 @@ def make_pairs(
     For each label present in every input: ``per_label`` rows (default: that
     label's smallest pool across the inputs), each modality drawn from its own
     pool of that label — without replacement until the pool is used up, then a
-    fresh seeded permutation of it again. Rows come out in a seeded random order.
+    fresh seeded permutation of it again. Rows come out in a seeded random order. A text row drawn
+    from a dialogue (rows with a ``group``, in dialogue order) brings the dialogue's earlier
+    utterances as its ``text_context``.
     """
     given = {m: list(r) for m, r in inputs.items() if r}
     if unknown := set(given) - set(INPUTS):
@@ -196,6 +219,12 @@ def make_pairs(
     if per_label is not None and per_label < 1:
         raise InputError(f"--per-label must be at least 1, got {per_label}")
     rng = np.random.default_rng(seed)
+    context: dict[int, tuple[str, ...]] = {}
+    if "text" in given:
+        rows = given["text"]
+        context = {
+            id(r): tuple(c) for r, c in zip(rows, earlier_in_group(rows, MAX_TEXT_CONTEXT), strict=True)
+        }
     pools = {
         m: {y: [r for r in rows if r.label == y] for y in range(len(LABELS))} for m, rows in given.items()
     }
@@ -214,7 +243,8 @@ def make_pairs(
             drawn[m] = [pool[i] for i in order]
         for k in range(n):
             face, voice, text = (drawn[m][k].x if m in drawn else None for m in INPUTS)
-            out.append(PairedRow(face, voice, text, y))
+            ctx = context.get(id(drawn["text"][k]), ()) if "text" in drawn else ()
+            out.append(PairedRow(face, voice, text, y, ctx))
     return [out[i] for i in rng.permutation(len(out))]
 
 
@@ -239,10 +269,14 @@ def write_paired_manifest(rows: Sequence[PairedRow], out: Path | str) -> Path:
             return Path(x).as_posix()
 
     tmp = o.with_name(f".{o.name}.tmp")
+    with_context = any(r.text_context for r in rows)
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(COLUMNS)
+        w.writerow((*COLUMNS, CONTEXT_COLUMN) if with_context else COLUMNS)
         for r in rows:
-            w.writerow([rel(r.face), rel(r.audio), r.text or "", LABELS[r.label]])
+            cells = [rel(r.face), rel(r.audio), r.text or "", LABELS[r.label]]
+            if with_context:
+                cells.append(json.dumps(list(r.text_context), ensure_ascii=False) if r.text_context else "")
+            w.writerow(cells)
     os.replace(tmp, o)
     return o

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -51,6 +52,9 @@ from emodesk.fusion.optimize.problem import Callback
 from emodesk.fusion.paired import PairedRow
 from emodesk.inference.manifest import ModelManifest
 from emodesk.labels import N_LABELS
+
+if TYPE_CHECKING:
+    from emodesk.inference.members import TextMember
 
 FUSION_OPTIMIZERS: dict[str, Any] = {
     "ao": AquilaOptimizer,
@@ -158,6 +162,28 @@ def _sessions(paths: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def _text_context(man: ModelManifest) -> int:
+    """How many earlier utterances a text member reads (its manifest's ``preprocessing.context``)."""
+    from emodesk.inference.utterance_scorers import MAX_CONTEXT
+
+    return man.fields("preprocessing").integer("context", 0, lo=0, hi=MAX_CONTEXT)
+
+
+def _context_key(row: PairedRow, n: int, said: dict[str, tuple[str, tuple[str, ...]]]) -> str | None:
+    """The input of a context member for ``row``: its text alone, or with a digest of the (at most
+    ``n``) utterances before it, remembered in ``said`` as (text, context) to score it with."""
+    if row.text is None:
+        return None
+    context = row.text_context[:n]
+    key = row.text
+    if context:
+        key += (
+            "|ctx:" + hashlib.sha1(json.dumps(context, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+        )
+    said[key] = (row.text, context)
+    return key
+
+
 def score_paired(
     rows: Sequence[PairedRow],
     manifests: Sequence[ModelManifest],
@@ -170,7 +196,9 @@ def score_paired(
 
     Voice is scored per session (one folder of audio), each from a fresh running
     normalisation in a seeded order, exactly as ``emodesk eval voice`` scores a
-    speaker; its cache key includes the session's file list.
+    speaker; its cache key includes the session's file list. A text member that
+    reads context gets each row's ``text_context`` (as many utterances as its
+    manifest asks for); its cache key includes them.
     """
     from emodesk.evaluation.evaluate import load_scorer, score_rows
 
@@ -182,7 +210,9 @@ def score_paired(
         mod = man.modality
         if mod not in ("face", "voice", "text"):
             raise InputError(f"model {man.id} is a {mod!r} model, not a fusion member")
-        col = [r.get(mod) for r in rows]
+        n_context = _text_context(man) if mod == "text" else 0
+        said: dict[str, tuple[str, tuple[str, ...]]] = {}  # a context member's input → (text, context)
+        col = [_context_key(r, n_context, said) if n_context else r.get(mod) for r in rows]
         uniq = sorted({x for x in col if x is not None})
         ctx: dict[str, str] = {}
         groups: dict[str, list[str]] = {"": uniq}
@@ -204,8 +234,12 @@ def score_paired(
                 log(f"scoring {n} {mod} input(s) with {man.id}")
             scorer = load_scorer(man, device=device)  # type: ignore[arg-type]
             for files in todo:
-                group_rows = [Row(x, 0, "session" if mod == "voice" else "") for x in files]
-                probs = score_rows(mod, group_rows, scorer)  # type: ignore[arg-type]
+                if n_context:  # a text member: it reads each row's words after their context
+                    text_member = cast("TextMember", scorer)
+                    probs = np.stack([text_member.score(*said[x]) for x in files])
+                else:
+                    group_rows = [Row(x, 0, "session" if mod == "voice" else "") for x in files]
+                    probs = score_rows(mod, group_rows, scorer)  # type: ignore[arg-type]
                 for x, p in zip(files, probs, strict=True):
                     cache.put(key(x), p)
         for i, xi in enumerate(col):

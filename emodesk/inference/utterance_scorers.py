@@ -22,6 +22,9 @@ from emodesk.readers import Fields, check_number
 from emodesk.resources import sha256_file
 
 MAX_CONTEXT = 4  # earlier utterances a text model may read (manifest preprocessing "context")
+#: an earlier transcript is context for a text member only if it ended at most this long before
+#: the current utterance began: after a longer pause the conversation has likely moved on
+CONTEXT_GAP_S = 30.0
 
 
 def _softmax_if_needed(x: np.ndarray, already: bool) -> np.ndarray:
@@ -254,6 +257,57 @@ class VoiceScorer(_OnnxMember):
         return self._finish(out)
 
 
+def context_before(said: Sequence[tuple[float, float, str]], t0: float) -> list[tuple[float, str]]:
+    """The earlier trusted transcripts ``said`` (``(t0, t1, words)`` in time order) that are context
+    for an utterance starting at ``t0``: most recent first, while each ended within
+    :data:`CONTEXT_GAP_S` of the utterance after it, as ``(t0, words)``. The live utterance path
+    and session export (its paired rows) both use it."""
+    out: list[tuple[float, str]] = []
+    start = t0
+    for s0, s1, words in reversed(said):
+        if start - s1 > CONTEXT_GAP_S:
+            break
+        out.append((s0, words))
+        start = s0
+    return out
+
+
+def encode_with_context(
+    tokenizer: Any,
+    text: str,
+    context: Sequence[str],
+    *,
+    n_context: int,
+    max_current: int,
+    max_length: int,
+) -> tuple[list[int], list[int], int]:
+    """Token ids, token types and how many of ``context`` were read: ``[CLS] current [SEP] previous
+    [SEP] the one before [SEP]`` for the first ``n_context`` of ``context`` (earlier utterances, most
+    recent first), types 0 then 1. With ``n_context`` > 0 the current utterance is always cut to
+    ``max_current`` tokens, and context is added while the whole fits ``max_length`` (the oldest goes
+    first). ``tokenizer`` is a ``tokenizers.Tokenizer`` truncating at ``max_length``. The app
+    (:class:`TextScorer`) and the trainer (``emodesk train text --context``) both encode with this."""
+    enc = tokenizer.encode(text)
+    ids = list(enc.ids)
+    if not n_context:
+        return ids, list(enc.type_ids), 0
+    if len(ids) > max_current:  # with or without context: the model was trained so
+        ids = [*ids[: max_current - 1], ids[-1]]
+    types = [0] * len(ids)
+    sep, read = ids[-1], 0
+    for previous in list(context)[:n_context]:
+        seg = [*tokenizer.encode(previous).ids[1:]]  # … [SEP], its [CLS] dropped
+        if len(ids) + len(seg) > max_length:
+            room = max_length - len(ids)
+            if room < 2:
+                break
+            seg = [*seg[: room - 1], sep]
+        ids += seg
+        types += [1] * len(seg)
+        read += 1
+    return ids, types, read
+
+
 class TextScorer(_OnnxMember):
     """Scores a transcript. Preprocessing names a ``tokenizer`` JSON file beside the model."""
 
@@ -297,25 +351,14 @@ class TextScorer(_OnnxMember):
         return ids, types
 
     def _encode(self, text: str, context: Sequence[str]) -> tuple[list[int], list[int], int]:
-        enc = self.tokenizer.encode(text)
-        ids = list(enc.ids)
-        if not self.context:
-            return ids, list(enc.type_ids), 0
-        if len(ids) > self.max_current:  # with or without context: the teacher was trained so
-            ids = [*ids[: self.max_current - 1], ids[-1]]
-        types = [0] * len(ids)
-        sep, read = ids[-1], 0
-        for previous in list(context)[: self.context]:
-            seg = [*self.tokenizer.encode(previous).ids[1:]]  # … [SEP], its [CLS] dropped
-            if len(ids) + len(seg) > self.max_length:
-                room = self.max_length - len(ids)
-                if room < 2:
-                    break
-                seg = [*seg[: room - 1], sep]
-            ids += seg
-            types += [1] * len(seg)
-            read += 1
-        return ids, types, read
+        return encode_with_context(
+            self.tokenizer,
+            text,
+            context,
+            n_context=self.context,
+            max_current=self.max_current,
+            max_length=self.max_length,
+        )
 
     def score(self, text: str, context: Sequence[str] = ()) -> np.ndarray:
         """Probabilities of one transcript; ``context``: earlier utterances of the same stream, most

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emodesk.errors import EmodeskError
+from emodesk.inference.utterance_scorers import context_before
 from emodesk.types import AudioChunk, Kind, ModalityScores, Transcript, Utterance
 
 if TYPE_CHECKING:
@@ -24,10 +25,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-
-#: an earlier transcript is context for a text member only if it ended at most this long before
-#: the current utterance began: after a longer pause the conversation has likely moved on
-CONTEXT_GAP_S = 30.0
 
 
 @dataclass
@@ -155,16 +152,7 @@ class UtterancePipeline:
         return out
 
     def _context(self, t0: float) -> list[tuple[float, str]]:
-        """Earlier trusted transcripts, most recent first, while each ended within
-        :data:`CONTEXT_GAP_S` of the utterance after it: ``(t0, words)``."""
-        out: list[tuple[float, str]] = []
-        start = t0
-        for s0, s1, words in reversed(self._said):
-            if start - s1 > CONTEXT_GAP_S:
-                break
-            out.append((s0, words))
-            start = s0
-        return out
+        return context_before(self._said, t0)
 
 
 def _score(

@@ -5,8 +5,9 @@ every ``face_every`` seconds inside labeled spans, cut around the largest face
 the live face path found, the way the live crop is cut), ``voice/*.wav`` +
 ``voice.csv`` (each final utterance with a label at its midpoint, 16 kHz mono),
 ``text.csv`` (``text,label,group``: its words) and ``paired.csv``
-(``face_path,audio_path,text,label``: per labeled utterance, the face nearest
-its midpoint, its audio and its words — the paired format of ``emodesk fusion``).
+(``face_path,audio_path,text,label,text_context``: per labeled utterance, the face nearest
+its midpoint, its audio, its words and the trusted transcripts before them that the live
+app gives a context-reading text member — the paired format of ``emodesk fusion``).
 ``group`` is the session id, so folds split by session. Unlabeled time is left out.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -24,6 +26,9 @@ import numpy as np
 
 from emodesk import imaging, private
 from emodesk.errors import InputError
+from emodesk.fusion.paired import COLUMNS as PAIRED_COLUMNS
+from emodesk.fusion.paired import CONTEXT_COLUMN, MAX_TEXT_CONTEXT
+from emodesk.inference.utterance_scorers import context_before
 from emodesk.recording import files
 from emodesk.recording.format import SAMPLE_RATE, read_session_json
 from emodesk.recording.session import iter_video, read_audio, read_labels, read_records
@@ -144,10 +149,16 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
     audio, a_start = read_audio(f)
     rows_voice: list[tuple[str, str]] = []
     rows_text: list[tuple[str, str]] = []
-    rows_paired: list[tuple[str, str, str, str]] = []
+    rows_paired: list[tuple[str, str, str, str, str]] = []
+    said: list[tuple[float, float, str]] = []  # trusted transcripts so far: a text member's context
     for k, u in enumerate(utterances):
         t0, t1 = float(u["t0"]), float(u["t1"])
         lab = labels_at(changes, (t0 + t1) / 2)
+        # the words of a transcript the recogniser doubted are not training text, nor context
+        text = str(u.get("text", "")).strip() if u.get("trusted", True) is not False else ""
+        before = [w for _, w in context_before(said, t0)][:MAX_TEXT_CONTEXT]
+        if text:
+            said.append((t0, t1, text))
         if not lab:
             continue
         audio_name = ""
@@ -157,17 +168,16 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
                 audio_name = f"voice/{sid}-{k:04d}.wav"
                 files.write_wav(o / audio_name, audio[i0:i1])
                 rows_voice.append((audio_name, lab))
-        # the words of a transcript the recogniser doubted are not training text
-        text = str(u.get("text", "")).strip() if u.get("trusted", True) is not False else ""
         if text:
             rows_text.append((text, lab))
         face_name = saved.get(utt_face.get(k, -1.0), "")
         if sum(bool(x) for x in (face_name, audio_name, text)) >= 1:
-            rows_paired.append((face_name, audio_name, text, lab))
+            context = json.dumps(before, ensure_ascii=False) if text and before else ""
+            rows_paired.append((face_name, audio_name, text, lab, context))
     _write_csv(o / "faces.csv", ("path", "label", "group"), [(*r, sid) for r in rows_faces])
     _write_csv(o / "voice.csv", ("path", "label", "group"), [(*r, sid) for r in rows_voice])
     _write_csv(o / "text.csv", ("text", "label", "group"), [(*r, sid) for r in rows_text])
-    _write_csv(o / "paired.csv", ("face_path", "audio_path", "text", "label"), rows_paired)
+    _write_csv(o / "paired.csv", (*PAIRED_COLUMNS, CONTEXT_COLUMN), rows_paired)
     summary.faces, summary.utterances, summary.paired = len(rows_faces), len(rows_voice), len(rows_paired)
     return summary
 

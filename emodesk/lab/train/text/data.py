@@ -1,9 +1,12 @@
-"""The text trainers' data: dataset folders, tokenised splits, training subsets, the selection rule
-and length-bucketed batches. Shared by the fine-tune (:mod:`.finetune`), the head re-fit (:mod:`.head`)
-and the n-gram member (:mod:`.ngram`)."""
+"""The text trainers' data: dataset folders, tokenised splits (with dialogue context and a teacher's
+soft labels when asked), training subsets, the selection rule and length-bucketed batches. Shared by
+the fine-tune (:mod:`.finetune`), the head re-fit (:mod:`.head`), the n-gram member (:mod:`.ngram`)
+and the teacher (:mod:`.teacher`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import InputError
-from emodesk.evaluation.datasets import dataset_kind, load_split
+from emodesk.evaluation.datasets import Row, dataset_kind, earlier_in_group, load_split
 
 INFERENCE_MAX_LENGTH = 128  # what TextScorer truncates to in the app
 EVAL_BATCH = 128
@@ -36,27 +39,124 @@ def default_data_dirs() -> list[Path]:
 
 @dataclass
 class TextSplit:
-    """One split of one dataset, tokenized: ``ids[i]`` are the token ids of ``texts[i]``."""
+    """One split of one dataset, tokenized: ``ids[i]`` are the token ids of ``texts[i]``.
+
+    ``types[i]`` (a model that reads context): token type 0 on the current utterance, 1 on its
+    context, and ``contexts[i]`` the earlier utterances it was given (most recent first); both ``None``
+    for a member without context. ``soft[i]``: a teacher's logits for row ``i``."""
 
     name: str
     kind: str
     texts: list[str]
     labels: np.ndarray
     ids: list[np.ndarray]
+    types: list[np.ndarray] | None = None
+    soft: np.ndarray | None = None
+    contexts: list[list[str]] | None = None
 
     @property
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+    def take(self, keep: np.ndarray) -> TextSplit:
+        """The rows ``keep`` (indices), everything that belongs to a row carried along."""
+        return TextSplit(
+            self.name,
+            self.kind,
+            [self.texts[k] for k in keep],
+            self.labels[keep],
+            [self.ids[k] for k in keep],
+            None if self.types is None else [self.types[k] for k in keep],
+            None if self.soft is None else self.soft[keep],
+            None if self.contexts is None else [self.contexts[k] for k in keep],
+        )
+
+
+def with_context(rows: Sequence[Row], context: int) -> list[tuple[str, list[str], int]]:
+    """``(text, previous utterances most recent first, label)`` (:func:`earlier_in_group`)."""
+    return [(r.x, prev, r.label) for r, prev in zip(rows, earlier_in_group(rows, context), strict=True)]
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    """A digest of a split's texts in order: what a teacher's soft labels align to."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\0")
+    return h.hexdigest()
 
 
 def _tokenize(tokenizer: Any, texts: Sequence[str]) -> list[np.ndarray]:
     return [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(list(texts))]
 
 
+@dataclass(frozen=True)
+class ContextSpec:
+    """How a context member's input is built (``emodesk train text --context``): the manifest's
+    ``preprocessing.context`` / ``max_current`` / ``max_length``."""
+
+    context: int
+    max_current: int
+    max_length: int
+
+
+@dataclass
+class SoftLabels:
+    """A teacher's logits per split (``soft_labels.npz``) and their provenance (the ``.json`` beside)."""
+
+    path: Path
+    arrays: dict[str, np.ndarray]
+    provenance: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> SoftLabels:
+        meta = path.with_suffix(".json")
+        if not path.is_file() or not meta.is_file():
+            raise InputError(f"--soft-labels {path}: needs the .npz and its .json provenance beside it")
+        try:
+            with np.load(path) as z:
+                arrays = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+            provenance = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"--soft-labels {path}: unreadable ({e})") from None
+        for k, a in arrays.items():
+            if a.ndim != 2 or a.shape[1] != 7 or not np.isfinite(a).all():
+                raise InputError(f"--soft-labels {path}: {k} is not finite rows × 7 logits")
+        if not isinstance(provenance.get("splits"), dict):
+            raise InputError(f"{meta}: no 'splits' (not written by the teacher's score command)")
+        return cls(path, arrays, provenance)
+
+    def rows_for(self, key: str, texts: Sequence[str]) -> np.ndarray | None:
+        """The logits of split ``key`` (``meld-train``), checked against its texts; ``None`` if absent."""
+        if key not in self.arrays:
+            return None
+        info = self.provenance["splits"].get(key, {})
+        a = self.arrays[key]
+        if len(a) != len(texts) or info.get("texts_sha256") != texts_sha256(texts):
+            raise InputError(
+                f"--soft-labels {self.path}: {key} was scored on other rows ({len(a)} rows, texts digest "
+                f"{str(info.get('texts_sha256'))[:12]}…) than the dataset holds now ({len(texts)} rows, "
+                f"{texts_sha256(texts)[:12]}…); score them again"
+            )
+        return a
+
+
 def load_text_splits(
-    folders: Sequence[Path], split: str, tokenizer: Any, *, limit: int | None, seed: int
+    folders: Sequence[Path],
+    split: str,
+    tokenizer: Any,
+    *,
+    limit: int | None,
+    seed: int,
+    context: ContextSpec | None = None,
+    soft: SoftLabels | None = None,
 ) -> list[TextSplit]:
-    """``split`` of each folder, optionally a seeded subset of ``limit`` rows, tokenized."""
+    """``split`` of each folder, optionally a seeded subset of ``limit`` rows, tokenized.
+
+    ``context``: each row also reads the previous utterances of its dialogue (all of them, before
+    the subset is taken), encoded as the app encodes them (``tokenizer`` then truncates at
+    ``context.max_length``). ``soft``: the teacher's logits for the split's rows, where it has them."""
+    from emodesk.inference.utterance_scorers import encode_with_context
+
     out: list[TextSplit] = []
     for f in folders:
         kind = dataset_kind(f)
@@ -66,13 +166,32 @@ def load_text_splits(
                 "see ../shared/datasets/README.md)"
             )
         rows = load_split(f, split)  # type: ignore[arg-type]
-        if limit is not None and len(rows) > limit:
-            keep = np.sort(np.random.default_rng([seed, len(out)]).permutation(len(rows))[:limit])
-            rows = [rows[i] for i in keep]
         texts = [r.x for r in rows]
         name = f.name if f.name not in {s.name for s in out} else f"{f.name}-{len(out)}"
         labels = np.asarray([r.label for r in rows], dtype=np.int64)
-        out.append(TextSplit(name, str(kind), texts, labels, _tokenize(tokenizer, texts)))
+        if context is None:
+            s = TextSplit(name, str(kind), texts, labels, _tokenize(tokenizer, texts))
+        else:
+            prevs = [prev for _, prev, _ in with_context(rows, context.context)]
+            enc = [
+                encode_with_context(
+                    tokenizer,
+                    text,
+                    prev,
+                    n_context=context.context,
+                    max_current=context.max_current,
+                    max_length=context.max_length,
+                )
+                for text, prev in zip(texts, prevs, strict=True)
+            ]
+            ids = [np.asarray(e[0], np.int64) for e in enc]
+            types = [np.asarray(e[1], np.int64) for e in enc]
+            s = TextSplit(name, str(kind), texts, labels, ids, types, contexts=prevs)
+        if soft is not None:
+            s.soft = soft.rows_for(f"{f.name}-{split}", texts)
+        if limit is not None and len(rows) > limit:
+            s = s.take(np.sort(np.random.default_rng([seed, len(out)]).permutation(len(rows))[:limit]))
+        out.append(s)
     return out
 
 
@@ -105,10 +224,7 @@ def subsample_train(sets: list[TextSplit], rows: dict[str, int], seed: int) -> l
         if n is None or n >= len(s.texts):
             out.append(s)
             continue
-        keep = np.sort(np.random.default_rng([seed, 1000 + i]).permutation(len(s.texts))[:n])
-        out.append(
-            TextSplit(s.name, s.kind, [s.texts[k] for k in keep], s.labels[keep], [s.ids[k] for k in keep])
-        )
+        out.append(s.take(np.sort(np.random.default_rng([seed, 1000 + i]).permutation(len(s.texts))[:n])))
     return out
 
 
@@ -170,6 +286,11 @@ def pad_batch(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         ids[i, : len(s)] = s
         mask[i, : len(s)] = 1
     return ids, mask
+
+
+def pad_types(seqs: Sequence[np.ndarray]) -> np.ndarray:
+    """Token types right-padded with 0 to the longest sequence, as :func:`pad_batch` pads the ids."""
+    return pad_batch(seqs)[0]
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import EmodeskError
-from emodesk.lab.train.text.data import DATA_DESCRIPTIONS, EVAL_BATCH, TextSplit, pad_batch
+from emodesk.lab.train.text.data import DATA_DESCRIPTIONS, EVAL_BATCH, TextSplit, pad_batch, pad_types
 from emodesk.labels import N_LABELS
 
 
@@ -32,37 +32,64 @@ def ort_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def onnx_logits(sess: Any, ids: Sequence[np.ndarray]) -> np.ndarray:
-    """The exported model's outputs for every sequence, batched by length."""
+def onnx_logits(
+    sess: Any, ids: Sequence[np.ndarray], types: Sequence[np.ndarray] | None = None
+) -> np.ndarray:
+    """The exported model's outputs for every sequence, batched by length (``types``: token types,
+    for a member that reads context)."""
     order = np.argsort([len(s) for s in ids], kind="stable")
     out = np.zeros((len(ids), N_LABELS), dtype=np.float32)
     for i in range(0, len(order), EVAL_BATCH):
         b = order[i : i + EVAL_BATCH]
         x, m = pad_batch([ids[j] for j in b])
-        out[b] = sess.run(None, {"input_ids": x, "attention_mask": m})[0]
+        feeds = {"input_ids": x, "attention_mask": m}
+        if types is not None:
+            feeds["token_type_ids"] = pad_types([types[j] for j in b])
+        out[b] = sess.run(None, feeds)[0]
     return out
 
 
-def seconds_per_sentence(path: Path, tokenizer: Any, texts: Sequence[str]) -> float:
-    """Median wall time of tokenize + run for one sentence, batch 1, one CPU thread (as in the app)."""
+def seconds_per_sentence(
+    path: Path,
+    tokenizer: Any,
+    texts: Sequence[str],
+    contexts: Sequence[Sequence[str]] | None = None,
+    *,
+    max_current: int = 0,
+    max_length: int = 0,
+) -> float:
+    """Median wall time of tokenize + run for one sentence, batch 1, one CPU thread (as in the app).
+    With ``contexts`` (earlier utterances per text, most recent first) it is timed as a context member
+    reads it, with :func:`~emodesk.inference.utterance_scorers.encode_with_context`."""
+    from emodesk.inference.utterance_scorers import encode_with_context
+
     sess = ort_session(path, 1)
+    n_context = max((len(c) for c in contexts), default=0) if contexts is not None else 0
 
-    def one(text: str) -> None:
-        e = tokenizer.encode(text)
-        sess.run(
-            None,
-            {
-                "input_ids": np.asarray([e.ids], np.int64),
-                "attention_mask": np.asarray([e.attention_mask], np.int64),
-            },
-        )
+    def one(k: int) -> None:
+        if contexts is None:
+            e = tokenizer.encode(texts[k])
+            ids, types = e.ids, None
+        else:
+            ids, types, _ = encode_with_context(
+                tokenizer,
+                texts[k],
+                contexts[k],
+                n_context=n_context,
+                max_current=max_current,
+                max_length=max_length,
+            )
+        feeds = {"input_ids": np.asarray([ids], np.int64), "attention_mask": np.ones((1, len(ids)), np.int64)}
+        if types is not None:
+            feeds["token_type_ids"] = np.asarray([types], np.int64)
+        sess.run(None, feeds)
 
-    for t in texts[:5]:  # warm-up
-        one(t)
+    for k in range(min(5, len(texts))):  # warm-up
+        one(k)
     times = []
-    for t in texts:
+    for k in range(len(texts)):
         t0 = time.perf_counter()
-        one(t)
+        one(k)
         times.append(time.perf_counter() - t0)
     return float(statistics.median(times))
 
@@ -130,12 +157,27 @@ def record_name(s: TextSplit) -> str:
     return _TEST_NAMES.get(s.kind, f"{s.name}-test")
 
 
-def check_in_app(out: Path, sess: Any, tokenizer: Any, text: str) -> None:
-    """Load the result the way the app does (manifest → TextScorer) and compare one sentence."""
+def check_in_app(
+    out: Path, sess: Any, tokenizer: Any, text: str, *, split: TextSplit | None = None, row: int = 0
+) -> None:
+    """Load the result the way the app does (manifest → TextScorer) and compare one sentence: ``text``,
+    or row ``row`` of ``split`` with the context the trainer encoded for it (a context member) — the
+    app must build the very same tokens from the text and its earlier utterances."""
     from emodesk.inference.manifest import ModelManifest
     from emodesk.inference.utterance_scorers import TextScorer
 
-    p = TextScorer.load(ModelManifest.load(out.with_suffix(".json")), device="cpu").score(text)
-    ref = softmax(onnx_logits(sess, [np.asarray(tokenizer.encode(text).ids, np.int64)]))[0]
+    scorer = TextScorer.load(ModelManifest.load(out.with_suffix(".json")), device="cpu")
+    if split is None or split.types is None:
+        p = scorer.score(text)
+        ref = softmax(onnx_logits(sess, [np.asarray(tokenizer.encode(text).ids, np.int64)]))[0]
+    else:
+        ids, types = split.ids[row], split.types[row]
+        p = scorer.score(split.texts[row], split.contexts[row] if split.contexts else ())
+        ref = softmax(onnx_logits(sess, [ids], [types]))[0]
+        got = scorer.encode(split.texts[row], split.contexts[row] if split.contexts else ())
+        if got != (ids.tolist(), types.tolist()):
+            raise EmodeskError(
+                f"{out}: TextScorer encodes row {row} of {split.name} otherwise than training did"
+            )
     if not np.allclose(p, ref, atol=1e-4):
         raise EmodeskError(f"{out}: TextScorer gives {p.round(4)}, the batched export {ref.round(4)}")

@@ -41,6 +41,7 @@ import numpy as np
 from emodesk.errors import EmodeskError, InputError
 from emodesk.evaluation.metrics import compute_metrics
 from emodesk.inference.manifest import ManifestDraft
+from emodesk.inference.utterance_scorers import MAX_CONTEXT
 from emodesk.lab.train.common import (
     EarlyStopping,
     History,
@@ -62,12 +63,15 @@ from emodesk.lab.train.common import (
 from emodesk.lab.train.text.data import (
     EVAL_BATCH,
     INFERENCE_MAX_LENGTH,
+    ContextSpec,
     Selection,
+    SoftLabels,
     TextSplit,
     default_data_dirs,
     epoch_batches,
     load_text_splits,
     pad_batch,
+    pad_types,
     parse_train_rows,
     subsample_train,
 )
@@ -106,7 +110,10 @@ class EmotionClassifier(nn.Module):
     """Encoder → mean pooling → dropout → linear: logits in canonical label order.
 
     The same module is trained and exported, so the ONNX graph takes the
-    app's inputs (``input_ids``, ``attention_mask``) and nothing else.
+    app's inputs (``input_ids``, ``attention_mask``, and ``token_type_ids`` for
+    a member that reads context) and nothing else. With token types, the mean
+    is over the current utterance's tokens (type 0) only: the context informs
+    their states through attention without diluting the pooled vector.
     """
 
     def __init__(self, encoder: BertEncoder, dropout: float = 0.1) -> None:
@@ -115,12 +122,31 @@ class EmotionClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, N_LABELS)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pooled = mean_pool(self.encoder(input_ids, attention_mask), attention_mask)
-        return self.head(self.dropout(pooled))
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        states = self.encoder(input_ids, attention_mask, token_type_ids)
+        pool = attention_mask if token_type_ids is None else attention_mask * (1 - token_type_ids)
+        return self.head(self.dropout(mean_pool(states, pool)))
 
 
-def predict_logits(model: EmotionClassifier, ids: Sequence[np.ndarray], device: torch.device) -> np.ndarray:
+def batch_tensors(
+    ids: Sequence[np.ndarray], types: Sequence[np.ndarray] | None, rows: Sequence[int] | np.ndarray
+) -> list[np.ndarray]:
+    """``[input_ids, attention_mask]`` of ``rows``, and ``token_type_ids`` when there are types."""
+    x, m = pad_batch([ids[j] for j in rows])
+    return [x, m] if types is None else [x, m, pad_types([types[j] for j in rows])]
+
+
+def predict_logits(
+    model: EmotionClassifier,
+    ids: Sequence[np.ndarray],
+    device: torch.device,
+    types: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
     """Logits for every sequence, batched by length (eval mode, no grad)."""
     order = np.argsort([len(s) for s in ids], kind="stable")
     out = np.zeros((len(ids), N_LABELS), dtype=np.float32)
@@ -128,10 +154,36 @@ def predict_logits(model: EmotionClassifier, ids: Sequence[np.ndarray], device: 
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         for i in range(0, len(order), EVAL_BATCH):
             b = order[i : i + EVAL_BATCH]
-            x, m = pad_batch([ids[j] for j in b])
-            logits = model(torch.from_numpy(x).to(device), torch.from_numpy(m).to(device))
+            logits = model(*(torch.from_numpy(a).to(device) for a in batch_tensors(ids, types, b)))
             out[b] = logits.float().cpu().numpy()
     return out
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher: torch.Tensor | None,
+    *,
+    weight: torch.Tensor,
+    kd_weight: float,
+    temperature: float,
+    has_teacher: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Class-weighted cross-entropy; with teacher logits, each row that has them (``has_teacher``,
+    default all) weighs ``(1-w)·CE + w·T²·KL(teacher_T ‖ student_T)`` (Hinton et al. 2015; T² keeps
+    the soft term's gradients on the scale of the hard one's), a row without them CE alone."""
+    if teacher is None:
+        return F.cross_entropy(logits, labels, weight=weight)
+    soft = torch.ones(len(labels), device=logits.device) if has_teacher is None else has_teacher.float()
+    alpha = kd_weight * soft
+    nll = F.cross_entropy(logits, labels, reduction="none")
+    w = weight[labels]
+    ce = ((1.0 - alpha) * w * nll).sum() / w.sum()  # the weighted mean torch takes, per-row scaled
+    t = temperature
+    kl = F.kl_div(
+        F.log_softmax(logits / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="none", log_target=True
+    )
+    return ce + t * t * (alpha * kl.sum(dim=1)).sum() / len(labels)
 
 
 def _optimizer(model: EmotionClassifier, args: argparse.Namespace) -> torch.optim.AdamW:
@@ -199,6 +251,17 @@ def _settings(
             if args.select != "macro_f1:mean" or args.floor
             else {}
         ),
+        **({"context": args.context} if args.context else {}),
+        **(
+            {
+                "soft_labels_sha256": sha256_file(args.soft_labels),
+                "kd_weight": args.kd_weight,
+                "kd_temperature": args.kd_temperature,
+                "kd_data": _kd_data(args, data),
+            }
+            if args.soft_labels
+            else {}
+        ),
     }
 
 
@@ -248,7 +311,21 @@ def train(
     model.to(device)
     epochs = int(settings["epochs"])
     ids = [x for s in train_set for x in s.ids]
+    types = None if train_set[0].types is None else [x for s in train_set for x in (s.types or [])]
     y = torch.from_numpy(np.concatenate([s.labels for s in train_set]))
+    soft = has_soft = None
+    if "soft_labels_sha256" in settings:  # rows of a folder left out of --kd-data have no teacher
+        soft = torch.from_numpy(
+            np.concatenate(
+                [
+                    np.zeros((len(s.ids), N_LABELS), np.float32) if s.soft is None else s.soft
+                    for s in train_set
+                ]
+            ).astype(np.float32)
+        )
+        has_soft = torch.from_numpy(
+            np.concatenate([np.full(len(s.ids), s.soft is not None) for s in train_set])
+        )
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     steps_per_epoch = math.ceil(len(ids) / args.batch_size)
     opt = _optimizer(model, args)
@@ -324,10 +401,18 @@ def train(
             quiet=args.quiet,
         ):
             b = batches[bi]
-            x, m = pad_batch([ids[i] for i in b])
+            feeds = [torch.from_numpy(a).to(device) for a in batch_tensors(ids, types, b)]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(torch.from_numpy(x).to(device), torch.from_numpy(m).to(device))
-            loss = F.cross_entropy(logits.float(), y[b].to(device), weight=w)
+                logits = model(*feeds)
+            loss = distillation_loss(
+                logits.float(),
+                y[b].to(device),
+                None if soft is None else soft[b].to(device),
+                weight=w,
+                kd_weight=float(settings.get("kd_weight", 0.0)),
+                temperature=float(settings.get("kd_temperature", 1.0)),
+                has_teacher=None if has_soft is None else has_soft[b].to(device),
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -349,7 +434,9 @@ def train(
         st.loss_sum = float(loss_acc)
         st.epoch_seconds += time.monotonic() - last_save
         val = {
-            s.name: compute_metrics(s.labels, softmax(predict_logits(model, s.ids, device)), bootstrap=0)
+            s.name: compute_metrics(
+                s.labels, softmax(predict_logits(model, s.ids, device, s.types)), bootstrap=0
+            )
             for s in val_sets
         }
         mean_f1 = float(np.mean([m["macro_f1"] for m in val.values()]))
@@ -380,7 +467,9 @@ def train(
 def _val_f1(sess: Any, val_sets: Sequence[TextSplit]) -> dict[str, float]:
     """Macro-F1 per val set and their mean, for the fp32-or-int8 decision."""
     f1 = {
-        s.name: float(compute_metrics(s.labels, softmax(onnx_logits(sess, s.ids)), bootstrap=0)["macro_f1"])
+        s.name: float(
+            compute_metrics(s.labels, softmax(onnx_logits(sess, s.ids, s.types)), bootstrap=0)["macro_f1"]
+        )
         for s in val_sets
     }
     f1["mean"] = float(np.mean(list(f1.values())))
@@ -436,18 +525,15 @@ def export_and_describe(
     model = model.eval().cpu().float()
     fp32 = ckdir / f"{out.stem}.fp32.onnx"
     some = sorted(range(len(val_sets[0].ids)), key=lambda i: len(val_sets[0].ids[i]))
-    x, m = pad_batch([val_sets[0].ids[i] for i in some[-4:]])
+    example = batch_tensors(val_sets[0].ids, val_sets[0].types, some[-4:])
+    names = ["input_ids", "attention_mask", "token_type_ids"][: len(example)]
     export_onnx(
         model,
-        [torch.from_numpy(x), torch.from_numpy(m)],
+        [torch.from_numpy(a) for a in example],
         fp32,
-        input_names=["input_ids", "attention_mask"],
+        input_names=names,
         output_names=["logits"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "sequence"},
-            "attention_mask": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch"},
-        },
+        dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
     )
     # Agreement on real batches of several lengths (padding included), torch vs ONNX fp32.
     diff = 0.0
@@ -455,10 +541,10 @@ def export_and_describe(
     for s in val_sets:
         for _ in range(2):
             pick = rng.choice(len(s.ids), size=min(16, len(s.ids)), replace=False)
-            x, m = pad_batch([s.ids[i] for i in pick])
+            feeds = batch_tensors(s.ids, s.types, pick)
             with torch.no_grad():
-                ref = model(torch.from_numpy(x), torch.from_numpy(m)).numpy()
-            got = onnx_outputs(fp32, {"input_ids": x, "attention_mask": m})
+                ref = model(*(torch.from_numpy(a) for a in feeds)).numpy()
+            got = onnx_outputs(fp32, dict(zip(names, feeds, strict=True)))
             diff = max(diff, check_agreement(ref, got, atol=1e-4, what=f"{fp32} on {s.name} val"))
     threads = max(1, torch.get_num_threads())
     f1_fp32 = _val_f1(ort_session(fp32, threads), val_sets)
@@ -482,14 +568,22 @@ def export_and_describe(
     tok = load_tokenizer(encoder_dir, INFERENCE_MAX_LENGTH)
     tok.save(str(tok_path), pretty=False)
     shipped_tok = Tokenizer.from_file(str(tok_path))  # test with the very file the app will load
-    test_sets = load_text_splits(data, "test", shipped_tok, limit=args.limit, seed=args.seed)
+    spec = context_spec(cfg)
+    test_sets = load_text_splits(data, "test", shipped_tok, limit=args.limit, seed=args.seed, context=spec)
     sess = ort_session(out, threads)
     metrics: dict[str, Any] = {
-        record_name(s): compute_metrics(s.labels, softmax(onnx_logits(sess, s.ids))) for s in test_sets
+        record_name(s): compute_metrics(s.labels, softmax(onnx_logits(sess, s.ids, s.types)))
+        for s in test_sets
     }
-    sample = [t for s in test_sets for t in s.texts]
-    pick = np.random.default_rng(args.seed).permutation(len(sample))[:200]
-    per_sentence = seconds_per_sentence(out, shipped_tok, [sample[i] for i in pick])
+    sample = [
+        (t, c) for s in test_sets for t, c in zip(s.texts, s.contexts or [[]] * len(s.texts), strict=True)
+    ]
+    timing = {"seconds_per_sentence_cpu1": _timing(out, shipped_tok, sample, spec, args.seed)}
+    if spec is not None:  # the rows that had earlier utterances to read: the live path's usual case
+        with_ctx = [x for x in sample if x[1]]
+        timing["seconds_per_sentence_cpu1_with_context"] = _timing(
+            out, shipped_tok, with_ctx, spec, args.seed
+        )
 
     kinds = {s.kind for s in train_sets}
     fields = ManifestDraft(
@@ -500,6 +594,7 @@ def export_and_describe(
         preprocessing={
             "tokenizer": tok_path.name,
             "max_length": INFERENCE_MAX_LENGTH,
+            **({"context": spec.context, "max_current": spec.max_current} if spec else {}),
             "output": "logits",
         },
         source={
@@ -508,14 +603,27 @@ def export_and_describe(
             "encoder": result.meta["encoder"],
             "encoder_weights_sha256": cfg["encoder_sha256"],
             "architecture": "BERT encoder (emodesk/lab/train/text/minilm.py) → mean pooling over the mask → "
-            "dropout → linear head; whole encoder fine-tuned",
+            "dropout → linear head; whole encoder fine-tuned"
+            + (
+                f"; reads the {spec.context} previous utterances of the dialogue after [SEP] (token type 1, "
+                f"current utterance cut to {spec.max_current} tokens, whole to {spec.max_length}), pooled "
+                "over the current utterance's tokens only"
+                if spec
+                else ""
+            ),
             "training": {
                 "max_length": cfg["max_length"],
                 "batch_size": cfg["batch_size"],
                 "max_epochs": cfg["epochs"],
                 "optimizer": f"AdamW, lr {cfg['lr']:g} (encoder) / {cfg['head_lr']:g} (head), weight "
                 f"decay {cfg['weight_decay']:g}, linear warm-up {WARMUP_FRACTION:.0%} then linear decay",
-                "loss": "cross-entropy, inverse-sqrt-frequency class weights",
+                "loss": "cross-entropy, inverse-sqrt-frequency class weights"
+                + (
+                    f"; distilled: (1-{cfg['kd_weight']:g})·CE + {cfg['kd_weight']:g}·T²·KL(teacher‖student),"
+                    f" T = {cfg['kd_temperature']:g}"
+                    if "kd_weight" in cfg
+                    else ""
+                ),
                 "selection": Selection.parse(
                     cfg.get("select", "macro_f1:mean"), cfg.get("floors", []), [s.name for s in val_sets]
                 ).describe()
@@ -528,9 +636,10 @@ def export_and_describe(
                     else {}
                 ),
             },
+            **({"distillation": _distillation(args, cfg)} if "soft_labels_sha256" in cfg else {}),
             "weights": weights,
             "quantization": quant,
-            "seconds_per_sentence_cpu1": per_sentence,
+            **timing,
             "timing_cpu": cpu_name(),
             "command": result.meta["command"],
             **({"export_command": command_line()} if args.export_only else {}),
@@ -539,14 +648,94 @@ def export_and_describe(
             "best_epoch": int(result.best_state["epoch"]) + 1,
             "history": result.history.epochs,
         },
-        license=license_text(kinds),
+        license=license_text(kinds) + (" " + TEACHER_LICENSE if "soft_labels_sha256" in cfg else ""),
         usage=usage_note(kinds),
         metrics=metrics,
         requires={},
     )
     write_manifest(out, fields)
-    check_in_app(out, sess, shipped_tok, sample[0])
+    if spec is None:
+        check_in_app(out, sess, shipped_tok, sample[0][0])
+    else:  # a row that has context, so the app's encoding of it is checked too
+        s, row = next(
+            ((s, i) for s in test_sets for i, c in enumerate(s.contexts or []) if c), (test_sets[0], 0)
+        )
+        check_in_app(out, sess, shipped_tok, s.texts[row], split=s, row=row)
     return fields
+
+
+TEACHER_LICENSE = (
+    "Distilled from a teacher (not shipped): sentence-transformers/all-mpnet-base-v2, Apache-2.0, with "
+    "adapters trained on the same data (emodesk/lab/studies/text_teacher)."
+)
+
+
+def context_spec(cfg: dict[str, Any]) -> ContextSpec | None:
+    """How a context member's rows are encoded (``--context``), from a run's settings."""
+    n = int(cfg.get("context", 0))
+    return ContextSpec(n, int(cfg["max_length"]), INFERENCE_MAX_LENGTH) if n else None
+
+
+def _timing(
+    out: Path, tok: Any, rows: Sequence[tuple[str, list[str]]], spec: ContextSpec | None, seed: int
+) -> float:
+    """:func:`seconds_per_sentence` on 200 seeded rows (text, earlier utterances)."""
+    pick = np.random.default_rng(seed).permutation(len(rows))[:200]
+    texts = [rows[i][0] for i in pick]
+    if spec is None:
+        return seconds_per_sentence(out, tok, texts)
+    return seconds_per_sentence(
+        out,
+        tok,
+        texts,
+        [rows[i][1][: spec.context] for i in pick],
+        max_current=spec.max_current,
+        max_length=spec.max_length,
+    )
+
+
+def _kd_data(args: argparse.Namespace, data: Sequence[Path]) -> list[str]:
+    """The training folders distilled (``--kd-data``, default all); the others learn from labels."""
+    names = [d.name for d in data]
+    if not args.kd_data:
+        return names
+    picked = [n.strip() for n in args.kd_data.split(",") if n.strip()]
+    unknown = [n for n in picked if n not in names]
+    if unknown or not picked:
+        raise InputError(f"--kd-data {args.kd_data!r}: expected names among --data ({', '.join(names)})")
+    return picked
+
+
+def _distillation(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's account of the teacher and its soft labels (their provenance, abridged)."""
+    soft = SoftLabels.load(args.soft_labels)
+    p = soft.provenance
+    return {
+        "teacher": p.get("teacher"),
+        "teacher_state_sha256": p.get("teacher_state_sha256"),
+        "teacher_best": p.get("best"),
+        "soft_labels": args.soft_labels.name,
+        "soft_labels_sha256": cfg["soft_labels_sha256"],
+        "soft_labels_command": p.get("command"),
+        "splits": p.get("splits"),
+        "kd_weight": cfg["kd_weight"],
+        "kd_temperature": cfg["kd_temperature"],
+        "kd_data": cfg.get("kd_data"),
+    }
+
+
+def _check_export_matches(args: argparse.Namespace, cfg: dict[str, Any], ckdir: Path) -> None:
+    """``--export-only`` must be told the trained run's context and soft labels (the manifest names them)."""
+    if int(cfg.get("context", 0)) != args.context:
+        raise InputError(
+            f"--export-only: {ckdir} was trained with --context {cfg.get('context', 0)}; pass it"
+        )
+    want = cfg.get("soft_labels_sha256")
+    if want and (args.soft_labels is None or sha256_file(args.soft_labels) != want):
+        raise InputError(
+            f"--export-only: {ckdir} was distilled from soft labels with sha256 {want[:12]}…; pass that "
+            "file as --soft-labels so the manifest can describe it"
+        )
 
 
 def _init_history(args: argparse.Namespace) -> Any:
@@ -576,6 +765,8 @@ def _summary(fields: ManifestDraft, out: Path) -> None:
         line += f", int8 {q['int8_val_macro_f1']['mean']:.4f}"
     print(line)
     print(f"seconds per sentence (batch 1, 1 CPU thread): {src['seconds_per_sentence_cpu1']:.4f}")
+    if "seconds_per_sentence_cpu1_with_context" in src:
+        print(f"  with earlier utterances to read: {src['seconds_per_sentence_cpu1_with_context']:.4f}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -591,10 +782,32 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--data {d}: no such folder (set EMODESK_DATA or pass --data DIR ...)")
     ckdir: Path = args.checkpoint_dir or args.out.parent / f".{args.out.stem}.ckpt"
     epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS
-    train_tok = load_tokenizer(encoder_dir, args.max_length)
+    if not 0 <= args.context <= MAX_CONTEXT:
+        raise InputError(f"--context {args.context}: the app reads 0 to {MAX_CONTEXT} earlier utterances")
+    if args.soft_labels is not None and not (0.0 < args.kd_weight <= 1.0 and args.kd_temperature > 0):
+        raise InputError("--kd-weight must lie in (0, 1] and --kd-temperature be > 0")
+    spec = ContextSpec(args.context, args.max_length, INFERENCE_MAX_LENGTH) if args.context else None
     eval_tok = load_tokenizer(encoder_dir, INFERENCE_MAX_LENGTH)
-    train_sets = load_text_splits(data, "train", train_tok, limit=args.limit, seed=args.seed)
-    val_sets = load_text_splits(data, "val", eval_tok, limit=args.limit, seed=args.seed)
+    # a context member cuts the current utterance to --max-length itself, the whole to the app's length
+    train_tok = eval_tok if spec else load_tokenizer(encoder_dir, args.max_length)
+    soft = (
+        SoftLabels.load(args.soft_labels) if args.soft_labels is not None and not args.export_only else None
+    )
+    train_sets = load_text_splits(
+        data, "train", train_tok, limit=args.limit, seed=args.seed, context=spec, soft=soft
+    )
+    val_sets = load_text_splits(data, "val", eval_tok, limit=args.limit, seed=args.seed, context=spec)
+    kd_data = _kd_data(args, data) if soft is not None else []
+    for t in train_sets:
+        if t.name not in kd_data:
+            t.soft = None  # that folder is trained on its labels alone
+    missing = [s.name for s in train_sets if soft is not None and s.name in kd_data and s.soft is None]
+    if missing:
+        raise InputError(
+            f"--soft-labels {args.soft_labels} has no logits for {', '.join(missing)} train "
+            f"(it holds {', '.join(sorted(soft.arrays)) if soft else ''}); score them with the teacher, or "
+            "drop that --data folder"
+        )
     if not args.quiet:
         sizes = ", ".join(
             f"{t.name} {len(t.texts)}/{len(v.texts)}" for t, v in zip(train_sets, val_sets, strict=True)
@@ -614,6 +827,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--init-from {args.init_from} is not a checkpoint of this model: {e}") from None
     if args.export_only:
         result = load_finished(ckdir)
+        _check_export_matches(args, result.settings, ckdir)
     else:
         settings = _settings(args, data, sha256_file(encoder_dir / "model.safetensors"), epochs)
         meta = {"encoder": _encoder_source(encoder_dir, model), "command": command_line()}

@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 
 from emodesk.errors import InputError
-from emodesk.evaluation.datasets import Row, load_split
+from emodesk.evaluation.datasets import load_split
 from emodesk.evaluation.metrics import compute_metrics
 from emodesk.lab.paths import REPO
 from emodesk.lab.train.common import class_weights, command_line
-from emodesk.lab.train.text.data import epoch_batches
+from emodesk.lab.train.text.data import epoch_batches, texts_sha256, with_context
 from emodesk.lab.train.text.minilm import (
     mean_pool,
     read_safetensors,
@@ -67,6 +67,7 @@ STUDY = REPO / "emodesk" / "lab" / "studies" / "text_teacher"
 MPNET_DIR = REPO / "build" / "teacher" / "all-mpnet-base-v2"
 TARGETS = ("attention.attn.q", "attention.attn.v", "attention.attn.o", "intermediate.dense")
 N_LABELS = 7
+SCORED_SPLITS = ("meld-train", "meld-val", "goemotions-ekman-train", "goemotions-ekman-val")
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -79,19 +80,6 @@ class Item:
     ids: np.ndarray
     current: int
     label: int
-
-
-def with_context(rows: Sequence[Row], context: int) -> list[tuple[str, list[str], int]]:
-    """``(text, previous utterances most recent first, label)``; ``rows`` in dialogue order, their
-    ``group`` the dialogue (rows without a group get no context)."""
-    out: list[tuple[str, list[str], int]] = []
-    history: dict[str, list[str]] = {}
-    for r in rows:
-        prev = history.get(r.group, []) if r.group and context > 0 else []
-        out.append((r.x, prev[-context:][::-1] if context > 0 else [], r.label))
-        if r.group:
-            history.setdefault(r.group, []).append(r.x)
-    return out
 
 
 def encode(
@@ -389,14 +377,6 @@ def train(args: argparse.Namespace) -> int:
 # --- soft labels ---------------------------------------------------------------------------------
 
 
-def texts_sha256(items_texts: Sequence[str]) -> str:
-    """A digest of a split's texts in order: what the soft labels align to."""
-    h = hashlib.sha256()
-    for t in items_texts:
-        h.update(t.encode("utf-8") + b"\0")
-    return h.hexdigest()
-
-
 def score(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     folder = Path(args.encoder) if args.encoder else (default_mpnet_dir() or unpack_mpnet(MPNET_DIR))
@@ -419,8 +399,13 @@ def score(args: argparse.Namespace) -> int:
         "command": command_line(),
         "splits": {},
     }
+    wanted = [k.strip() for k in args.splits.split(",") if k.strip()]
+    if not wanted or set(wanted) - set(SCORED_SPLITS):
+        raise InputError(f"--splits {args.splits!r}: expected some of {','.join(SCORED_SPLITS)}")
     for ds, ctx in (("meld", s["context"]), ("goemotions-ekman", 0)):
         for split in ("train", "val"):
+            if f"{ds}-{split}" not in wanted:
+                continue
             rows = load_split(base / ds, split)  # type: ignore[arg-type]
             items = encode(tok, with_context(rows, ctx))
             logits = predict(model, items)
@@ -475,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--restart", action="store_true", help="ignore an existing state")
     sc = sub.choices["score"]
     sc.add_argument("--out", type=Path, default=STUDY / "soft_labels.npz")
+    sc.add_argument(
+        "--splits",
+        default=",".join(SCORED_SPLITS),
+        help="which splits to score (default all four; a student distils only those it names)",
+    )
     args = ap.parse_args(argv)
     try:
         if args.cmd == "unpack":

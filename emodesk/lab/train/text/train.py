@@ -81,6 +81,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="an epoch counts for selection only if DIR's val macro-F1 is at least F1 (repeatable)",
     )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the member also reads the N previous utterances of the dialogue (MELD; 0-4, default 0), "
+        "as the app gives it a session's earlier transcripts: token type 1, pooled over the current one",
+    )
+    p.add_argument(
+        "--soft-labels",
+        type=Path,
+        metavar="NPZ",
+        help="distil: a teacher's logits for the training rows (python -m emodesk.lab.train.text.teacher "
+        "score writes them, with a .json provenance beside), matched to the rows by a digest of their texts",
+    )
+    p.add_argument(
+        "--kd-weight",
+        type=float,
+        default=0.5,
+        help="with --soft-labels: the loss is (1-w)·cross-entropy + w·T²·KL(teacher‖student) (default 0.5)",
+    )
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="T of the distillation term (default 2)")
+    p.add_argument(
+        "--kd-data",
+        metavar="DIR[,DIR]",
+        help="with --soft-labels: distil only these training folders (default all); the others learn from "
+        "their labels alone (e.g. where the teacher is no better than the student)",
+    )
     head.add_arguments(p)
     ngram.add_arguments(p)
     p.add_argument("--no-export", action="store_true", help="stop after training (e.g. on a GPU machine)")
@@ -96,6 +124,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
+    if (args.arch != "minilm" or args.refit_head is not None) and (args.context or args.soft_labels):
+        raise InputError(
+            "--context and --soft-labels go with the MiniLM fine-tune (not --arch ngram or --refit-head)"
+        )
     if args.arch != "minilm":  # --refit-head re-fits a MiniLM member; the n-gram trainer refuses it
         return int(ARCHS[args.arch].run(args))
     if args.refit_head is not None:
