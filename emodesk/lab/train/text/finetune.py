@@ -20,6 +20,12 @@ skips the batches already done and continues exactly (bit for bit on the
 CPU; CUDA kernels are not deterministic). ``--no-export`` / ``--export-only``
 split training (on a GPU machine) from export (here): the latter needs only
 ``best.pt`` and ``history.json`` from the checkpoint folder.
+
+``--context N`` makes a member that reads the dialogue's N previous utterances
+after its own (token type 1, encoded by the app's ``encode_with_context``,
+pooled over the current utterance); ``--soft-labels`` distils a teacher's logits
+(``python -m emodesk.lab.train.text.teacher score``) into it, row by row, for
+the folders ``--kd-data`` names (emodesk/lab/studies/text_teacher/README.md).
 """
 
 from __future__ import annotations
