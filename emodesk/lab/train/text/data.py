@@ -172,7 +172,7 @@ def load_text_splits(
         if context is None:
             s = TextSplit(name, str(kind), texts, labels, _tokenize(tokenizer, texts))
         else:
-            prevs = [prev for _, prev, _ in with_context(rows, context.context)]
+            prevs = earlier_in_group(rows, context.context)
             enc = [
                 encode_with_context(
                     tokenizer,
