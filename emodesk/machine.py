@@ -3,11 +3,17 @@ ONNX Runtime execution providers a model can run on here (CUDA when present, els
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import importlib.util
 import logging
+import mmap
+import os
 import platform
+import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +46,23 @@ def gpu_name() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.splitlines()[0] if out else None
+
+
+def gpu_info() -> dict[str, str] | None:
+    """The NVIDIA card's name, memory and driver version (``nvidia-smi``), or None without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    parts = [p.strip() for p in out.splitlines()[0].split(",")] if out else []
+    return dict(zip(("name", "memory", "driver"), parts, strict=False)) if len(parts) == 3 else None
 
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -113,3 +136,85 @@ def require_device(device: str, *, speech: bool = True) -> None:
             "--device cuda: CTranslate2 (the speech recogniser) sees no CUDA device; "
             "--device auto runs on the CPU instead"
         )
+    missing = ctranslate2_cuda_missing()
+    if missing:
+        raise InputError(f"--device cuda: {missing}; --device auto runs the speech path on the CPU instead")
+
+
+# CTranslate2's PyPI wheels link the CUDA runtime statically but open cuBLAS by name at the first
+# CUDA inference (dlopen), not at import: a machine whose CUDA is another major version, or that has
+# no CUDA toolkit at all, shows a CUDA device and then fails on the first utterance.
+_CUBLAS_NAME = re.compile(rb"libcublas\.so\.(\d+)|cublas64_(\d+)\.dll")
+
+
+def ctranslate2_cublas_major() -> int | None:
+    """The cuBLAS major version the installed CTranslate2 opens (read from its library), or None."""
+    spec = importlib.util.find_spec("ctranslate2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    pkg = Path(next(iter(spec.submodule_search_locations)))
+    libs = [
+        *sorted(pkg.parent.glob("ctranslate2.libs/libctranslate2*")),
+        *sorted(pkg.glob("ctranslate2*.dll")),
+    ]
+    for lib in libs:
+        try:
+            with lib.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                hit = _CUBLAS_NAME.search(m)  # type: ignore[call-overload]
+                if hit:
+                    g = 1 if hit.start(1) >= 0 else 2
+                    return int(m[hit.start(g) : hit.end(g)])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _cublas_wheel_dirs(major: int) -> list[Path]:
+    """Where NVIDIA's PyPI wheels put cuBLAS ``major`` under each ``sys.path`` entry: the
+    per-component ``nvidia-cublas-cu12`` layout, and the consolidated ``nvidia/cu13`` one of 13+."""
+    sub = ("nvidia/cublas/lib", "nvidia/cublas/bin") if major <= 12 else (f"nvidia/cu{major}/lib",)
+    return [Path(p) / s for p in sys.path if p for s in sub if (Path(p) / s).is_dir()]
+
+
+def cublas_pip_name(major: int) -> str:
+    return f"nvidia-cublas-cu{major}" if major <= 12 else "nvidia-cublas"
+
+
+@functools.cache
+def ctranslate2_cuda_missing() -> str | None:
+    """None when the cuBLAS CTranslate2 opens at its first CUDA inference can be loaded, else why not.
+
+    The library is looked for as the loader would find it (system CUDA, ``LD_LIBRARY_PATH``), then in
+    NVIDIA's pip wheels (``pip install nvidia-cublas-cu12``), which it loads by path and globally so
+    that CTranslate2's own ``dlopen`` by name gets it: no ``LD_LIBRARY_PATH`` to set. Call before a
+    CUDA ``WhisperModel`` runs; the answer (and the loaded library) holds for the process.
+    """
+    major = ctranslate2_cublas_major()
+    if major is None:
+        return None  # not a build that opens cuBLAS by name (or not readable): let it try
+    if sys.platform == "win32":
+        names = [f"cublasLt64_{major}.dll", f"cublas64_{major}.dll"]
+    else:
+        names = [f"libcublasLt.so.{major}", f"libcublas.so.{major}"]
+    try:
+        ctypes.CDLL(names[-1])
+        return None
+    except OSError:
+        pass
+    for folder in _cublas_wheel_dirs(major):
+        if not all((folder / n).is_file() for n in names):
+            continue
+        try:
+            if sys.platform == "win32":
+                os.add_dll_directory(str(folder))
+            for n in names:  # cublasLt first: cublas needs it
+                ctypes.CDLL(str(folder / n), mode=ctypes.RTLD_GLOBAL)
+            ctypes.CDLL(names[-1])
+        except OSError as e:
+            return f"{names[-1]} in {folder} could not be loaded ({e})"
+        log.info("CTranslate2's cuBLAS %d loaded from %s", major, folder)
+        return None
+    return (
+        f"CTranslate2 runs on CUDA through cuBLAS {major} ({names[-1]}), which is not installed here: "
+        f"pip install {cublas_pip_name(major)} (or 'emodesk[gpu]')"
+    )

@@ -408,6 +408,19 @@ def test_transcriber_reads_a_sentence(transcriber: Transcriber) -> None:
     assert text == text.strip() and "  " not in text
 
 
+def test_a_batch_of_utterances_reads_as_each_does_alone(transcriber: Transcriber) -> None:
+    a, b = speech(SENTENCES[0]), speech(SENTENCES[1])
+    enc = transcriber.encode_batch([a, a, a])
+    assert transcriber.decode_batch(enc, [len(a)] * 3) == [transcriber.transcribe(a, partial=True)] * 3
+    mixed = transcriber.decode_batch(transcriber.encode_batch([a, b]), [len(a), len(b)])
+    assert (
+        words_heard(SENTENCES[0], mixed[0].lower()) >= 0.6
+        and words_heard(SENTENCES[1], mixed[1].lower()) >= 0.6
+    )
+    with pytest.raises(ValueError, match="at least one"):
+        transcriber.encode_batch([])
+
+
 def test_repetition_loops_are_recognised() -> None:
     assert _repeats_phrase("Dogs are sitting by the door. Dogs are sitting by the door.")
     assert not _repeats_phrase("Kids are talking by the door.")

@@ -30,8 +30,9 @@ VOCAB = 30522
 
 
 def context_model(folder: Path, *, context: int = 2, with_types: bool = True, max_length: int = 128) -> Path:
-    """A tiny ONNX text model: logits = Σ_current E[id] + ½ Σ_context E[id] (types 1), so the
-    context visibly moves the scores and the current utterance's tokens are told apart by type."""
+    """A tiny ONNX text model: logits = Σ_current E[id] + ½ Σ_context E[id] (types 1) over the tokens
+    the attention mask keeps, so the context visibly moves the scores and the current utterance's
+    tokens are told apart by type."""
     rng = np.random.default_rng(0)
     E = helper.make_tensor("E", TensorProto.FLOAT, [VOCAB, 7], rng.normal(0, 0.1, (VOCAB, 7)).ravel())
     inputs = [
@@ -61,14 +62,20 @@ def context_model(folder: Path, *, context: int = 2, with_types: bool = True, ma
         ]
     else:
         nodes.append(helper.make_node("Identity", ["emb"], ["weighted"]))
-    nodes.append(helper.make_node("ReduceSum", ["weighted", "axes"], ["logits"], keepdims=0))
+    nodes += [  # padding (attention mask 0) adds nothing, as in a real encoder's pooling
+        helper.make_node("Cast", ["attention_mask"], ["mf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mf", "axes2"], ["m3"]),
+        helper.make_node("Mul", ["weighted", "m3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axes"], ["logits"], keepdims=0),
+    ]
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    axes2 = helper.make_tensor("axes2", TensorProto.INT64, [1], [2])
     graph = helper.make_graph(
         nodes,
         "ctx",
         inputs,
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 7])],
-        initializer=[E, axes],
+        initializer=[E, axes, axes2],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -132,6 +139,18 @@ def test_context_moves_the_scores_and_no_context_is_the_plain_sentence(scorer: T
     with_context = scorer.score("i am so happy", ["you failed the exam"])
     assert not np.allclose(alone, with_context)
     assert np.allclose(with_context, expected(scorer, "i am so happy", ["you failed the exam"]))
+
+
+def test_a_batch_scores_each_row_as_it_scores_alone(scorer: TextScorer) -> None:
+    texts = ["i am so happy", "no", "this is so frustrating nothing works at all", "oh wow"]
+    contexts = [["you won"], [], ["what did you do", "nothing", "a third, not read"], ["look"]]
+    alone = np.stack([scorer.score(t, c) for t, c in zip(texts, contexts, strict=True)])
+    batch = scorer.score_many(texts, contexts)
+    assert batch.shape == (4, 7) and np.allclose(batch, alone, atol=1e-6)
+    assert np.allclose(scorer.score_many(texts), np.stack([scorer.score(t) for t in texts]), atol=1e-6)
+    assert scorer.score_many([]).shape == (0, 7)
+    with pytest.raises(ValueError, match="4 texts but 1 contexts"):
+        scorer.score_many(texts, [[]])
 
 
 def test_the_whole_input_stays_within_max_length(tmp_path: Path) -> None:

@@ -180,41 +180,8 @@ def markdown(report: Mapping[str, Any], *, command: str, extra: str = "") -> str
             f"| {b['what']} | {_fmt(b['value'], b['unit'])} | {sign} {_fmt(b['limit'], b['unit'])} | {met} |"
         )
     stages = report.get("stages") or {}
-    devs = [d for d in ("cpu", "cuda") if d in stages]
-    if devs:
-        gpu = stages.get("gpu")
-        out += [
-            "",
-            "## Stages by device (median ms, batch 1; face members also at batch 8)",
-            "",
-            f"GPU: {gpu or 'none found'}. A device a model could not use falls back to the CPU; the "
-            "provider each model really ran on is in the JSON (`stages.<device>.providers`).",
-            "",
-            "| stage | " + " | ".join(devs) + " |",
-            "|---|" + "---|" * len(devs),
-        ]
-
-        def row(name: str, key: str, sub: str | None = None, field: str | None = None) -> None:
-            vals = []
-            for d in devs:
-                v = stages[d].get(key)
-                if sub is not None:
-                    v = (v or {}).get(sub)
-                if field is not None and isinstance(v, Mapping):
-                    v = v.get(field)
-                vals.append(_fmt(v))
-            out.append(f"| {name} | " + " | ".join(vals) + " |")
-
-        row("face detection", "face_detect_ms")
-        for m in sorted(stages[devs[0]].get("face_members", {})):
-            row(f"`{m}`, 1 face", "face_members", m, "batch1_ms")
-            row(f"`{m}`, 8 faces", "face_members", m, "batch8_ms")
-        row("whisper encoder pass (3 s utterance)", "asr_encode_ms")
-        row("whisper decode", "asr_decode_ms")
-        for m in sorted(stages[devs[0]].get("voice_ms", {})):
-            row(f"`{m}`", "voice_ms", m)
-        for m in sorted(stages[devs[0]].get("text_ms", {})):
-            row(f"`{m}`", "text_ms", m)
+    if any(d in stages for d in DEVICES):
+        out += ["", "## Stages by device (median ms a call)", "", *stage_lines(stages)]
     if extra:
         out += ["", extra.strip()]
     out.append("")
@@ -286,3 +253,188 @@ def load_table(report: Mapping[str, Any]) -> str:
     shed = get(report, "speech.shed") or {}
     skipped = ", ".join(f"{k} {v}" for k, v in shed.items() if v and k not in ("max_backlog_s",)) or "nothing"
     return text_table(report) + f"\nshed under load: {skipped}"
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def _stage_keys(stages: Mapping[str, Any], devs: list[str]) -> list[tuple[str, int]]:
+    keys: list[tuple[str, int]] = []
+    for d in devs:
+        for r in stages[d].get("rows", []):
+            if (r["stage"], r["batch"]) not in keys:
+                keys.append((r["stage"], r["batch"]))
+    return keys
+
+
+def _row(stages: Mapping[str, Any], dev: str, key: tuple[str, int]) -> Mapping[str, Any] | None:
+    for r in stages.get(dev, {}).get("rows", []):
+        if (r["stage"], r["batch"]) == key:
+            return r  # type: ignore[no-any-return]
+    return None
+
+
+def _on_cpu(stages: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """True if a ``cuda`` row's model really ran on the CPU (a fallback)."""
+    got = stages.get("cuda", {}).get("providers", {}).get(row.get("model"))
+    return got is not None and got not in ("CUDAExecutionProvider", "cuda")
+
+
+def stage_lines(stages: Mapping[str, Any]) -> list[str]:
+    """The stage table: one row per stage and batch, a column per device (and CPU ÷ CUDA)."""
+    devs = [d for d in DEVICES if d in stages]
+    both = devs == list(DEVICES)
+    head = "| stage | batch | " + " | ".join(f"{d} ms" for d in devs) + (" | CPU ÷ CUDA |" if both else " |")
+    out = [head, "|---|---|" + "---|" * (len(devs) + both)]
+    for key in _stage_keys(stages, devs):
+        found = [_row(stages, d, key) for d in devs]
+        vals = [None if r is None else float(r["ms"]) for r in found]
+        cells = [_fmt(v) for v in vals]
+        fell_back = found[-1] is not None and devs[-1] == "cuda" and _on_cpu(stages, found[-1])
+        if fell_back:
+            cells[-1] += " (on the CPU)"
+        if both:
+            ok = vals[0] and vals[1] and not fell_back
+            cells.append(_fmt(vals[0] / vals[1], "×") if ok else "—")  # type: ignore[operator]
+        out.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def stages_report(
+    stages: Mapping[str, Any], machine: Mapping[str, Any], settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What ``bench --stages-only`` writes; ``failed`` lists a device on which a path did not load
+    at all (a model that fell back to the CPU is reported where it ran, not as a failure)."""
+    failed = []
+    for d in DEVICES:
+        if d not in stages:
+            continue
+        st = stages[d]
+        for slot in ("face", "asr"):
+            msg = st.get("status", {}).get(slot) or st.get("status", {}).get(f"{slot} detector")
+            loaded = any(
+                r["stage"].startswith("face detection" if slot == "face" else "whisper") for r in st["rows"]
+            )
+            if not loaded:
+                failed.append(f"{d}: the {slot} path did not run ({msg or 'no status'})")
+    return {
+        "kind": "stages",
+        "machine": dict(machine),
+        "settings": dict(settings),
+        "stages": dict(stages),
+        "failed": failed,
+    }
+
+
+def _pad(row: list[str], widths: list[int]) -> list[str]:
+    """The first column left-aligned, the others right-aligned."""
+    return [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+
+
+def stages_table(report: Mapping[str, Any]) -> str:
+    """The stage table as text, then where the speech recogniser ran on each device."""
+    cells = [[c.strip() for c in ln.strip("|").split(" | ")] for ln in stage_lines(report["stages"])]
+    cells = [c for c in cells if not c[0].startswith("---")]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(_pad(r, widths)) for r in cells]
+    for d in DEVICES:
+        asr = (report["stages"].get(d) or {}).get("asr")
+        if asr:
+            lines.append(f"{d}: {asr['reason']}")
+    return "\n".join(lines)
+
+
+def gpu_markdown(report: Mapping[str, Any], *, command: str) -> str:
+    """``docs/performance-gpu.md``: where every model ran on each device and why, the stage times at
+    batch 1 and 8 (and 10 faces), and how closely CUDA's answers match the CPU's."""
+    m, stages = report["machine"], report["stages"]
+    devs = [d for d in DEVICES if d in stages]
+    gpu = m.get("gpu") or {}
+    out = [
+        "# Performance on a GPU",
+        "",
+        f"Regenerate: `{command}`",
+        "",
+        f"Machine: {m.get('cpu')}, {m.get('cpus')} logical CPUs, {m.get('os')}; GPU: "
+        + (
+            f"{gpu.get('name')} ({gpu.get('memory')}, driver {gpu.get('driver')})"
+            if gpu
+            else "none found (`nvidia-smi` absent or silent)"
+        )
+        + f". Python {m.get('python')}; ONNX Runtime {m.get('onnxruntime')} with "
+        + ", ".join(f"`{p}`" for p in m.get("onnxruntime_providers", []))
+        + f"; CTranslate2 {m.get('ctranslate2')} seeing {m.get('ctranslate2_cuda_devices')} CUDA device(s); "
+        + f"its cuBLAS: {m.get('ctranslate2_cublas')}.",
+        "",
+        "## Where each model ran",
+        "",
+        "| model | " + " | ".join(devs) + " |",
+        "|---|" + "---|" * len(devs),
+    ]
+    names: list[str] = []
+    for d in devs:
+        names += [k for k in stages[d].get("providers", {}) if k not in names]
+    for k in names:
+        cells = [
+            str(stages[d].get("providers", {}).get(k, "—")).replace("ExecutionProvider", "") for d in devs
+        ]
+        out.append(f"| `{k}` | " + " | ".join(cells) + " |")
+    for d in devs:
+        out += ["", f"On `{d}`, as the app reports it (the status bar, `--self-test`):", ""]
+        out += [f"- {slot}: {msg}" for slot, msg in stages[d].get("status", {}).items()]
+        asr = stages[d].get("asr")
+        if asr:
+            out.append(f"- faster-whisper: {asr['device']}, {asr['compute_type']}")
+    found = {d: stages[d].get("mosaic_faces_found") for d in devs}
+    out += [
+        "",
+        "## Stage times (median ms a call)",
+        "",
+        "Batch 8: eight face crops in one call, eight utterances in one whisper call (each in the window "
+        "of the longest), eight sentences padded into one text call. Batch 10: a frame of ten copies of "
+        "the demo clip's face (5 × 2 tiles); the face path row is tracking and every member on its ten "
+        "boxes, given (the detector's own row on that frame found "
+        + ", ".join(f"{v} on {d}" for d, v in found.items() if v is not None)
+        + "). The detector's graph takes one frame at a time and a voice member scores one utterance, so "
+        "they have batch-1 rows only; the live window runs everything at batch 1 but the face members, "
+        "which score every face of a frame in one call. The CPU column runs as the live window does, one "
+        "thread a model (ONNX Runtime and CTranslate2); a CUDA row includes copying its input to the GPU "
+        "and its answer back.",
+        "",
+        *stage_lines(stages),
+    ]
+    agree = stages.get("agreement") or {}
+    if agree:
+        out += [
+            "",
+            "## CUDA against the CPU, on the same input",
+            "",
+            "| model | largest difference |",
+            "|---|---|",
+        ]
+        for k, v in agree.items():
+            out.append(
+                f"| `{k}` | "
+                + (
+                    ("same transcript" if v else "**transcripts differ**")
+                    if isinstance(v, bool)
+                    else f"{v:.1e}"
+                )
+                + " |"
+            )
+    deltas = {d: stages[d].get("batch_vs_alone") for d in devs if stages[d].get("batch_vs_alone")}
+    if deltas:
+        out += [
+            "",
+            "A text member quantized to int8 with dynamic quantization scales each call's activations as "
+            "a whole, so a sentence's probabilities move with its batch-mates: largest difference between "
+            "a sentence scored in the batch of 8 and alone: "
+            + "; ".join(
+                f"{d}: " + ", ".join(f"`{k}` {v:.3f}" for k, v in dv.items()) for d, dv in deltas.items()
+            )
+            + ". The app scores sentences one at a time.",
+        ]
+    if report.get("failed"):
+        out += ["", "## Did not run", "", *[f"- {f}" for f in report["failed"]]]
+    out.append("")
+    return "\n".join(out)

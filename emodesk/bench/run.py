@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from emodesk.machine import Device, cpu_name
+from emodesk.errors import EmodeskError
+from emodesk.machine import Device, cpu_name, ctranslate2_cuda_missing, gpu_info
 
 Log = Callable[[str], None]
 
@@ -70,9 +71,12 @@ def machine_info() -> dict[str, Any]:
     try:
         import ctranslate2
 
+        info["ctranslate2"] = ctranslate2.__version__
         info["ctranslate2_cuda_devices"] = ctranslate2.get_cuda_device_count()
     except Exception:  # noqa: BLE001 - a broken CUDA install must not stop the bench
         info["ctranslate2_cuda_devices"] = 0
+    info["ctranslate2_cublas"] = ctranslate2_cuda_missing() or "found"
+    info["gpu"] = gpu_info()
     return info
 
 
@@ -133,68 +137,204 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return float(sorted(times)[len(times) // 2])
 
 
+SENTENCES = (  # the text rows: the first alone, all eight padded into one call
+    "I am so happy to see you today.",
+    "No.",
+    "This is so frustrating, nothing works at all.",
+    "Oh wow, I did not expect that!",
+    "I feel so sad about it.",
+    "Get out of here.",
+    "That smells disgusting.",
+    "What was that noise?",
+)
+MOSAIC_FACES = 10  # the face path's many-faces row: a frame with this many faces (5 × 2 tiles)
+BATCH = 8  # the batched rows beside batch 1
+
+
+class _KnownBoxes:
+    """A stand-in detector that returns the mosaic's ten boxes: the face path's many-faces row times
+    tracking and every member on ten faces; the real detector is timed on the same frame apart."""
+
+    searched_tiles = searched_all_tiles = False
+
+    def __init__(self, boxes: list[Any]) -> None:
+        self.boxes = boxes
+
+    def detect(self, image: np.ndarray, **_: Any) -> list[Any]:
+        return list(self.boxes)
+
+
+def face_mosaic(
+    frame: np.ndarray, box: tuple[float, float, float, float], n: int = MOSAIC_FACES
+) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
+    """A frame of ``n`` copies (5 a row) of ``frame``'s face with a margin around it, and their boxes."""
+    x, y, w, h = box
+    ih, iw = frame.shape[:2]
+    x0, y0 = max(0, int(x - 0.3 * w)), max(0, int(y - 0.3 * h))
+    x1, y1 = min(iw, int(x + 1.3 * w)), min(ih, int(y + 1.3 * h))
+    tile = frame[y0:y1, x0:x1]
+    th, tw = tile.shape[:2]
+    cols = min(n, 5)
+    rows = -(-n // cols)
+    out = np.zeros((rows * th, cols * tw, 3), np.uint8)
+    boxes = []
+    for k in range(n):
+        r, c = divmod(k, cols)
+        out[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = tile
+        boxes.append((c * tw + x - x0, r * th + y - y0, w, h))
+    return out, boxes
+
+
 def stage_timings(
     video: Path, *, device: Device, repeats: int = 30, log: Log | None = None
 ) -> dict[str, Any]:
-    """Median ms of every stage at batch 1 on ``device``, each model on the provider it really got.
+    """Median ms of every stage at batch 1 and, where the stage has a batched call, at batch 8, on
+    ``device``, each model on the provider it really got (``providers``) and where each slot runs and
+    why (``status``: the loaders' lines, a fallback's reason included).
 
-    Face: detection and each face member on one frame of ``video`` (its largest
-    face), plus each member on a batch of 8 faces (batching pays on a GPU).
-    Utterance: the whisper encoder pass, the decode, each voice and text member,
-    on a 3 s utterance of the clip's audio.
+    ``rows``: one ``{"stage", "batch", "ms"}`` per measurement. Face: the detector on one frame of
+    ``video``, each member on its largest face, on 8 crops and on a frame of 10 faces, and the face
+    path on that frame (tracking + every member, boxes given; the detector is timed on it apart and
+    ``mosaic_faces_found`` says what it found). Utterance, on 3 s of the clip's audio: the whisper
+    encoder (1 and 8 utterances a call), its greedy decode (1 and 8) and the final beam-2 decode,
+    each voice member, each text member (one sentence, and 8 padded into one call). ``outputs``: what
+    each model answered on the same inputs, for the CPU/CUDA agreement (:func:`agreement`).
     """
     from emodesk.evaluation.evaluate import read_audio_16k
+    from emodesk.pipeline.face_path import FacePipeline
     from emodesk.pipeline.models import load_face_pipeline, load_speech_processor, load_utterance_scorers
+    from emodesk.types import FaceBox, Frame
 
-    out: dict[str, Any] = {"device": device, "providers": {}}
+    out: dict[str, Any] = {"device": device, "providers": {}, "status": {}, "rows": [], "outputs": {}}
+    rows: list[dict[str, Any]] = out["rows"]
+
+    def row(stage: str, batch: int, fn: Callable[[], object], n: int = repeats, *, model: str) -> None:
+        """``model``: the key of ``providers`` the stage ran on."""
+        rows.append({"stage": stage, "batch": batch, "ms": _median_ms(fn, n), "model": model})
+
     import av
 
     with av.open(str(video)) as c:
         frame = next(c.decode(video=0)).to_ndarray(format="bgr24")
-    pipe, _ = load_face_pipeline(device=device)
+    pipe, statuses = load_face_pipeline(device=device)
+    out["status"].update({s.slot: s.message for s in statuses})
     if pipe is not None:
         det = pipe.detector
         boxes = det.detect(frame)[:1]
         out["providers"]["face detector"] = det.model.provider
-        out["face_detect_ms"] = _median_ms(lambda: det.detect(frame), repeats)
-        members: dict[str, Any] = {}
-        for sc in pipe.scorers:
-            out["providers"][sc.model.id] = sc.model.provider
-            if boxes:
-                crops = [sc.crop(frame, boxes[0])] * 8
-                members[sc.model.id] = {
-                    "batch1_ms": _median_ms(partial(sc.score, frame, boxes), repeats),
-                    "batch8_ms": _median_ms(partial(sc.score_crops, crops), repeats),
-                }
-        out["face_members"] = members
+        row("face detection, one frame", 1, lambda: det.detect(frame), model="face detector")
+        if boxes:
+            mosaic, mboxes = face_mosaic(frame, boxes[0].box)
+            out["mosaic_faces_found"] = len(det.detect(mosaic))
+            row(
+                f"face detection, a frame of {MOSAIC_FACES} faces",
+                1,
+                lambda: det.detect(mosaic),
+                model="face detector",
+            )
+            for sc in pipe.scorers:
+                out["providers"][sc.model.id] = sc.model.provider
+                crops = [sc.crop(frame, boxes[0])] * BATCH
+                row(f"`{sc.model.id}`", 1, partial(sc.score, frame, boxes), model=sc.model.id)
+                row(f"`{sc.model.id}`", BATCH, partial(sc.score_crops, crops), model=sc.model.id)
+                row(f"`{sc.model.id}`", MOSAIC_FACES, partial(sc.score, mosaic, mboxes), model=sc.model.id)
+                out["outputs"][sc.model.id] = sc.score_crops(crops[:1])[0].tolist()
+            many = FacePipeline(
+                _KnownBoxes([FaceBox(b, 1.0) for b in mboxes]),  # type: ignore[arg-type]
+                pipe.scorers,
+                max_faces=MOSAIC_FACES,
+                rotate=False,
+                reuse_boxes_s=0.0,
+            )
+            ticks = iter(range(10**9))
+
+            def path() -> object:
+                i = next(ticks)
+                return many.process(Frame(t=i / 30, image=mosaic, index=i))
+
+            row(
+                "face path: tracking + every member, boxes given",
+                MOSAIC_FACES,
+                path,
+                model=pipe.scorers[0].model.id,
+            )
     try:
         audio = read_audio_16k(video)[16000 : 16000 * 4]
     except Exception:  # noqa: BLE001 - a clip without audio: no utterance stages
         audio = None
+    few = max(3, repeats // 5)
+    asr: Any = None
+    enc: Any = None
     if audio is not None and len(audio) > 16000:
-        speech, _ = load_speech_processor(device=device)
+        speech, statuses = load_speech_processor(device=device)
+        out["status"].update({s.slot: s.message for s in statuses})
         if speech is not None:
-            asr: Any = speech.transcriber
+            asr = speech.transcriber
             out["providers"]["asr"] = asr.device
+            out["asr"] = {"device": asr.device, "compute_type": asr.compute_type, "reason": asr.reason}
             enc = asr.encode(audio)
-            out["asr_encode_ms"] = _median_ms(lambda: asr.encode(audio), max(3, repeats // 5))
-            out["asr_decode_ms"] = _median_ms(
-                lambda: asr.transcribe(audio, encoded=enc), max(3, repeats // 5)
+            row("whisper encoder, 3 s utterance", 1, lambda: asr.encode(audio), few, model="asr")
+            row(
+                "whisper encoder, 3 s utterance",
+                BATCH,
+                lambda: asr.encode_batch([audio] * BATCH),
+                few,
+                model="asr",
             )
-            voice, text, _ = load_utterance_scorers(device=device)
-            for v in voice:
-                out["providers"][v.id] = v.model.provider
-                v.reset_session()
-                ok = v.accepts(asr)
-                out.setdefault("voice_ms", {})[v.id] = _median_ms(
-                    partial(v.score, audio, encoded=enc if ok else None), max(3, repeats // 5)
-                )
-            sentence = "I am so happy to see you today."
-            for tx in text:
-                out["providers"][tx.id] = tx.model.provider
-                out.setdefault("text_ms", {})[tx.id] = _median_ms(partial(tx.score, sentence), repeats)
+            row(
+                "whisper decode, greedy",
+                1,
+                lambda: asr.transcribe(audio, partial=True, encoded=enc),
+                few,
+                model="asr",
+            )
+            enc8 = asr.encode_batch([audio] * BATCH)
+            n8 = [len(audio)] * BATCH
+            row("whisper decode, greedy", BATCH, lambda: asr.decode_batch(enc8, n8), few, model="asr")
+            row(
+                "whisper decode, beam 2 (final)",
+                1,
+                lambda: asr.transcribe(audio, encoded=enc),
+                few,
+                model="asr",
+            )
+            out["outputs"]["asr"] = asr.transcribe(audio, encoded=enc)
+    voice, text, statuses = load_utterance_scorers(device=device)
+    out["status"].update({s.slot: s.message for s in statuses})
+    utterance = audio if audio is not None and len(audio) > 16000 else None
+    for v in voice if utterance is not None else []:
+        assert utterance is not None
+        out["providers"][v.id] = v.model.provider
+        given = enc if asr is not None and (v.accepts(asr) or v.reads_mel) else None
+        try:  # without the recogniser, a member that reads its encoder loads its own, which may fail
+            v.reset_session()
+            row(f"`{v.id}`", 1, partial(v.score, utterance, encoded=given), few, model=v.id)
+        except EmodeskError as e:
+            out["status"][v.id] = f"not timed: {e}"
+            continue
+        v.reset_session()
+        out["outputs"][v.id] = v.score(utterance, encoded=given).tolist()
+    for tx in text:
+        out["providers"][tx.id] = tx.model.provider
+        row(f"`{tx.id}`", 1, partial(tx.score, SENTENCES[0]), model=tx.id)
+        row(f"`{tx.id}`", BATCH, partial(tx.score_many, SENTENCES), model=tx.id)
+        alone = np.stack([tx.score(s) for s in SENTENCES])
+        out["outputs"][tx.id] = tx.score(SENTENCES[0]).tolist()
+        # a dynamically quantized (int8) member scales each batch as a whole: a row's
+        # probabilities move with its batch-mates
+        out.setdefault("batch_vs_alone", {})[tx.id] = float(np.abs(tx.score_many(SENTENCES) - alone).max())
     if log:
         log(f"stage timings on {device}: done")
+    return out
+
+
+def agreement(stages: dict[str, Any]) -> dict[str, Any]:
+    """Largest |CUDA − CPU| probability of each model on the same input (transcripts: equal or not)."""
+    cpu, cuda = (stages.get(d, {}).get("outputs", {}) for d in ("cpu", "cuda"))
+    out: dict[str, Any] = {}
+    for k in sorted(set(cpu) & set(cuda)):
+        a, b = cpu[k], cuda[k]
+        out[k] = a == b if isinstance(a, str) else float(np.abs(np.asarray(a) - np.asarray(b)).max())
     return out
 
 

@@ -55,8 +55,14 @@ def _parser() -> Parser:
     p.add_argument(
         "--devices",
         metavar="cpu,cuda",
-        help="also time every stage at batch 1 (and face members at batch 8) on each of these devices, "
-        "in this invocation (a GPU machine: --devices cpu,cuda)",
+        help="also time every stage at batch 1 and, where it has a batched call, 8 (and a frame of ten "
+        "faces) on each of these devices, in this invocation (a GPU machine: --devices cpu,cuda)",
+    )
+    p.add_argument(
+        "--stages-only",
+        action="store_true",
+        help="with --devices: only the stage timings (no paced or unpaced pass, no baseline, no Qt); "
+        "--markdown then writes the GPU page (docs/performance-gpu.md)",
     )
     p.add_argument("--baseline-env", metavar="DIR", help="the baseline's environment (created on first use)")
     p.add_argument(
@@ -117,6 +123,13 @@ def run(argv: Sequence[str]) -> int:
 
     rotate = not args.every_member_every_frame
     reuse = 0.0 if args.detect_every_frame else None
+    devices = _devices(args.devices)
+    if args.stages_only:
+        if not devices:
+            raise UsageError("--stages-only needs --devices (cpu, cuda or cpu,cuda)")
+        if args.load:
+            raise UsageError("--stages-only and --load measure different things: pick one")
+        return _stages_only(args, argv, out, md, video if video is not None else demo_clip_path(), devices)
     if args.load:
         return _under_load(args, argv, out, rotate, reuse)
     _log(f"paced pass: {args.seconds:.0f} s of {args.source} in real time, every model loaded")
@@ -150,18 +163,7 @@ def run(argv: Sequence[str]) -> int:
         except EmodeskError as e:  # BaselineUnavailable is one
             baseline["error"] = str(e)
             _log(f"baseline unavailable: {e}")
-    stages: dict[str, object] = {}
-    if args.devices:
-        from emodesk.bench.run import stage_timings
-        from emodesk.machine import gpu_name
-
-        clip = video if video is not None else demo_clip_path()
-        for dev in [d.strip() for d in args.devices.split(",") if d.strip()]:
-            if dev not in ("cpu", "cuda"):
-                raise UsageError(f"--devices: {dev!r} is not cpu or cuda")
-            _log(f"stage timings on {dev}")
-            stages[dev] = stage_timings(clip, device=dev, log=_log)  # type: ignore[arg-type]
-        stages["gpu"] = gpu_name()
+    stages = _stages(video if video is not None else demo_clip_path(), devices) if devices else {}
     command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
     settings = {"source": args.source, "audio": args.audio, "seconds": args.seconds, "frames": args.frames}
     settings["device"] = args.device
@@ -187,6 +189,51 @@ def run(argv: Sequence[str]) -> int:
         failed.append(f"face path: {unpaced.get('why', 'no frame was scored')}")
     if failed:
         print(f"emodesk bench: measured with failures (report written): {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _devices(spec: str | None) -> list[str]:
+    devices = [d.strip() for d in (spec or "").split(",") if d.strip()]
+    for dev in devices:
+        if dev not in ("cpu", "cuda"):
+            raise UsageError(f"--devices: {dev!r} is not cpu or cuda")
+    return devices
+
+
+def _stages(clip: Path, devices: Sequence[str]) -> dict[str, Any]:
+    """``stage_timings`` on each device, the GPU's name and the CPU/CUDA agreement."""
+    from emodesk.bench.run import agreement, stage_timings
+    from emodesk.machine import gpu_name
+
+    stages: dict[str, Any] = {}
+    for dev in devices:
+        _log(f"stage timings on {dev}")
+        stages[dev] = stage_timings(clip, device=dev, log=_log)  # type: ignore[arg-type]
+    stages["gpu"] = gpu_name()
+    stages["agreement"] = agreement(stages)
+    return stages
+
+
+def _stages_only(
+    args: argparse.Namespace, argv: Sequence[str], out: Path, md: Path | None, clip: Path, devices: list[str]
+) -> int:
+    """``--stages-only``: the stage timings on each device, their report and the GPU page."""
+    from emodesk.bench import report as rep
+    from emodesk.bench.run import machine_info
+
+    stages = _stages(clip, devices)
+    command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
+    report = rep.stages_report(stages, machine_info(), {"source": args.source, "command": command})
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if md is not None:
+        md.write_text(rep.gpu_markdown(report, command=command), encoding="utf-8")
+    print(rep.stages_table(report))
+    if report["failed"]:
+        print(
+            f"emodesk bench: measured with failures (report written): {'; '.join(report['failed'])}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -77,6 +77,10 @@ class TextMember(MemberModel, Protocol):
         at most ``getattr(member, "context", 0)`` of them."""
         ...
 
+    def score_many(self, texts: Sequence[str], contexts: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+        """``(len(texts), 7)``: several transcripts in one call (``emodesk bench``'s batched row)."""
+        ...
+
 
 Member = FaceMember | VoiceMember | TextMember
 

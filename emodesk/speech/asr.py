@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from emodesk.errors import ModelError
+from emodesk.machine import ctranslate2_cuda_missing
 
 log = logging.getLogger(__name__)
 
@@ -439,18 +441,24 @@ class Transcriber:
         self.cpu_threads = int(cpu_threads)
         self.final_beam_size = int(final_beam_size)
         n_cuda = _cuda_devices()
+        # the cuBLAS CTranslate2 opens at its first CUDA inference: found (or loaded from NVIDIA's
+        # wheel) now, or the CPU with the reason, rather than a failure at the first utterance
+        missing = ctranslate2_cuda_missing() if n_cuda and device != "cpu" else None
         if device == "auto":
-            chosen = "cuda" if n_cuda > 0 else "cpu"
-            why = (
-                f"{n_cuda} CUDA device(s) visible to CTranslate2"
-                if n_cuda
-                else "no CUDA device visible to CTranslate2"
-            )
+            chosen = "cuda" if n_cuda > 0 and missing is None else "cpu"
+            if n_cuda == 0:
+                why = "no CUDA device visible to CTranslate2"
+            elif missing:
+                why = f"{n_cuda} CUDA device(s) visible to CTranslate2, but {missing}; using the CPU"
+            else:
+                why = f"{n_cuda} CUDA device(s) visible to CTranslate2"
         elif device == "cuda" and n_cuda == 0:
             raise ModelError(
                 "ASR device 'cuda' requested but CTranslate2 sees no CUDA device; "
-                "use device 'auto' or 'cpu', or install the CUDA 12 runtime (cuBLAS, cuDNN 9)"
+                "use device 'auto' or 'cpu' (an NVIDIA driver must be installed for CUDA)"
             )
+        elif device == "cuda" and missing:
+            raise ModelError(f"ASR device 'cuda' requested, but {missing}; or use device 'auto' or 'cpu'")
         else:
             chosen, why = device, f"{device} requested"
         try:
@@ -535,6 +543,40 @@ class Transcriber:
         except RuntimeError as e:
             raise ModelError(f"ASR {self.model_name} encoder failed on {self.device}: {e}") from None
         return EncodedAudio(storage, a.shape[0], frames, mel)
+
+    def encode_batch(self, audios: Sequence[np.ndarray]) -> Any:
+        """One encoder call over several utterances, each in a window as long as the longest one's:
+        the batched pass a GPU gains from (the live path encodes an utterance at a time)."""
+        arr = [_check_audio(a) for a in audios]
+        if not arr:
+            raise ValueError("encode_batch needs at least one utterance")
+        frames = max(self._context_frames(a.shape[0]) for a in arr)
+        mels = np.stack([log_mel_window(a, self._model.feature_extractor, frames) for a in arr])
+        try:
+            return self._model.encode(mels)
+        except RuntimeError as e:
+            raise ModelError(f"ASR {self.model_name} encoder failed on {self.device}: {e}") from None
+
+    def decode_batch(self, encoded: Any, n_samples: Sequence[int], *, beam: int = 1) -> list[str]:
+        """The texts of a batch from :meth:`encode_batch` (``n_samples``: each utterance's length, which
+        bounds its tokens), in the configured language, without the loop check of
+        :meth:`transcribe_full`."""
+        max_new = max(
+            min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * n / SAMPLE_RATE)) for n in n_samples
+        )
+        try:
+            results = self._model.model.generate(
+                encoded,
+                [self._prompt] * len(n_samples),
+                beam_size=beam,
+                max_length=len(self._prompt) + max_new,
+                suppress_blank=True,
+                suppress_tokens=self._suppress,
+            )
+        except RuntimeError as e:
+            raise ModelError(f"ASR {self.model_name} decoder failed on {self.device}: {e}") from None
+        eot = self._tokenizer.eot
+        return [self._tokenizer.decode([t for t in r.sequences_ids[0] if t < eot]).strip() for r in results]
 
     def transcribe(
         self, audio: np.ndarray, *, partial: bool = False, encoded: EncodedAudio | None = None
