@@ -34,18 +34,7 @@ def cpu_name() -> str:
 
 def gpu_name() -> str | None:
     """The NVIDIA card's name (``nvidia-smi``), or None without one."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.splitlines()[0] if out else None
+    return (gpu_info() or {}).get("name")
 
 
 def gpu_info() -> dict[str, str] | None:
@@ -147,6 +136,7 @@ def require_device(device: str, *, speech: bool = True) -> None:
 _CUBLAS_NAME = re.compile(rb"libcublas\.so\.(\d+)|cublas64_(\d+)\.dll")
 
 
+@functools.cache
 def ctranslate2_cublas_major() -> int | None:
     """The cuBLAS major version the installed CTranslate2 opens (read from its library), or None."""
     spec = importlib.util.find_spec("ctranslate2")
@@ -180,15 +170,32 @@ def cublas_pip_name(major: int) -> str:
     return f"nvidia-cublas-cu{major}" if major <= 12 else "nvidia-cublas"
 
 
-@functools.cache
+def _load_library(name: str, *, global_: bool = False) -> None:
+    """Load a shared library by name or path as the platform's loader would (OSError if it cannot):
+    on Windows with the standard search order, ``PATH`` included (ctypes' default leaves it out)."""
+    if sys.platform == "win32":
+        ctypes.WinDLL(name, winmode=0)
+    else:
+        ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL if global_ else ctypes.DEFAULT_MODE)
+
+
+_cublas_found = False  # once loaded, it stays loaded for the process
+
+
 def ctranslate2_cuda_missing() -> str | None:
     """None when the cuBLAS CTranslate2 opens at its first CUDA inference can be loaded, else why not.
 
-    The library is looked for as the loader would find it (system CUDA, ``LD_LIBRARY_PATH``), then in
-    NVIDIA's pip wheels (``pip install nvidia-cublas-cu12``), which it loads by path and globally so
-    that CTranslate2's own ``dlopen`` by name gets it: no ``LD_LIBRARY_PATH`` to set. Call before a
-    CUDA ``WhisperModel`` runs; the answer (and the loaded library) holds for the process.
+    The library is looked for as the loader would find it (system CUDA, ``LD_LIBRARY_PATH``,
+    ``PATH`` on Windows), then in NVIDIA's pip wheels (``pip install nvidia-cublas-cu12``), which it
+    loads by path and globally so that CTranslate2's own ``dlopen`` by name gets it: no
+    ``LD_LIBRARY_PATH`` to set. Call before a CUDA ``WhisperModel`` runs. A success holds for the
+    process; a failure is looked for again at the next call (a wheel installed meanwhile is found).
+    CTranslate2 4.5–4.7 also open cuDNN 9, which this does not check: their first inference does
+    (``Transcriber.warm_up``).
     """
+    global _cublas_found
+    if _cublas_found:
+        return None
     major = ctranslate2_cublas_major()
     if major is None:
         return None  # not a build that opens cuBLAS by name (or not readable): let it try
@@ -197,7 +204,8 @@ def ctranslate2_cuda_missing() -> str | None:
     else:
         names = [f"libcublasLt.so.{major}", f"libcublas.so.{major}"]
     try:
-        ctypes.CDLL(names[-1])
+        _load_library(names[-1])
+        _cublas_found = True
         return None
     except OSError:
         pass
@@ -208,11 +216,12 @@ def ctranslate2_cuda_missing() -> str | None:
             if sys.platform == "win32":
                 os.add_dll_directory(str(folder))
             for n in names:  # cublasLt first: cublas needs it
-                ctypes.CDLL(str(folder / n), mode=ctypes.RTLD_GLOBAL)
-            ctypes.CDLL(names[-1])
+                _load_library(str(folder / n), global_=True)
+            _load_library(names[-1])
         except OSError as e:
             return f"{names[-1]} in {folder} could not be loaded ({e})"
         log.info("CTranslate2's cuBLAS %d loaded from %s", major, folder)
+        _cublas_found = True
         return None
     return (
         f"CTranslate2 runs on CUDA through cuBLAS {major} ({names[-1]}), which is not installed here: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -124,9 +125,9 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_stages_only_times_every_stage_at_batch_1_and_8_and_writes_the_gpu_page(tmp_path: Path) -> None:
     out, md = tmp_path / "stages.json", tmp_path / "performance-gpu.md"
-    argv = ["demo", "--devices", "cpu", "--stages-only", "--json", str(out), "--markdown", str(md)]
+    argv = ["demo", "--devices", "cpu,cuda", "--stages-only", "--json", str(out), "--markdown", str(md)]
     run = subprocess.run([sys.executable, "-c", WITHOUT_QT, *argv], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0, run.stderr  # a device that falls back is reported, not a failure
     r = json.loads(out.read_text())
     assert r["kind"] == "stages" and r["failed"] == [] and r["settings"]["command"].endswith(str(md))
     cpu = r["stages"]["cpu"]
@@ -143,11 +144,19 @@ def test_stages_only_times_every_stage_at_batch_1_and_8_and_writes_the_gpu_page(
     assert r["machine"]["ctranslate2_cublas"]  # "found" or what to install
     assert cpu["status"]["face"].endswith("on CPU") and "asr" in cpu["status"]
     page = md.read_text()
-    assert (
-        page.startswith("# Performance on a GPU") and "emodesk bench demo --devices cpu --stages-only" in page
-    )
+    assert page.startswith("# Performance on a GPU") and "bench demo --devices cpu,cuda --stages-only" in page
     assert "| face path: tracking + every member, boxes given | 10 |" in page
     assert "face path: tracking" in run.stdout
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        # this machine's cuda pass: every model on the CPU, said so on each row, and nothing compared
+        cuda = r["stages"]["cuda"]
+        assert set(cuda["providers"].values()) <= {"CPUExecutionProvider", "cpu"}
+        assert "CUDA requested but onnxruntime has no CUDA provider" in cuda["status"]["face"]
+        assert r["stages"]["agreement"] == {} and "CUDA against the CPU" not in page
+        rows = [ln for ln in page.splitlines() if re.match(r"\| (`face-|whisper).* \| \d+ \| ", ln)]
+        assert rows and all(ln.endswith("(on the CPU) | — |") for ln in rows), rows
 
 
 def test_the_gpu_page_shows_fallbacks_speed_ups_and_agreement() -> None:
@@ -168,6 +177,9 @@ def test_the_gpu_page_shows_fallbacks_speed_ups_and_agreement() -> None:
     stages: dict[str, object] = {"cpu": dev("CPUExecutionProvider", "cpu", 24.0)}
     stages["cuda"] = dev("CUDAExecutionProvider", "cuda", 1.2)
     stages["cuda"]["outputs"] = {"face-a": [0.5004, 0.4996], "asr": "hello"}  # type: ignore[index]
+    for d in ("cpu", "cuda"):  # a member that fell back on the cuda pass: compared with nothing
+        stages[d]["outputs"]["face-b"] = [0.5, 0.5]  # type: ignore[index]
+        stages[d]["providers"]["face-b"] = "CPUExecutionProvider"  # type: ignore[index]
     stages["agreement"] = agreement(stages)
     assert stages["agreement"] == {"asr": True, "face-a": pytest.approx(4e-4)}
     machine = {"cpu": "X", "gpu": {"name": "NVIDIA H100", "memory": "80 GB", "driver": "580"}}

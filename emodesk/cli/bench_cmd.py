@@ -164,7 +164,7 @@ def run(argv: Sequence[str]) -> int:
             baseline["error"] = str(e)
             _log(f"baseline unavailable: {e}")
     stages = _stages(video if video is not None else demo_clip_path(), devices) if devices else {}
-    command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
+    command = _command(argv)
     settings = {"source": args.source, "audio": args.audio, "seconds": args.seconds, "frames": args.frames}
     settings["device"] = args.device
     settings["face_member_schedule"] = (
@@ -191,6 +191,11 @@ def run(argv: Sequence[str]) -> int:
         print(f"emodesk bench: measured with failures (report written): {'; '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command line a report and its page name, to regenerate them."""
+    return "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
 
 
 def _devices(spec: str | None) -> list[str]:
@@ -223,7 +228,7 @@ def _stages_only(
     from emodesk.bench.run import machine_info
 
     stages = _stages(clip, devices)
-    command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
+    command = _command(argv)
     report = rep.stages_report(stages, machine_info(), {"source": args.source, "command": command})
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if md is not None:
@@ -276,7 +281,7 @@ def _under_load(args: Any, argv: Sequence[str], out: Path, rotate: bool, reuse: 
         _log(f"paced pass under load: {args.seconds:.0f} s of {args.source}")
         paced = _paced(args, rotate, reuse)
         loadavg = load.samples.summary(since_s=measuring)
-    command = "emodesk bench " + " ".join(shlex.quote(a) for a in argv)
+    command = _command(argv)
     settings = {
         "source": args.source,
         "audio": args.audio,

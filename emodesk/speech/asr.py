@@ -329,6 +329,12 @@ def _fetch(name: str) -> str:
         ) from None
 
 
+def _max_new_tokens(n_samples: int) -> int:
+    """The decoder's token budget for an utterance of ``n_samples`` (speech runs at most a few
+    tokens a second; more is a loop)."""
+    return min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * n_samples / SAMPLE_RATE))
+
+
 def _cuda_devices() -> int:
     try:
         import ctranslate2
@@ -561,9 +567,7 @@ class Transcriber:
         """The texts of a batch from :meth:`encode_batch` (``n_samples``: each utterance's length, which
         bounds its tokens), in the configured language, without the loop check of
         :meth:`transcribe_full`."""
-        max_new = max(
-            min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * n / SAMPLE_RATE)) for n in n_samples
-        )
+        max_new = max(_max_new_tokens(n) for n in n_samples)
         try:
             results = self._model.model.generate(
                 encoded,
@@ -659,7 +663,7 @@ class Transcriber:
 
     def _decode(self, encoded: Any, n_samples: int, beam: int, language: str | None = None) -> _Decoded:
         """One greedy/beam pass over an encoder output."""
-        max_new = min(_MAX_NEW_TOKENS, int(_TOKENS_BASE + _TOKENS_PER_S * n_samples / SAMPLE_RATE))
+        max_new = _max_new_tokens(n_samples)
         prompt = self._prompt_for(language)
         result = self._model.model.generate(
             encoded,

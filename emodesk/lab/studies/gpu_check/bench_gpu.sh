@@ -5,7 +5,8 @@
 #   bench_gpu.sh prepare [MIB]   # here: fetch what that machine lacks, pack it, split it into parts of
 #                                # MIB MiB (default: what fits beside the working tree in a 64 MiB call)
 #   bench_gpu.sh parts           # how many parts there are
-#   bench_gpu.sh part K          # copy part K (0-based) alone into ./.stage, which the call carries
+#   bench_gpu.sh part K          # copy part K (0-based) alone into ./.stage (git ignores it: the
+#                                # device call must name it, carry: [".stage"])
 #   bench_gpu.sh receive         # there: keep ./.stage's part in /tmp/emodesk-stage (one call a part,
 #                                # back to back, so the machine stays warm)
 #   bench_gpu.sh run             # there, with every part received: unpack into /tmp/site, run
@@ -26,14 +27,16 @@ PLAT=(--only-binary=:all: --python-version 3.12 --implementation cp --platform m
       --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
 
 tree_mib() {  # what every call carries anyway: the tracked files
-  git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | awk '{print int($1 / 1048576) + 1}'
+  git ls-files -z | xargs -0 stat -c %s | awk '{ s += $1 } END { print int(s / 1048576) + 1 }'
 }
 
 case "${1:-}" in
   prepare)
     mib=${2:-$(( 62 - $(tree_mib) ))}
     [ "$mib" -ge 1 ] || { echo "the working tree leaves no room in a 64 MiB call"; exit 2; }
-    mkdir -p "$CACHE/dl" && cd "$CACHE"
+    # a fresh folder each time, so only the wheels named now are packed (pip's own cache spares the
+    # network a second download)
+    rm -rf "$CACHE/dl" && mkdir -p "$CACHE/dl" && cd "$CACHE"
     extra=(); [ "${WITH_CUBLAS12:-0}" = 1 ] && extra=(nvidia-cublas-cu12==12.9.1.4)
     python3 -m pip download -q --no-deps "${PLAT[@]}" -d dl "${WHEELS[@]}" "${extra[@]}" "$ORT"
     rm -rf x pack && mkdir -p x pack/wheels
@@ -54,7 +57,7 @@ case "${1:-}" in
     [ -f "$f" ] || { echo "no part $k: there are $(ls "$CACHE"/part.* | wc -l)"; exit 2; }
     cp "$f" .stage/ && du -sh .stage ;;
   receive)
-    mkdir -p "$RECV" && mv .stage/part.* "$RECV"/ && ls "$RECV" | wc -l ;;
+    mkdir -p "$RECV" && mv .stage/part.* "$RECV"/ && ls "$RECV"/part.* | wc -l ;;
   run)
     : "${OUT:?OUT: where the report and the page go}"
     site=/tmp/site && rm -rf "$site" "$RECV/pack" && mkdir -p "$site" "$RECV/pack"
