@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+DEVICES = ("cpu", "cuda")  # the columns of the stage tables (``bench --devices``), in this order
+
 # (key, what, limit, "min" | "max", unit): the budgets on a 2-core machine (issue "Performance")
 BUDGETS: tuple[tuple[str, str, float, str, str], ...] = (
     ("face.fps", "face path throughput, unpaced", 30.0, "min", "frames/s"),
@@ -253,9 +255,6 @@ def load_table(report: Mapping[str, Any]) -> str:
     shed = get(report, "speech.shed") or {}
     skipped = ", ".join(f"{k} {v}" for k, v in shed.items() if v and k not in ("max_backlog_s",)) or "nothing"
     return text_table(report) + f"\nshed under load: {skipped}"
-
-
-DEVICES = ("cpu", "cuda")
 
 
 def _stage_keys(stages: Mapping[str, Any], devs: list[str]) -> list[tuple[str, int]]:

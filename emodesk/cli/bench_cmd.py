@@ -187,6 +187,11 @@ def run(argv: Sequence[str]) -> int:
     failed = list(paced.get("failed", []))
     if video is not None and unpaced.get("fps") is None:
         failed.append(f"face path: {unpaced.get('why', 'no frame was scored')}")
+    return _exit_status(failed)
+
+
+def _exit_status(failed: Sequence[str]) -> int:
+    """1 with one line on stderr when something failed while measuring (the report is written), else 0."""
     if failed:
         print(f"emodesk bench: measured with failures (report written): {'; '.join(failed)}", file=sys.stderr)
         return 1
@@ -234,13 +239,7 @@ def _stages_only(
     if md is not None:
         md.write_text(rep.gpu_markdown(report, command=command), encoding="utf-8")
     print(rep.stages_table(report))
-    if report["failed"]:
-        print(
-            f"emodesk bench: measured with failures (report written): {'; '.join(report['failed'])}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _exit_status(report["failed"])
 
 
 LOAD_TARGET = 8.0  # 1-minute load average before the measured pass starts
@@ -293,13 +292,7 @@ def _under_load(args: Any, argv: Sequence[str], out: Path, rotate: bool, reuse: 
     report = rep.load_report(paced, what, loadavg, machine_info(), settings)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(rep.load_table(report))
-    if report["failed"]:
-        print(
-            f"emodesk bench: measured with failures (report written): {'; '.join(report['failed'])}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _exit_status(report["failed"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

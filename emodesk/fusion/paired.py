@@ -27,12 +27,12 @@ import numpy as np
 
 from emodesk.errors import InputError, LabelError
 from emodesk.evaluation.datasets import Row, _Labeler, earlier_in_group, load_rows, resolve_row_path
+from emodesk.inference.utterance_scorers import MAX_CONTEXT  # earlier utterances kept per row
 from emodesk.labels import LABELS
 from emodesk.readers import open_csv
 
 COLUMNS = ("face_path", "audio_path", "text", "label")
 CONTEXT_COLUMN = "text_context"  # optional: JSON list of the earlier utterances, most recent first
-MAX_TEXT_CONTEXT = 4  # earlier utterances kept per row (what a text member may read: MAX_CONTEXT)
 INPUTS = ("face", "voice", "text")
 
 
@@ -196,7 +196,7 @@ def _read_context(cell: str, where: str) -> tuple[str, ...]:
         value = None
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise InputError(f"{where}: {CONTEXT_COLUMN} must be a JSON list of strings, got {cell[:60]!r}")
-    return tuple(value[:MAX_TEXT_CONTEXT])
+    return tuple(value[:MAX_CONTEXT])
 
 
 def make_pairs(
@@ -222,9 +222,7 @@ def make_pairs(
     context: dict[int, tuple[str, ...]] = {}
     if "text" in given:
         rows = given["text"]
-        context = {
-            id(r): tuple(c) for r, c in zip(rows, earlier_in_group(rows, MAX_TEXT_CONTEXT), strict=True)
-        }
+        context = {id(r): tuple(c) for r, c in zip(rows, earlier_in_group(rows, MAX_CONTEXT), strict=True)}
     pools = {
         m: {y: [r for r in rows if r.label == y] for y in range(len(LABELS))} for m, rows in given.items()
     }

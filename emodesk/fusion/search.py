@@ -51,6 +51,7 @@ from emodesk.fusion.optimize.baselines import CMAES, DifferentialEvolution, Part
 from emodesk.fusion.optimize.problem import Callback
 from emodesk.fusion.paired import PairedRow
 from emodesk.inference.manifest import ModelManifest
+from emodesk.inference.utterance_scorers import text_context
 from emodesk.labels import N_LABELS
 
 if TYPE_CHECKING:
@@ -162,13 +163,6 @@ def _sessions(paths: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def _text_context(man: ModelManifest) -> int:
-    """How many earlier utterances a text member reads (its manifest's ``preprocessing.context``)."""
-    from emodesk.inference.utterance_scorers import MAX_CONTEXT
-
-    return man.fields("preprocessing").integer("context", 0, lo=0, hi=MAX_CONTEXT)
-
-
 def _context_key(row: PairedRow, n: int, said: dict[str, tuple[str, tuple[str, ...]]]) -> str | None:
     """The input of a context member for ``row``: its text alone, or with a digest of the (at most
     ``n``) utterances before it, remembered in ``said`` as (text, context) to score it with."""
@@ -210,7 +204,7 @@ def score_paired(
         mod = man.modality
         if mod not in ("face", "voice", "text"):
             raise InputError(f"model {man.id} is a {mod!r} model, not a fusion member")
-        n_context = _text_context(man) if mod == "text" else 0
+        n_context = text_context(man) if mod == "text" else 0
         said: dict[str, tuple[str, tuple[str, ...]]] = {}  # a context member's input → (text, context)
         col = [_context_key(r, n_context, said) if n_context else r.get(mod) for r in rows]
         uniq = sorted({x for x in col if x is not None})

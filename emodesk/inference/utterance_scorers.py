@@ -22,6 +22,13 @@ from emodesk.readers import Fields, check_number
 from emodesk.resources import sha256_file
 
 MAX_CONTEXT = 4  # earlier utterances a text model may read (manifest preprocessing "context")
+
+
+def text_context(manifest: ModelManifest) -> int:
+    """How many earlier utterances a text member reads: its manifest's ``preprocessing.context``."""
+    return manifest.fields("preprocessing").integer("context", 0, lo=0, hi=MAX_CONTEXT)
+
+
 #: an earlier transcript is context for a text member only if it ended at most this long before
 #: the current utterance began: after a longer pause the conversation has likely moved on
 CONTEXT_GAP_S = 30.0
@@ -330,7 +337,7 @@ class TextScorer(_OnnxMember):
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         # earlier utterances of the same stream the model reads after the current one (token type 1)
-        self.context = pre.integer("context", 0, lo=0, hi=MAX_CONTEXT)
+        self.context = text_context(model.manifest)
         self.max_current = pre.integer("max_current", self.max_length, lo=2, hi=self.max_length)
         if self.context and "token_type_ids" not in model.input_names:
             raise ModelError(

@@ -27,8 +27,8 @@ import numpy as np
 from emodesk import imaging, private
 from emodesk.errors import InputError
 from emodesk.fusion.paired import COLUMNS as PAIRED_COLUMNS
-from emodesk.fusion.paired import CONTEXT_COLUMN, MAX_TEXT_CONTEXT
-from emodesk.inference.utterance_scorers import context_before
+from emodesk.fusion.paired import CONTEXT_COLUMN
+from emodesk.inference.utterance_scorers import MAX_CONTEXT, context_before
 from emodesk.recording import files
 from emodesk.recording.format import SAMPLE_RATE, read_session_json
 from emodesk.recording.session import iter_video, read_audio, read_labels, read_records
@@ -156,7 +156,7 @@ def export_session(folder: Path | str, out: Path | str, *, face_every: float = 0
         lab = labels_at(changes, (t0 + t1) / 2)
         # the words of a transcript the recogniser doubted are not training text, nor context
         text = str(u.get("text", "")).strip() if u.get("trusted", True) is not False else ""
-        before = [w for _, w in context_before(said, t0)][:MAX_TEXT_CONTEXT]
+        before = [w for _, w in context_before(said, t0)][:MAX_CONTEXT]
         if text:
             said.append((t0, t1, text))
         if not lab:

